@@ -1,0 +1,160 @@
+"""The executor layer: run a computation in this process or through submitit, store its outcome.
+
+One interface for every backend: ``submit_array(executor, calls)`` sends a list of calls as one
+submitit batch (one Slurm array per ``MaxArraySize`` chunk); ``executor=None`` runs them here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import subprocess
+import traceback
+import typing as tp
+from pathlib import Path
+
+from .store import Entry, JobFailure
+
+if tp.TYPE_CHECKING:
+    import submitit
+
+logger = logging.getLogger(__name__)
+
+Cluster = tp.Literal[None, "auto", "local", "slurm", "debug"]
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
+
+
+def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: str) -> None:
+    """Job side: compute, then store the result (or the error) in the cache entry."""
+    entry = Entry(folder)
+    try:
+        value = function(obj)
+        entry.write_result(value)
+    except BaseException as e:
+        entry.write_error(e, traceback.format_exc())
+        raise
+
+
+class InlineJob:
+    """A computation that already ran in this process (cluster=None)."""
+
+    job_id = "inline"
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+
+    def done(self, force_check: bool = False) -> bool:
+        return True
+
+    @property
+    def state(self) -> str:
+        return "COMPLETED" if self.entry.has_result() else "FAILED"
+
+    def result(self) -> tp.Any:
+        if self.entry.has_result():
+            return self.entry.load_result()
+        raise self.entry.load_error()
+
+    def cancel(self, check: bool = True) -> None:
+        pass
+
+
+Job = tp.Union[InlineJob, "submitit.Job[tp.Any]"]
+
+
+@functools.lru_cache(maxsize=1)
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (a job array holds at most MaxArraySize - 1 tasks)."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return DEFAULT_MAX_ARRAY_SIZE
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize":
+            return int(value.strip())
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
+def chunk_size(executor: tp.Any) -> int:
+    return max(1, max_array_size() - 1) if _cluster_name(executor) == "slurm" else 1 << 30
+
+
+def _cluster_name(executor: tp.Any) -> str:
+    name = getattr(executor, "cluster", None)  # AutoExecutor
+    if name is None:
+        name = type(executor).__name__.replace("Executor", "").lower()
+    return str(name)
+
+
+def submit_array(
+    executor: "submitit.Executor | None",
+    calls: tp.Sequence[tuple[tp.Callable[..., tp.Any], tuple[tp.Any, ...]]],
+) -> list[tp.Any]:
+    """Submit every call as one batch per array chunk (non-blocking); return the jobs in order."""
+    if executor is None:
+        raise ValueError("submit_array needs a submitit executor")
+    jobs: list[tp.Any] = []
+    size = chunk_size(executor)
+    for start in range(0, len(calls), size):
+        with executor.batch():
+            chunk = [executor.submit(fn, *args) for fn, args in calls[start : start + size]]
+        jobs.extend(chunk)
+    return jobs
+
+
+def job_ref(job: tp.Any) -> dict[str, tp.Any]:
+    return {
+        "backend": type(job).__name__,
+        "job_id": str(job.job_id),
+        "folder": str(job.paths.folder),
+        "stderr": str(job.paths.stderr),
+    }
+
+
+def job_from_ref(ref: dict[str, tp.Any]) -> tp.Any:
+    import submitit
+
+    if ref["backend"] == "SlurmJob":
+        return submitit.SlurmJob(ref["folder"], ref["job_id"])
+    if ref["backend"] == "LocalJob":
+        return submitit.local.local.LocalJob(ref["folder"], ref["job_id"])
+    if ref["backend"] == "DebugJob":
+        return None
+    raise ValueError(f"Unknown job backend in job reference: {ref}")
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return Path(f"/proc/{pid}").exists()
+
+
+def ref_is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, str]:
+    """(running, state) of a submitted job, asked of its backend."""
+    backend = ref["backend"]
+    if backend == "LocalJob":
+        if job is not None and getattr(job, "_process", None) is not None:
+            state = job.state
+            return state == "RUNNING", state
+        alive = _pid_alive(ref["job_id"])
+        return alive, "RUNNING" if alive else "FINISHED"
+    if backend == "SlurmJob":
+        job = job if job is not None else job_from_ref(ref)
+        done = job.done()
+        return not done, str(job.state)
+    return False, "UNKNOWN"
+
+
+def failure_from_job(ref: dict[str, tp.Any], state: str) -> JobFailure:
+    return JobFailure(
+        f"Job {ref['job_id']} ended with state {state} without a result or a Python error "
+        f"(killed, out of time or memory?). Its log: {ref.get('stderr', '?')}"
+    )

@@ -1,0 +1,170 @@
+"""The cache store: one folder per uid, holding the configs, the result or the error, the job.
+
+Layout: ``<folder>/<module.Class.method>,<version>/<uid>/`` with
+``config.yaml`` (full config), ``uid.yaml`` (what the uid was computed from), ``result.pkl``
+(written to a temporary name then renamed, so its presence means "completed"), ``error.pkl`` and
+``error.txt`` for a failure, and ``job.json`` (the reference of the job computing it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+import yaml
+
+Status = tp.Literal["not submitted", "running", "completed", "failed"]
+
+RESULT = "result.pkl"
+ERROR = "error.pkl"
+ERROR_TEXT = "error.txt"
+JOB = "job.json"
+CONFIG = "config.yaml"
+UID_CONFIG = "uid.yaml"
+
+
+class CacheError(RuntimeError):
+    """A cache entry is unreadable or inconsistent."""
+
+
+class JobFailure(RuntimeError):
+    """A job ended without a result and without a Python exception (killed, timed out...)."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary sibling then rename: readers see the old file or the whole new one."""
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def dump_yaml(data: tp.Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+class Entry:
+    """The cache folder of one uid."""
+
+    __slots__ = ("folder",)
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"Entry({str(self.folder)!r})"
+
+    @property
+    def uid(self) -> str:
+        return self.folder.name
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    # status by file presence only: no unpickling, no Slurm query
+    def has_result(self) -> bool:
+        return (self.folder / RESULT).exists()
+
+    def has_error(self) -> bool:
+        return (self.folder / ERROR).exists()
+
+    def file_status(self) -> Status | None:
+        """completed/failed from files alone, None when the job must be asked."""
+        if self.has_result():
+            return "completed"
+        if self.has_error():
+            return "failed"
+        return None
+
+    def write_configs(self, full: dict[str, tp.Any], uid_cfg: dict[str, tp.Any]) -> None:
+        """Record the configs; an existing uid.yaml that disagrees means a uid collision."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        uid_path = self.folder / UID_CONFIG
+        if uid_path.exists():
+            try:
+                previous = yaml.safe_load(uid_path.read_text("utf8"))
+            except yaml.YAMLError:
+                previous = None  # unreadable: rewritten below
+            if previous is not None and previous != json.loads(json.dumps(uid_cfg)):
+                raise CacheError(
+                    f"Inconsistent uid config in {uid_path}:\nstored: {previous}\ncurrent: {uid_cfg}\n"
+                    "Two configs share one uid folder; remove that folder if it is stale."
+                )
+            if previous is not None:
+                if not (self.folder / CONFIG).exists():
+                    atomic_write(self.folder / CONFIG, dump_yaml(full).encode("utf8"))
+                return
+        atomic_write(self.folder / CONFIG, dump_yaml(full).encode("utf8"))
+        atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
+
+    def read_config(self) -> dict[str, tp.Any]:
+        return yaml.safe_load((self.folder / CONFIG).read_text("utf8"))  # type: ignore[no-any-return]
+
+    def write_result(self, value: tp.Any) -> None:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in (ERROR, ERROR_TEXT):
+            (self.folder / name).unlink(missing_ok=True)
+        atomic_write(self.folder / RESULT, data)
+
+    def load_result(self) -> tp.Any:
+        path = self.folder / RESULT
+        try:
+            with path.open("rb") as f:
+                return pickle.load(f)
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise CacheError(
+                f"Cached result {path} is unreadable ({type(e).__name__}: {e}); "
+                "remove it (or use mode='force') to recompute."
+            ) from e
+
+    def write_error(self, error: BaseException, traceback_text: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            data = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
+        except Exception:
+            data = pickle.dumps(JobFailure(f"{type(error).__name__}: {error}"))
+        atomic_write(self.folder / ERROR_TEXT, traceback_text.encode("utf8"))
+        atomic_write(self.folder / ERROR, data)
+
+    def load_error(self) -> BaseException:
+        try:
+            with (self.folder / ERROR).open("rb") as f:
+                error = pickle.load(f)
+        except Exception as e:
+            return JobFailure(f"Failed job with an unreadable error file in {self.folder}: {e}")
+        return error if isinstance(error, BaseException) else JobFailure(repr(error))
+
+    def error_text(self) -> str:
+        path = self.folder / ERROR_TEXT
+        return path.read_text("utf8") if path.exists() else ""
+
+    def write_job(self, ref: dict[str, tp.Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ref = {**ref, "submitted_at": time.time()}
+        atomic_write(self.folder / JOB, json.dumps(ref).encode("utf8"))
+
+    def read_job(self) -> dict[str, tp.Any] | None:
+        try:
+            return json.loads((self.folder / JOB).read_text("utf8"))  # type: ignore[no-any-return]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def clear(self) -> None:
+        """Forget the result, the error and the job; the configs stay (they define the uid)."""
+        for name in (RESULT, ERROR, ERROR_TEXT, JOB):
+            (self.folder / name).unlink(missing_ok=True)

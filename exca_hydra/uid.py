@@ -1,0 +1,193 @@
+"""The uid of a config: one function used by the Python API, the launcher and the sweeper.
+
+A uid is a readable prefix (the non-default values, dotted) plus a hash of the canonical
+config.  Fields equal to their default are left out so that adding a field with a default keeps
+old uids; discriminator tags (single-valued ``Literal`` fields) are always kept; infra fields are
+left out except their ``version``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import types
+import typing as tp
+from pathlib import PurePath
+
+import pydantic
+
+__all__ = ["uid_config", "uid_string", "compute_uid", "UidError"]
+
+MAX_PREFIX_CHARS = 120  # keeps the folder name far below the 255-byte limit
+MAX_ITEM_CHARS = 40
+HASH_CHARS = 16
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@%-]")
+_NO_DEFAULT: tp.Any = object()
+
+
+class UidError(TypeError):
+    """The config cannot be given a stable uid (e.g. a union of models without discriminator)."""
+
+
+class _Field(tp.NamedTuple):
+    name: str
+    default: tp.Any
+    is_tag: bool
+
+
+def _is_single_literal(annotation: tp.Any) -> bool:
+    return tp.get_origin(annotation) is tp.Literal and len(tp.get_args(annotation)) == 1
+
+
+def _model_members(annotation: tp.Any) -> list[type]:
+    """Model classes of a union annotation (Annotated and Optional unwrapped)."""
+    origin = tp.get_origin(annotation)
+    if origin is tp.Annotated:
+        return _model_members(tp.get_args(annotation)[0])
+    if origin is tp.Union or origin is types.UnionType:
+        out: list[type] = []
+        for arg in tp.get_args(annotation):
+            out.extend(_model_members(arg))
+        return out
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return []
+
+
+def _has_tag(cls: type[pydantic.BaseModel]) -> bool:
+    return any(_is_single_literal(f.annotation) for f in cls.model_fields.values())
+
+
+_PLANS: dict[type, tuple[tuple[_Field, ...], frozenset[str]]] = {}
+
+
+def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[str]]:
+    """Per class, once: the fields with their defaults, and the fields excluded from the uid."""
+    plan = _PLANS.get(cls)
+    if plan is not None:
+        return plan
+    fields = []
+    for name, info in cls.model_fields.items():
+        members = _model_members(info.annotation)
+        if len(members) > 1 and info.discriminator is None and not all(map(_has_tag, members)):
+            raise UidError(
+                f"Field {cls.__name__}.{name} is a union of models without a discriminator, so "
+                "two of its options could share a uid. Give each option a tag field and declare "
+                f"it, e.g. {name}: A | B = pydantic.Field(..., discriminator='name') with "
+                "name: Literal['a'] = 'a' on A."
+            )
+        if info.default_factory is not None:
+            takes_data = getattr(info, "default_factory_takes_data", False)
+            default = _NO_DEFAULT if takes_data else info.default_factory()  # type: ignore[call-arg]
+        elif info.is_required():
+            default = _NO_DEFAULT
+        else:
+            default = info.default
+        fields.append(_Field(name, default, _is_single_literal(info.annotation)))
+    excluded = getattr(cls, "_exclude_from_cls_uid", ())
+    if callable(excluded):
+        excluded = excluded()
+    plan = (tuple(fields), frozenset(excluded))
+    _PLANS[cls] = plan
+    return plan
+
+
+def _same(value: tp.Any, default: tp.Any) -> bool:
+    return type(value) is type(default) and value == default
+
+
+def _model_dict(model: pydantic.BaseModel, exclude: frozenset[str], prefix: str) -> dict[str, tp.Any]:
+    if getattr(model, "_exca_is_infra", False):
+        version = model.__dict__["version"]
+        return {} if version == "0" else {"version": version}
+    fields, cls_excluded = _plan(type(model))
+    values = model.__dict__
+    out: dict[str, tp.Any] = {}
+    for field in fields:
+        name = field.name
+        if name in cls_excluded:
+            continue
+        if exclude:
+            path = prefix + name
+            if path in exclude:
+                continue
+        value = values[name]
+        if not field.is_tag and _same(value, field.default):
+            continue
+        canon = _canon(value, exclude, prefix + name + "." if exclude else "")
+        if canon == {} and isinstance(value, pydantic.BaseModel) and not field.is_tag:
+            if field.default is not _NO_DEFAULT and type(field.default) is type(value):
+                continue  # e.g. an infra whose only uid field is at its default
+        out[name] = canon
+    return out
+
+
+def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "") -> tp.Any:
+    """JSON-ready canonical form of a value (models reduced to their uid fields)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, enum.Enum):
+            return _canon(value.value)
+        return value
+    if isinstance(value, pydantic.BaseModel):
+        return _model_dict(value, exclude, prefix)
+    if isinstance(value, dict):
+        return {str(k): _canon(v, exclude, f"{prefix}{k}." if exclude else "") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canon(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canon(v) for v in value), key=_dumps)
+    if isinstance(value, enum.Enum):
+        return _canon(value.value)
+    if isinstance(value, PurePath):
+        return str(value)
+    try:
+        from pydantic_core import to_jsonable_python
+
+        return to_jsonable_python(value)
+    except Exception as e:  # the value has no stable serialization
+        raise UidError(f"Cannot compute a uid for value {value!r} of type {type(value)}") from e
+
+
+def _dumps(obj: tp.Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def uid_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]:
+    """Nested dict of what identifies ``obj`` (a pydantic model or a plain dict config)."""
+    excluded = frozenset(exclude)
+    if isinstance(obj, pydantic.BaseModel):
+        return _model_dict(obj, excluded, "")
+    if isinstance(obj, dict):
+        return _canon(obj, excluded, "")  # type: ignore[no-any-return]
+    raise UidError(f"uid_config expects a pydantic model or a dict, got {type(obj)}")
+
+
+def _flatten(cfg: tp.Any, prefix: str, out: list[str]) -> None:
+    if isinstance(cfg, dict) and cfg:
+        for key in sorted(cfg):
+            _flatten(cfg[key], f"{prefix}{key}.", out)
+        return
+    value = cfg if isinstance(cfg, str) else _dumps(cfg)
+    if len(value) > MAX_ITEM_CHARS:
+        value = value[: MAX_ITEM_CHARS - 3] + "..."
+    out.append(f"{prefix[:-1]}={value}")
+
+
+def uid_string(cfg: dict[str, tp.Any]) -> str:
+    """Folder-safe uid of a uid config: ``a.b=1,c=x-<hash>``; at most ~140 ASCII chars."""
+    digest = hashlib.blake2b(_dumps(cfg).encode("utf8"), digest_size=HASH_CHARS // 2).hexdigest()
+    items: list[str] = []
+    if cfg:
+        _flatten(cfg, "", items)
+    prefix = _UNSAFE.sub("_", ",".join(items)) if items else "default"
+    if len(prefix) > MAX_PREFIX_CHARS:
+        prefix = prefix[:MAX_PREFIX_CHARS] + "..."
+    if prefix[0] in ".-":  # never a hidden file, never an option
+        prefix = "_" + prefix[1:]
+    return f"{prefix}-{digest}"
+
+
+def compute_uid(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> str:
+    return uid_string(uid_config(obj, exclude))

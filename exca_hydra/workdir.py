@@ -1,0 +1,71 @@
+"""A snapshot of the code for submitted jobs, so later edits never reach a running job."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import shutil
+import sys
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+import pydantic
+
+DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".hypothesis", ".pytest_cache", "*.egg-info")
+
+
+class WorkDir(pydantic.BaseModel):
+    """Copy ``copied`` paths into a fresh folder and submit from there."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    copied: list[Path] = []
+    includes: list[str] = []  # glob patterns of files to copy (all when empty)
+    excludes: list[str] = list(DEFAULT_EXCLUDES)
+
+    def _ignore(self, skip: set[Path]) -> tp.Callable[[str, list[str]], set[str]]:
+        def ignore(folder: str, names: list[str]) -> set[str]:
+            out = set()
+            for name in names:
+                path = Path(folder, name)
+                if path.resolve() in skip or any(fnmatch.fnmatch(name, p) for p in self.excludes):
+                    out.add(name)
+                elif self.includes and path.is_file():
+                    if not any(fnmatch.fnmatch(name, p) for p in self.includes):
+                        out.add(name)
+            return out
+
+        return ignore
+
+    def copy(self, root: Path) -> Path:
+        """Copy the paths into a new folder under ``root`` and return it."""
+        target = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        skip = {root.resolve()}
+        for source in self.copied:
+            source = Path(source).resolve()
+            if not source.exists():
+                raise FileNotFoundError(f"WorkDir: {source} does not exist")
+            if source.is_dir():
+                dest = target if source == Path.cwd().resolve() else target / source.name
+                shutil.copytree(source, dest, ignore=self._ignore(skip), dirs_exist_ok=True)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target / source.name)
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
+    @contextlib.contextmanager
+    def activate(self, root: Path) -> tp.Iterator[Path]:
+        """Submit from a fresh copy: jobs start in it and import the copied code first."""
+        target = self.copy(root)
+        previous = os.getcwd()
+        os.chdir(target)
+        sys.path.insert(0, str(target))
+        try:
+            yield target
+        finally:
+            os.chdir(previous)
+            if sys.path and sys.path[0] == str(target):
+                sys.path.pop(0)
