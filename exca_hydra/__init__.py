@@ -1,17 +1,37 @@
 """exca-hydra: validated, cached experiment sweeps with pydantic, Hydra and Slurm."""
 
-from .infra import Mode, TaskInfra
-from .store import Status
-from .uid import compute_uid, uid_config, uid_string
-from .workdir import WorkDir
+import typing as tp
 
 __version__ = "0.1.0"
-__all__ = ["TaskInfra", "WorkDir", "Mode", "Status", "compute_uid", "uid_config", "uid_string", "main"]
+
+# Lazy exports: the Hydra plugin imports submodules of this package on every app start, so
+# importing the package itself must not pull pydantic, hydra or submitit.
+_EXPORTS = {
+    "TaskInfra": "infra",
+    "Mode": "infra",
+    "WorkDir": "workdir",
+    "Status": "store",
+    "compute_uid": "uid",
+    "uid_config": "uid",
+    "uid_string": "uid",
+    "main": "app",
+    "to_model": "app",
+}
+__all__ = list(_EXPORTS)
+
+if tp.TYPE_CHECKING:
+    from .app import main, to_model
+    from .infra import Mode, TaskInfra
+    from .store import Status
+    from .uid import compute_uid, uid_config, uid_string
+    from .workdir import WorkDir
 
 
-def __getattr__(name: str):  # the Hydra bridge imports hydra: only load it when asked
-    if name == "main":
-        from .app import main
+def __getattr__(name: str) -> tp.Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'exca_hydra' has no attribute {name!r}")
+    import importlib
 
-        return main
-    raise AttributeError(name)
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,153 @@
+"""The Hydra bridge: composed DictConfig -> the app's pydantic model, with errors that name the field.
+
+``exca_hydra.main`` wraps ``hydra.main`` for a task function annotated with a pydantic model; the
+launcher and the sweeper find that model on the task function (``__exca_model__``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import typing as tp
+from dataclasses import dataclass
+
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+if tp.TYPE_CHECKING:
+    import pydantic
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+
+class ConfigValidationError(CompactHydraException):
+    """Configs that do not validate; printed by Hydra without a traceback."""
+
+    def __init__(self, message: str, errors: tp.Sequence[tp.Any] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+def _pydantic_errors(error: "pydantic.ValidationError") -> list[FieldError]:
+    out = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item.get("type") in ("extra_forbidden", "literal_error", "union_tag_invalid") or "input" in item:
+            value = item.get("input")
+            if not isinstance(value, (dict, list)):
+                message += f" (got {value!r})"
+        out.append(FieldError(field, message))
+    return out
+
+
+def task_container(cfg: DictConfig) -> dict[str, tp.Any]:
+    """The task part of a composed config, resolved: ``???`` and broken interpolations raise."""
+    keys = [key for key in cfg if key != "hydra"]
+    task_cfg = OmegaConf.masked_copy(cfg, keys) if "hydra" in cfg else cfg
+    return OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+
+
+def convert(cfg: DictConfig, model: type | None) -> tuple[tp.Any, list[FieldError]]:
+    """(instance or resolved dict, errors): every problem of one config, not just the first."""
+    try:
+        data = task_container(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "<config>"
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return None, [FieldError(str(key), f"{type(e).__name__}: {message}")]
+    if model is None:
+        return data, []
+    import pydantic
+
+    try:
+        return model.model_validate(data), []
+    except pydantic.ValidationError as e:
+        return None, _pydantic_errors(e)
+
+
+def format_errors(
+    failures: tp.Sequence[tuple[int, tp.Sequence[str], tp.Sequence[FieldError]]], total: int
+) -> str:
+    """One table for every invalid job: its number, its overrides, the field and the message."""
+    lines = [f"{len(failures)} of {total} job(s) have an invalid config; nothing was launched."]
+    for num, overrides, errors in failures:
+        lines.append(f"  #{num} : {' '.join(overrides) or '(no overrides)'}")
+        for error in errors:
+            lines.append(f"      {error.field}: {error.message}")
+    return "\n".join(lines)
+
+
+def model_of(function: tp.Callable[..., tp.Any]) -> type | None:
+    """The pydantic model a task function takes: its first parameter's annotation, or the class
+    of a method decorated with ``@infra.apply``."""
+    import pydantic
+
+    function = getattr(function, "__exca_function__", function)
+    if hasattr(function, "__exca_method__"):
+        owner: tp.Any = sys.modules[function.__module__]
+        for part in function.__qualname__.split(".")[:-1]:
+            owner = getattr(owner, part)
+        return owner  # type: ignore[no-any-return]
+    params = list(inspect.signature(function).parameters.values())
+    if not params:
+        return None
+    try:
+        hints = tp.get_type_hints(function)
+    except Exception:
+        hints = {}
+    annotation = hints.get(params[0].name)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    return None
+
+
+def to_model(cfg: DictConfig, model: type) -> tp.Any:
+    """Convert one composed config into ``model``, raising ConfigValidationError on failure."""
+    obj, errors = convert(cfg, model)
+    if errors:
+        lines = [f"Invalid config for {model.__name__}:"]
+        lines += [f"  {e.field}: {e.message}" for e in errors]
+        raise ConfigValidationError("\n".join(lines), errors)
+    return obj
+
+
+def main(
+    config_path: str | None = None,
+    config_name: str | None = None,
+    version_base: str | None = "1.3",
+) -> tp.Callable[[tp.Callable[[tp.Any], tp.Any]], tp.Callable[[], None]]:
+    """``hydra.main`` for a task taking the app's pydantic model, e.g. ``def main(cfg: Trainer)``
+    (or an ``@infra.apply`` method such as ``Trainer.run``)."""
+    import hydra
+
+    def decorator(function: tp.Callable[[tp.Any], tp.Any]) -> tp.Callable[[], None]:
+        model = model_of(function)
+        if model is None:
+            raise TypeError(
+                f"exca_hydra.main: annotate the first parameter of {function.__qualname__} with "
+                "the app's pydantic model (def main(cfg: MyModel)), or use hydra.main for a DictConfig task"
+            )
+        task = _Task(function, model)
+        return hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
+
+    return decorator
+
+
+class _Task:
+    """The task function handed to Hydra: validates the config, then calls the user's function."""
+
+    def __init__(self, function: tp.Callable[[tp.Any], tp.Any], model: type) -> None:
+        self.__exca_function__ = function
+        self.__exca_model__ = model
+        functools.update_wrapper(self, function)
+
+    def __call__(self, cfg: DictConfig) -> tp.Any:
+        obj = to_model(cfg, self.__exca_model__)
+        return self.__exca_function__(obj)

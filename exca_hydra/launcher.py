@@ -1,0 +1,423 @@
+"""The launcher: compose -> validate every job -> uid -> submit (local processes or a Slurm array)
+-> collect -> report.  The plugin classes in ``hydra_plugins`` only forward to ``launch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+import traceback
+import typing as tp
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydantic
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from . import app
+from .store import Entry, JobFailure
+from .uid import uid_config, uid_string
+
+logger = logging.getLogger(__name__)
+
+
+class LauncherParams(pydantic.BaseModel):
+    """Every ``hydra.launcher`` key, validated: an unknown key fails before anything runs."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
+    array_parallelism: int | None = None
+    max_array_size: int | None = None
+    # Slurm / submitit parameters, named as in hydra-submitit-launcher
+    submitit_folder: str = ".submitit/%j"
+    timeout_min: int | None = None
+    cpus_per_task: int | None = None
+    gpus_per_node: int | None = None
+    tasks_per_node: int | None = 1
+    mem_gb: float | None = None
+    nodes: int | None = 1
+    name: str | None = None
+    stderr_to_stdout: bool = False
+    partition: str | None = None
+    qos: str | None = None
+    comment: str | None = None
+    constraint: str | None = None
+    exclude: str | None = None
+    gres: str | None = None
+    cpus_per_gpu: int | None = None
+    gpus_per_task: int | None = None
+    mem_per_gpu: str | None = None
+    mem_per_cpu: str | None = None
+    account: str | None = None
+    signal_delay_s: int = 120
+    max_num_timeout: int = 0
+    additional_parameters: dict[str, tp.Any] = {}
+    setup: list[str] | None = None
+
+    def submitit_parameters(self) -> dict[str, tp.Any]:
+        generic = ("timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name", "stderr_to_stdout")
+        slurm = ("partition", "qos", "comment", "constraint", "exclude", "gres", "cpus_per_gpu",
+                 "gpus_per_task", "mem_per_gpu", "mem_per_cpu", "account", "signal_delay_s",
+                 "additional_parameters", "setup")  # fmt: skip
+        out = {key: getattr(self, key) for key in generic if getattr(self, key) is not None}
+        out.update({f"slurm_{key}": getattr(self, key) for key in slurm if getattr(self, key) not in (None, {})})
+        out["slurm_array_parallelism"] = self.array_parallelism or 256
+        return out
+
+
+class LocalLauncherParams(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    folder: str | None = None
+    array_parallelism: int | None = None
+
+
+@dataclass
+class Job:
+    """One validated job of the sweep."""
+
+    num: int
+    overrides: list[str]
+    config: DictConfig
+    obj: tp.Any
+    entry: Entry | None = None
+    uid: str | None = None
+    result: JobReturn | None = field(default=None, repr=False)
+
+
+# ----- compose, validate, uid -----
+def compose(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> DictConfig:
+    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.job.id = f"{num}"
+        cfg.hydra.job.num = num
+    return cfg
+
+
+def prepare(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int) -> list[Job]:
+    """Compose and validate every job; raise one error listing every invalid job."""
+    model = getattr(launcher.task_function, "__exca_model__", None)
+    composed: list[DictConfig] | None = getattr(launcher, "_exca_composed", None)
+    launcher._exca_composed = None  # handed over by the exca sweeper: used once
+    jobs, failures = [], []
+    for i, overrides in enumerate(job_overrides):
+        num = initial_job_idx + i
+        cfg = composed[i] if composed is not None else compose(launcher, overrides, num)
+        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the task's values
+        obj, errors = app.convert(cfg, model)
+        if errors:
+            failures.append((num, filter_overrides(overrides), errors))
+        else:
+            jobs.append(Job(num, list(overrides), cfg, obj))
+    if failures:
+        raise app.ConfigValidationError(app.format_errors(failures, len(job_overrides)), failures)
+    return jobs
+
+
+def cache_folder_of(params: LauncherParams, obj: tp.Any) -> Path | None:
+    if params.folder:
+        return Path(params.folder).expanduser().absolute()
+    for infra in _infras(obj):
+        if infra.folder is not None:
+            return Path(infra.folder)
+    return None
+
+
+def _infras(obj: tp.Any) -> list[tp.Any]:
+    if isinstance(obj, pydantic.BaseModel):
+        return [v for v in obj.__dict__.values() if getattr(v, "_exca_is_infra", False)]
+    return []
+
+
+def method_dir_name(task_function: tp.Any, obj: tp.Any) -> str:
+    from .infra import module_name
+
+    function = getattr(task_function, "__exca_function__", task_function)
+    function = getattr(function, "__exca_method__", function)
+    infras = _infras(obj)
+    version = infras[0].version if infras else "0"
+    if hasattr(getattr(task_function, "__exca_function__", None), "__exca_method__"):
+        cls = type(obj)  # same folder as obj.method() from Python
+        return f"{module_name(cls)}.{cls.__qualname__}.{function.__name__},{version}"
+    module = function.__module__
+    if module == "__main__":
+        module = module_name(type("_", (), {"__module__": "__main__"}))
+    return f"{module}.{function.__qualname__},{version}"
+
+
+def assign_entries(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
+    for job in jobs:
+        root = cache_folder_of(params, job.obj)
+        if root is None:
+            continue
+        uid_cfg = uid_config(job.obj)
+        job.uid = uid_string(uid_cfg)
+        job.entry = Entry(root / method_dir_name(launcher.task_function, job.obj) / job.uid)
+
+
+# ----- job side -----
+class CachedTask:
+    """The task run inside ``run_job``: convert, compute (or read the cache), store."""
+
+    def __init__(self, task_function: tp.Any, entry_folder: str | None) -> None:
+        self.task_function = task_function
+        self.entry_folder = entry_folder
+
+    def __call__(self, cfg: DictConfig) -> tp.Any:
+        model = getattr(self.task_function, "__exca_model__", None)
+        if model is not None:
+            obj = app.to_model(cfg, model)
+            function = self.task_function.__exca_function__
+            compute = getattr(function, "__exca_method__", function)
+        else:
+            obj, compute = cfg, self.task_function
+        if self.entry_folder is None:
+            return compute(obj)
+        entry = Entry(self.entry_folder)
+        if entry.has_result():
+            return entry.load_result()
+        from .executor import run_and_store
+
+        run_and_store(compute, obj, self.entry_folder)
+        return entry.load_result()
+
+
+@dataclass
+class Payload:
+    """What every job of one launch shares; written once per array, not once per job."""
+
+    hydra_context: tp.Any
+    task_function: tp.Any
+    singleton_state: tp.Any
+    configs: list[DictConfig]
+    entries: list[str | None]
+
+
+def run_one(payload: Payload, index: int, job_id: str | None = None) -> JobReturn:
+    cfg = payload.configs[index]
+    if job_id is not None:
+        with read_write(cfg.hydra), open_dict(cfg):
+            cfg.hydra.job.id = job_id
+    return run_job(
+        hydra_context=payload.hydra_context,
+        task_function=CachedTask(payload.task_function, payload.entries[index]),
+        config=cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+_LOADED: dict[str, Payload] = {}
+
+
+class SlurmJobCall:
+    """The callable submitit pickles for each array task: a path and an index, a few bytes."""
+
+    def __init__(self, payload_path: str, index: int) -> None:
+        self.payload_path = payload_path
+        self.index = index
+
+    def __call__(self) -> JobReturn:
+        payload = _LOADED.get(self.payload_path)
+        if payload is None:
+            import cloudpickle
+
+            with open(self.payload_path, "rb") as f:
+                payload = cloudpickle.load(f)
+            Singleton.set_state(payload.singleton_state)
+            setup_globals()
+            _LOADED[self.payload_path] = payload
+        import submitit
+
+        return run_one(payload, self.index, submitit.JobEnvironment().job_id)
+
+
+# ----- backends -----
+def _failed(job: Job, error: BaseException) -> JobReturn:
+    ret = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=None, working_dir=None, task_name=None)
+    ret.status = JobStatus.FAILED
+    ret.return_value = error
+    return ret
+
+
+class _Progress:
+    """Plain log lines of done/failed counts, at most every few seconds."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.last = 0.0
+
+    def update(self, done: int, failed: int, running: int, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last > 5:
+            self.last = now
+            logger.info("Progress: %d/%d done (%d failed, %d running)", done, self.total, failed, running)
+
+
+def run_local(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
+    """Fork one process per job, at most ``array_parallelism`` at once: no interpreter start-up,
+    and a crashed job only loses itself."""
+    payload = _payload(launcher, jobs)
+    folder = Path(str(launcher.config.hydra.sweep.dir)) / ".exca"
+    folder.mkdir(parents=True, exist_ok=True)
+    limit = params.array_parallelism or os.cpu_count() or 1
+    running: dict[int, int] = {}  # pid -> job index
+    pending = list(range(len(jobs)))
+    progress = _Progress(len(jobs))
+    done = failed = 0
+    while pending or running:
+        while pending and len(running) < limit:
+            index = pending.pop(0)
+            pid = os.fork()
+            if pid == 0:  # child: run the job, write its JobReturn, leave without cleanup handlers
+                code = 0
+                try:
+                    ret = run_one(payload, index, str(os.getpid()))
+                    _write_return(folder / f"{index}.pkl", ret)
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                finally:
+                    os._exit(code)
+            running[pid] = index
+        pid, status = os.wait()
+        index = running.pop(pid)
+        job = jobs[index]
+        result_path = folder / f"{index}.pkl"
+        if result_path.exists():
+            with result_path.open("rb") as f:
+                job.result = pickle.load(f)
+            result_path.unlink()
+        else:
+            reason = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
+            job.result = _failed(job, JobFailure(f"Job #{job.num} process died ({reason}) before returning"))
+        done += 1
+        failed += job.result.status == JobStatus.FAILED
+        progress.update(done, failed, len(running))
+
+
+def _write_return(path: Path, ret: JobReturn) -> None:
+    try:
+        data = pickle.dumps(ret)
+    except Exception as e:  # e.g. an unpicklable return value
+        ret.status = JobStatus.FAILED
+        ret._return_value = RuntimeError(f"The job's return value cannot be pickled: {e}")
+        data = pickle.dumps(ret)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _payload(launcher: tp.Any, jobs: tp.Sequence[Job]) -> Payload:
+    return Payload(
+        hydra_context=launcher.hydra_context,
+        task_function=launcher.task_function,
+        singleton_state=Singleton.get_state(),
+        configs=[job.config for job in jobs],
+        entries=[str(job.entry.folder) if job.entry else None for job in jobs],
+    )
+
+
+def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
+    import cloudpickle
+    import submitit
+
+    from . import executor as _exec
+
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    submitit_folder = Path(params.submitit_folder)
+    if not submitit_folder.is_absolute():
+        submitit_folder = sweep_dir / submitit_folder
+    executor = submitit.AutoExecutor(folder=submitit_folder, cluster="slurm", slurm_max_num_timeout=params.max_num_timeout)
+    executor.update_parameters(**params.submitit_parameters())
+    size = (params.max_array_size or _exec.max_array_size()) - 1
+    payload_dir = submitit_folder.parent if "%" in submitit_folder.name else submitit_folder
+    payload_dir.mkdir(parents=True, exist_ok=True)
+    payload_path = payload_dir / f"payload-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pkl"
+    with payload_path.open("wb") as f:
+        cloudpickle.dump(_payload(launcher, jobs), f)
+    sub_jobs: list[tp.Any] = []
+    for start in range(0, len(jobs), max(1, size)):
+        with executor.batch():
+            for index in range(start, min(start + size, len(jobs))):
+                sub_jobs.append(executor.submit(SlurmJobCall(str(payload_path), index)))
+    for job, sub in zip(jobs, sub_jobs):
+        logger.info("\t#%d : %s -> Slurm job %s", job.num, " ".join(filter_overrides(job.overrides)), sub.job_id)
+        if job.entry is not None:
+            job.entry.write_job(_exec.job_ref(sub))
+    _collect(jobs, sub_jobs)
+
+
+def _collect(jobs: tp.Sequence[Job], sub_jobs: tp.Sequence[tp.Any]) -> None:
+    """Wait for every task; a killed task becomes a FAILED JobReturn, the others are kept."""
+    progress = _Progress(len(jobs))
+    waiting = set(range(len(jobs)))
+    failed = 0
+    delay = 0.5
+    while waiting:
+        for index in sorted(waiting):
+            sub = sub_jobs[index]
+            if not sub.done():
+                continue
+            waiting.discard(index)
+            job = jobs[index]
+            try:
+                job.result = sub.result()
+            except Exception as e:
+                log = getattr(getattr(sub, "paths", None), "stderr", "?")
+                job.result = _failed(job, JobFailure(f"Slurm job {sub.job_id} ({sub.state}) failed: {e}\nlog: {log}"))
+                if job.entry is not None and not job.entry.has_result():
+                    job.entry.write_error(job.result._return_value, "")
+            failed += job.result.status == JobStatus.FAILED
+        progress.update(len(jobs) - len(waiting), failed, len(waiting))
+        if waiting:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+
+def summary(jobs: tp.Sequence[Job]) -> str:
+    lines = ["Sweep summary:", f"  {'#':>4}  {'status':<9} {'uid':<40} overrides"]
+    for job in jobs:
+        status = job.result.status.name if job.result is not None else "?"
+        lines.append(f"  {job.num:>4}  {status:<9} {(job.uid or '-')[:40]:<40} {' '.join(filter_overrides(job.overrides))}")
+    return "\n".join(lines)
+
+
+def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in launcher.params.items()}
+    try:
+        params = LauncherParams(**raw)
+        if launcher.cluster == "local":  # the Slurm fields mean nothing locally
+            LocalLauncherParams(**raw)
+    except pydantic.ValidationError as e:
+        errors = "\n".join(f"  hydra.launcher.{err.field}: {err.message}" for err in app._pydantic_errors(e))
+        raise app.ConfigValidationError(f"Invalid launcher parameters:\n{errors}") from None
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    jobs = prepare(launcher, job_overrides, initial_job_idx)
+    assign_entries(launcher, params, jobs)
+    for job in jobs:
+        if job.entry is not None:
+            job.entry.write_configs(_full_config(job.obj), uid_config(job.obj))
+    logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(jobs))
+    if launcher.cluster == "slurm":
+        run_slurm(launcher, params, jobs)
+    else:
+        for job in jobs:
+            logger.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+        run_local(launcher, params, jobs)
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    logger.info(summary(jobs))
+    return [job.result for job in jobs]  # type: ignore[misc]
+
+
+def _full_config(obj: tp.Any) -> dict[str, tp.Any]:
+    if isinstance(obj, pydantic.BaseModel):
+        return obj.model_dump(mode="json")
+    return tp.cast(dict, obj)
