@@ -14,7 +14,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from .store import Entry, JobFailure
+from .store import Entry, JobFailure, Status
 
 if tp.TYPE_CHECKING:
     import submitit
@@ -134,7 +134,10 @@ def _pid_alive(pid: str) -> bool:
         return False
     except PermissionError:
         return True
-    return Path(f"/proc/{pid}").exists()
+    try:  # a killed child of this process stays a zombie until reaped: it is not running
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return not Path("/proc/self").exists()  # no procfs: trust os.kill
 
 
 def ref_is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, str]:
@@ -158,3 +161,21 @@ def failure_from_job(ref: dict[str, tp.Any], state: str) -> JobFailure:
         f"Job {ref['job_id']} ended with state {state} without a result or a Python error "
         f"(killed, out of time or memory?). Its log: {ref.get('stderr', '?')}"
     )
+
+
+def entry_status(entry: Entry) -> Status:
+    """Files first (one stat each); the backend is asked only about submitted, unfinished jobs."""
+    status = entry.file_status()
+    if status is not None:
+        return status
+    ref = entry.read_job()
+    if ref is None:
+        return "not submitted"
+    running, state = ref_is_running(ref)
+    if running:
+        return "running"
+    status = entry.file_status()  # it may have finished in between
+    if status is not None:
+        return status
+    entry.write_error(failure_from_job(ref, state), "")
+    return "failed"

@@ -313,22 +313,7 @@ class TaskInfra(pydantic.BaseModel):
 
     def status(self) -> Status:
         entry = self._entry()
-        if entry is None:
-            return "not submitted"
-        status = entry.file_status()
-        if status is not None:
-            return status
-        ref = entry.read_job()
-        if ref is None:
-            return "not submitted"
-        running, state = _exec.ref_is_running(ref)
-        if running:
-            return "running"
-        status = entry.file_status()  # it may have finished in between
-        if status is not None:
-            return status
-        entry.write_error(_exec.failure_from_job(ref, state), "")
-        return "failed"
+        return "not submitted" if entry is None else _exec.entry_status(entry)
 
     def job(self) -> tp.Any:
         """The job computing this config: reattached if submitted, submitted otherwise."""

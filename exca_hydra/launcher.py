@@ -101,12 +101,10 @@ def compose(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> DictConf
 def prepare(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int) -> list[Job]:
     """Compose and validate every job; raise one error listing every invalid job."""
     model = getattr(launcher.task_function, "__exca_model__", None)
-    composed: list[DictConfig] | None = getattr(launcher, "_exca_composed", None)
-    launcher._exca_composed = None  # handed over by the exca sweeper: used once
     jobs, failures = [], []
     for i, overrides in enumerate(job_overrides):
         num = initial_job_idx + i
-        cfg = composed[i] if composed is not None else compose(launcher, overrides, num)
+        cfg = compose(launcher, overrides, num)
         HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the task's values
         obj, errors = app.convert(cfg, model)
         if errors:
@@ -118,9 +116,10 @@ def prepare(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], init
     return jobs
 
 
-def cache_folder_of(params: LauncherParams, obj: tp.Any) -> Path | None:
-    if params.folder:
-        return Path(params.folder).expanduser().absolute()
+def cache_folder_of(folder: str | None, obj: tp.Any) -> Path | None:
+    """The cache root: the launcher's (or sweeper's) ``folder``, else the model's infra folder."""
+    if folder:
+        return Path(folder).expanduser().absolute()
     for infra in _infras(obj):
         if infra.folder is not None:
             return Path(infra.folder)
@@ -149,14 +148,13 @@ def method_dir_name(task_function: tp.Any, obj: tp.Any) -> str:
     return f"{module}.{function.__qualname__},{version}"
 
 
-def assign_entries(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
+def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[Job]) -> None:
     for job in jobs:
-        root = cache_folder_of(params, job.obj)
+        root = cache_folder_of(folder, job.obj)
         if root is None:
             continue
-        uid_cfg = uid_config(job.obj)
-        job.uid = uid_string(uid_cfg)
-        job.entry = Entry(root / method_dir_name(launcher.task_function, job.obj) / job.uid)
+        job.uid = uid_string(uid_config(job.obj))
+        job.entry = Entry(root / method_dir_name(task_function, job.obj) / job.uid)
 
 
 # ----- job side -----
@@ -400,8 +398,11 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    jobs = prepare(launcher, job_overrides, initial_job_idx)
-    assign_entries(launcher, params, jobs)
+    jobs: list[Job] | None = getattr(launcher, "_exca_jobs", None)
+    launcher._exca_jobs = None  # composed and validated by the exca sweeper: used once
+    if jobs is None:
+        jobs = prepare(launcher, job_overrides, initial_job_idx)
+        assign_entries(launcher.task_function, params.folder, jobs)
     for job in jobs:
         if job.entry is not None:
             job.entry.write_configs(_full_config(job.obj), uid_config(job.obj))

@@ -52,3 +52,16 @@ class ExcaSlurmConf(BaseExcaConf):
 
 ConfigStore.instance().store(group="hydra/launcher", name="exca_local", node=ExcaLocalConf, provider="exca_hydra")
 ConfigStore.instance().store(group="hydra/launcher", name="exca_slurm", node=ExcaSlurmConf, provider="exca_hydra")
+
+
+@dataclass
+class ExcaSweeperConf:
+    _target_: str = f"{_PLUGINS}.sweeper.ExcaSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+    mode: str = "cached"  # cached | retry | force | read-only
+    dry_run: bool = False
+    folder: Optional[str] = None  # cache root when the launcher has none
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="exca", node=ExcaSweeperConf, provider="exca_hydra")

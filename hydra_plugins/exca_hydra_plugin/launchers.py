@@ -14,7 +14,7 @@ class BaseExcaLauncher(Launcher):
         self.config: Any = None
         self.hydra_context: Any = None
         self.task_function: Any = None
-        self._exca_composed: Any = None  # configs already composed by the exca sweeper
+        self._exca_jobs: Any = None  # jobs already composed and validated by the exca sweeper
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config

@@ -1,0 +1,147 @@
+"""The cache-aware sweeper: expand the sweep, validate every job, skip the uids already computed,
+launch the rest with stable job numbers, and return one JobReturn per job in order."""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as tp
+from pathlib import Path
+
+import pydantic
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from omegaconf import OmegaConf
+
+from . import app
+from .executor import entry_status
+from .launcher import Job, assign_entries, prepare
+from .store import Status
+
+logger = logging.getLogger(__name__)
+
+SweepMode = tp.Literal["cached", "retry", "force", "read-only"]
+
+
+class SweeperParams(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    mode: SweepMode = "cached"
+    dry_run: bool = False
+    folder: str | None = None  # cache root when the launcher has none
+
+
+def expand(sweeper: tp.Any, params: SweeperParams, arguments: list[str]) -> list[list[list[str]]]:
+    """Hydra's basic sweep syntax (lists, range, choice, glob), in batches of max_batch_size."""
+    extra = [f"{k}={v}" for k, v in (params.params or {}).items()]
+    parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
+    overrides = parser.parse_overrides(extra + list(arguments))
+    return BasicSweeper.split_arguments(overrides, params.max_batch_size)  # type: ignore[no-any-return]
+
+
+def _to_run(status: Status, mode: SweepMode) -> bool:
+    if mode == "force":
+        return True
+    if mode == "read-only":
+        return False
+    return status == "not submitted" or (status == "failed" and mode == "retry")
+
+
+def _cached_return(job: Job, status: Status) -> JobReturn:
+    ret = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=None, working_dir=None, task_name=None)
+    assert job.entry is not None
+    if status == "completed":
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = job.entry.load_result()
+    else:
+        ret.status = JobStatus.FAILED
+        ret.return_value = job.entry.load_error() if status == "failed" else RuntimeError(
+            f"Job #{job.num} ({' '.join(job.overrides)}) is not computed (mode=read-only)"
+        )
+    return ret
+
+
+def dry_run_table(jobs: tp.Sequence[Job], statuses: tp.Sequence[str]) -> str:
+    lines = [f"{'#':>5}  {'status':<13} {'uid':<50} overrides"]
+    for job, status in zip(jobs, statuses):
+        lines.append(f"{job.num:>5}  {status:<13} {(job.uid or '-'):<50} {' '.join(filter_overrides(job.overrides))}")
+    return "\n".join(lines)
+
+
+def _wait_running(jobs: tp.Sequence[Job]) -> None:
+    """Jobs submitted by an earlier, interrupted invocation: wait for them instead of resubmitting."""
+    waiting = [job for job in jobs if job.entry is not None]
+    delay = 0.5
+    while waiting:
+        waiting = [job for job in waiting if entry_status(job.entry) == "running"]  # type: ignore[arg-type]
+        if waiting:
+            logger.info("Waiting for %d job(s) already running", len(waiting))
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+
+def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
+    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in sweeper.params.items()}
+    try:
+        params = SweeperParams(**raw)
+    except pydantic.ValidationError as e:
+        errors = "\n".join(f"  hydra.sweeper.{err.field}: {err.message}" for err in app._pydantic_errors(e))
+        raise app.ConfigValidationError(f"Invalid sweeper parameters:\n{errors}") from None
+    batches = expand(sweeper, params, arguments)
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
+
+    # validate the whole sweep before the first batch runs
+    all_overrides = [job for batch in batches for job in batch]
+    jobs = prepare(sweeper, all_overrides, 0)
+    launcher = sweeper.launcher
+    folder = params.folder or (getattr(launcher, "params", None) or {}).get("folder")
+    assign_entries(sweeper.task_function, folder, jobs)
+    statuses: list[Status] = [entry_status(job.entry) if job.entry else "not submitted" for job in jobs]
+
+    if params.dry_run:
+        print(dry_run_table(jobs, statuses))
+        return []
+    to_run = [job.entry is None or _to_run(status, params.mode) for job, status in zip(jobs, statuses)]
+    running = [job for job, status, run in zip(jobs, statuses, to_run) if status == "running" and not run]
+    logger.info(
+        "Exca sweeper: %d job(s): %d cached, %d running, %d to run (mode=%s)",
+        len(jobs), statuses.count("completed"), len(running), sum(to_run), params.mode,
+    )
+    _wait_running(running)
+
+    uses_exca_launcher = hasattr(launcher, "_exca_jobs")
+    returns: list[list[JobReturn]] = []
+    start = 0
+    for batch in batches:
+        batch_jobs = jobs[start : start + len(batch)]
+        start += len(batch)
+        results: dict[int, JobReturn] = {}
+        index = 0
+        while index < len(batch_jobs):  # one launch per contiguous run of jobs to run: numbers stay stable
+            if not to_run[batch_jobs[index].num]:
+                job = batch_jobs[index]
+                results[job.num] = _cached_return(job, entry_status(job.entry) if job.entry else "not submitted")
+                index += 1
+                continue
+            end = index
+            while end < len(batch_jobs) and to_run[batch_jobs[end].num]:
+                end += 1
+            chunk = batch_jobs[index:end]
+            for job in chunk:
+                if job.entry is not None:
+                    job.entry.clear()  # force/retry: the job side must not read the old outcome
+            if uses_exca_launcher:
+                launcher._exca_jobs = chunk
+            rets = launcher.launch([job.overrides for job in chunk], initial_job_idx=chunk[0].num)
+            for job, ret in zip(chunk, rets):
+                results[job.num] = ret
+            index = end
+        returns.append([results[job.num] for job in batch_jobs])
+    failed = [ret for batch in returns for ret in batch if ret.status == JobStatus.FAILED]
+    if failed:
+        _ = failed[0].return_value  # like Hydra's basic sweeper: raise the first failure, after every job ran
+    return returns
