@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import types
 import typing as tp
 from dataclasses import dataclass
 
@@ -135,9 +136,23 @@ def main(
                 "the app's pydantic model (def main(cfg: MyModel)), or use hydra.main for a DictConfig task"
             )
         task = _Task(function, model)
+        caller = sys._getframe(1)
+        if caller.f_globals.get("__name__") != getattr(function, "__module__", None):
+            # e.g. main(...)(Trainer.run) with Trainer imported: Hydra locates config_path and names
+            # the job from the task's module (after unwrapping __wrapped__); make that the caller's
+            task.__wrapped__ = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
         return hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
 
     return decorator
+
+
+def _locator(module: str, filename: str) -> tp.Callable[[], None]:
+    """A function that Hydra's calling-file/module detection attributes to ``module``/``filename``."""
+
+    def located() -> None:
+        pass
+
+    return types.FunctionType(located.__code__.replace(co_filename=filename), {"__name__": module})
 
 
 class _Task:

@@ -34,7 +34,7 @@ class LauncherParams(pydantic.BaseModel):
     array_parallelism: int | None = None
     max_array_size: int | None = None
     # Slurm / submitit parameters, named as in hydra-submitit-launcher
-    submitit_folder: str = ".submitit/%j"
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     timeout_min: int | None = None
     cpus_per_task: int | None = None
     gpus_per_node: int | None = None
@@ -326,10 +326,7 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
 
     from . import executor as _exec
 
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
-    submitit_folder = Path(params.submitit_folder)
-    if not submitit_folder.is_absolute():
-        submitit_folder = sweep_dir / submitit_folder
+    submitit_folder = Path(params.submitit_folder).absolute()  # relative to the cwd, like hydra.sweep.dir
     executor = submitit.AutoExecutor(folder=submitit_folder, cluster="slurm", slurm_max_num_timeout=params.max_num_timeout)
     executor.update_parameters(**params.submitit_parameters())
     size = (params.max_array_size or _exec.max_array_size()) - 1

@@ -65,8 +65,9 @@ def _cached_return(job: Job, status: Status) -> JobReturn:
 
 def dry_run_table(jobs: tp.Sequence[Job], statuses: tp.Sequence[str]) -> str:
     lines = [f"{'#':>5}  {'status':<13} {'uid':<50} overrides"]
+    names = {"completed": "cached", "not submitted": "missing"}
     for job, status in zip(jobs, statuses):
-        lines.append(f"{job.num:>5}  {status:<13} {(job.uid or '-'):<50} {' '.join(filter_overrides(job.overrides))}")
+        lines.append(f"{job.num:>5}  {names.get(status, status):<13} {(job.uid or '-'):<50} {' '.join(filter_overrides(job.overrides))}")
     return "\n".join(lines)
 
 
