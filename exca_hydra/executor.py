@@ -28,12 +28,46 @@ DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: str) -> None:
     """Job side: compute, then store the result (or the error) in the cache entry."""
     entry = Entry(folder)
+    _RUNNING.append(obj)
     try:
         value = function(obj)
         entry.write_result(value)
     except BaseException as e:
         entry.write_error(e, traceback.format_exc())
         raise
+    finally:
+        _RUNNING.remove(obj)
+
+
+_RUNNING: list[tp.Any] = []  # configs being computed in this process (for the checkpoint hook)
+
+
+def checkpoint_running() -> None:
+    """Before a requeue (timeout, preemption): let each running config save its state through
+    its ``checkpoint()`` method, if it has one; the requeued job starts over and can resume."""
+    for obj in list(_RUNNING):
+        hook = getattr(obj, "checkpoint", None)
+        if callable(hook):
+            hook()
+
+
+class StoreCall:
+    """The callable submitted for one config; submitit requeues it on timeout or preemption
+    (it follows submitit's Checkpointable protocol: a ``checkpoint`` method)."""
+
+    def __init__(self, function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: str) -> None:
+        self.function = function
+        self.obj = obj
+        self.folder = folder
+
+    def __call__(self) -> None:
+        run_and_store(self.function, self.obj, self.folder)
+
+    def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        import submitit
+
+        checkpoint_running()
+        return submitit.helpers.DelayedSubmission(self)
 
 
 class InlineJob:

@@ -100,6 +100,40 @@ def _hook_owner(owner: type) -> None:
     owner.__exca_hooked__ = True  # type: ignore[attr-defined]
 
 
+def _submodels(annotation: tp.Any, out: set[type]) -> None:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        if annotation not in out:
+            out.add(annotation)
+            for info in annotation.model_fields.values():
+                _submodels(info.annotation, out)
+        return
+    for arg in tp.get_args(annotation):
+        _submodels(arg, out)
+
+
+def _forbid_extra_in_submodels(owner: type) -> None:
+    """Sub-configs without an explicit ``extra`` setting become strict too (as the owner): an
+    unknown key anywhere in the config must fail validation, not vanish silently."""
+    localns: dict[str, tp.Any] = {}
+    frame = sys._getframe(1)
+    for _ in range(8):  # classes defined in a function: their names live in its frame
+        if frame is None:
+            break
+        localns = {**frame.f_locals, **localns}
+        frame = frame.f_back
+    try:
+        hints = tp.get_type_hints(owner, localns=localns)
+    except Exception:  # unresolved forward references: leave those sub-configs as declared
+        hints = dict(getattr(owner, "__annotations__", {}))
+    found: set[type] = set()
+    for annotation in hints.values():
+        _submodels(annotation, found)
+    for cls in found:
+        if "extra" not in cls.model_config and not getattr(cls, "_exca_is_infra", False):
+            cls.model_config["extra"] = "forbid"
+            cls.model_rebuild(force=True)
+
+
 class TaskInfra(pydantic.BaseModel):
     """Where and how a decorated method runs, and where its result is cached.
 
@@ -156,6 +190,11 @@ class TaskInfra(pydantic.BaseModel):
             raise ValueError("tasks_per_node > 1 on Slurm requires slurm_use_srun=True")
         return self
 
+    def __repr_args__(self) -> tp.Iterator[tuple[str | None, tp.Any]]:
+        # resources are many: show only what was set
+        for name in self.model_fields_set:
+            yield name, getattr(self, name)
+
     # ----- declaration -----
     def __set_name__(self, owner: type, name: str) -> None:
         if not (isinstance(owner, type) and issubclass(owner, pydantic.BaseModel)):
@@ -171,6 +210,7 @@ class TaskInfra(pydantic.BaseModel):
             )
         # an infra makes its owner strict: typos in a config must fail before anything runs
         owner.model_config.setdefault("extra", "forbid")  # type: ignore[attr-defined]
+        _forbid_extra_in_submodels(owner)
         infras = dict(getattr(owner, "__exca_infras__", {}))
         infras[name] = applied
         owner.__exca_infras__ = infras  # type: ignore[attr-defined]
@@ -367,8 +407,8 @@ class TaskInfra(pydantic.BaseModel):
             if status != "completed" or mode == "force":
                 job = self.job()
                 _wait(job)
-            if not entry.has_result():
-                raise entry.load_error() if entry.has_error() else RuntimeError(f"No result in {entry.folder}")
+            if self.status() != "completed":  # status() records why a job ended without result
+                raise entry.load_error()
             value = entry.load_result()
         if self.keep_in_ram:
             binding.ram = value
@@ -464,7 +504,7 @@ def _submit(base: TaskInfra, infras: tp.Sequence[TaskInfra], max_workers: int | 
         return jobs
     if max_workers is not None and executor.cluster == "slurm":
         executor.update_parameters(slurm_array_parallelism=max_workers)
-    calls = [(_exec.run_and_store, (i._binding().method, i._binding().obj, str(e.folder))) for i, e in zip(infras, entries)]
+    calls = [(_exec.StoreCall(i._binding().method, i._binding().obj, str(e.folder)), ()) for i, e in zip(infras, entries)]
     workdir = base.workdir
     context = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
     with context:

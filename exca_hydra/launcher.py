@@ -233,6 +233,15 @@ class SlurmJobCall:
 
         return run_one(payload, self.index, submitit.JobEnvironment().job_id)
 
+    def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        """Requeued on timeout or preemption; the model's ``checkpoint()`` runs first."""
+        import submitit
+
+        from .executor import checkpoint_running
+
+        checkpoint_running()
+        return submitit.helpers.DelayedSubmission(SlurmJobCall(self.payload_path, self.index))
+
 
 # ----- backends -----
 def _failed(job: Job, error: BaseException) -> JobReturn:

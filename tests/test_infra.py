@@ -502,3 +502,26 @@ def test_workdir_snapshot_local(env: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert Path(path).is_relative_to(cache / "code")
     assert plain.compute() == (2, str((code / "mod.py").resolve()))
     assert Path.cwd() == env  # submission restored the working directory
+
+
+def test_submodels_without_extra_setting_become_strict() -> None:
+    class Sub(pydantic.BaseModel):  # no model_config: would silently drop unknown keys
+        name: tp.Literal["sub"] = "sub"
+        depth: int = 1
+
+    class Owner(pydantic.BaseModel):
+        sub: Sub = Sub()
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> int:
+            return self.sub.depth
+
+    assert Owner(sub={"depth": 2}).run() == 2
+    with pytest.raises(pydantic.ValidationError, match=r"sub\.typo"):
+        Owner(sub={"typo": 2})
+
+
+def test_infra_repr_shows_only_set_fields(tmp_path: Path) -> None:
+    infra = TaskInfra(folder=tmp_path, cpus_per_task=4)
+    assert "cpus_per_task=4" in repr(infra) and "slurm_qos" not in repr(infra)
