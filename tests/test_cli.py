@@ -1,0 +1,64 @@
+"""The `exca-hydra` cache tool, on a cache filled through the Python API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exca_hydra.cli import main
+from models import MyTask
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EXCA_TEST_DIR", str(tmp_path))
+    folder = tmp_path / "cache"
+    for x in (1, 2, 3):
+        assert MyTask(x=x, infra={"folder": folder}).compute() == 2 * x
+    (tmp_path / "fail").write_text("")  # makes MyTask.compute raise
+    with pytest.raises(Exception):
+        MyTask(x=4, infra={"folder": folder}).compute()
+    return folder
+
+
+def test_list_shows_status_and_values(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("completed") == 3 and out.count("failed") == 1
+    assert "x=4" in out and "4 entries" in out
+    assert main(["list", str(cache), "--status", "failed"]) == 0
+    assert "1 entry" in capsys.readouterr().out
+
+
+def test_show_one_entry(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    failed = MyTask(x=4, infra={"folder": cache}).infra.uid_folder()
+    assert main(["show", str(failed)]) == 0
+    out = capsys.readouterr().out
+    assert "status:  failed" in out and "error:" in out and "x: 4" in out
+    assert main(["show", str(cache)]) == 1
+
+
+def test_explain_a_miss_names_the_differing_field(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", str(cache), "x=5"]) == 1
+    out = capsys.readouterr().out
+    assert "Miss" in out and "x: wanted 5, cached" in out
+    assert main(["explain", str(cache), "x=2"]) == 0
+    assert "Cached:" in capsys.readouterr().out
+
+
+def test_clear_failed_keeps_results(cache: Path) -> None:
+    assert main(["clear", str(cache), "--failed"]) == 0
+    assert MyTask(x=4, infra={"folder": cache}).infra.status() == "not submitted"
+    assert MyTask(x=1, infra={"folder": cache}).infra.status() == "completed"
+    uid = MyTask(x=1, infra={"folder": cache}).infra.uid()
+    assert main(["clear", str(cache), "--uid", uid]) == 0
+    assert MyTask(x=1, infra={"folder": cache}).infra.status() == "not submitted"
+    assert MyTask(x=2, infra={"folder": cache}).infra.status() == "completed"
+
+
+def test_console_script_is_installed(cache: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "exca_hydra.cli", "list", str(cache)], capture_output=True, text=True)
+    assert out.returncode == 0 and "4 entries" in out.stdout
