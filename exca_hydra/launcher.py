@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 import time
 import traceback
 import typing as tp
@@ -87,11 +88,16 @@ class Job:
     entry: Entry | None = None
     uid: str | None = None
     result: JobReturn | None = field(default=None, repr=False)
+    started: float = 0.0
+    ended: float = 0.0
 
 
 # ----- compose, validate, uid -----
 def compose(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> DictConfig:
-    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    # Hydra's load_sweep_config, without recomposing what jobs share (see compose.py)
+    from .compose import composer_for
+
+    cfg = composer_for(launcher.hydra_context.config_loader, launcher.config).compose(overrides)
     with open_dict(cfg):
         cfg.hydra.job.id = f"{num}"
         cfg.hydra.job.num = num
@@ -252,17 +258,34 @@ def _failed(job: Job, error: BaseException) -> JobReturn:
 
 
 class _Progress:
-    """Plain log lines of done/failed counts, at most every few seconds."""
+    """A live bar on a terminal (tqdm); plain log lines, at most every 5 s, otherwise."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.last = 0.0
+        self.bar: tp.Any = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
 
-    def update(self, done: int, failed: int, running: int, force: bool = False) -> None:
+                self.bar = tqdm(total=total, unit="job", desc="sweep", leave=False)
+            except ImportError:
+                pass
+
+    def update(self, done: int, failed: int, running: int) -> None:
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.set_postfix(failed=failed, running=running, pending=self.total - done - running)
+            if done == self.total:
+                self.bar.close()
+            return
         now = time.time()
-        if force or now - self.last > 5:
+        if now - self.last > 5 or done == self.total:
             self.last = now
-            logger.info("Progress: %d/%d done (%d failed, %d running)", done, self.total, failed, running)
+            logger.info(
+                "Progress: %d/%d done, %d failed, %d running, %d pending",
+                done, self.total, failed, running, self.total - done - running,
+            )
 
 
 def run_local(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
@@ -291,8 +314,10 @@ def run_local(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
                 finally:
                     os._exit(code)
             running[pid] = index
+            jobs[index].started = time.time()
         pid, status = os.wait()
         index = running.pop(pid)
+        jobs[index].ended = time.time()
         job = jobs[index]
         result_path = folder / f"{index}.pkl"
         if result_path.exists():
@@ -345,6 +370,9 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     with payload_path.open("wb") as f:
         cloudpickle.dump(_payload(launcher, jobs), f)
     sub_jobs: list[tp.Any] = []
+    submitted_at = time.time()
+    for job in jobs:
+        job.started = submitted_at  # durations include the time in the queue
     for start in range(0, len(jobs), max(1, size)):
         with executor.batch():
             for index in range(start, min(start + size, len(jobs))):
@@ -368,6 +396,7 @@ def _collect(jobs: tp.Sequence[Job], sub_jobs: tp.Sequence[tp.Any]) -> None:
             if not sub.done():
                 continue
             waiting.discard(index)
+            jobs[index].ended = time.time()
             job = jobs[index]
             try:
                 job.result = sub.result()
@@ -383,11 +412,27 @@ def _collect(jobs: tp.Sequence[Job], sub_jobs: tp.Sequence[tp.Any]) -> None:
             delay = min(delay * 1.5, 10.0)
 
 
+def _outcome(ret: JobReturn | None) -> str:
+    """The result, or the error's last line, in one short line."""
+    if ret is None:
+        return "?"
+    value = ret._return_value
+    text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
+    lines = text.strip().splitlines() or [""]
+    line = lines[-1] if isinstance(value, BaseException) else lines[0]
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
 def summary(jobs: tp.Sequence[Job]) -> str:
-    lines = ["Sweep summary:", f"  {'#':>4}  {'status':<9} {'uid':<40} overrides"]
+    """End-of-sweep table: number, status, duration, uid, overrides, result or error."""
+    lines = ["Sweep summary:", f"  {'#':>4}  {'status':<9} {'time':>7}  {'uid':<36} {'overrides':<30} result"]
     for job in jobs:
         status = job.result.status.name if job.result is not None else "?"
-        lines.append(f"  {job.num:>4}  {status:<9} {(job.uid or '-')[:40]:<40} {' '.join(filter_overrides(job.overrides))}")
+        seconds = f"{job.ended - job.started:.1f}s" if job.ended else "-"
+        overrides = " ".join(filter_overrides(job.overrides))
+        lines.append(
+            f"  {job.num:>4}  {status:<9} {seconds:>7}  {(job.uid or '-')[:36]:<36} {overrides:<30} {_outcome(job.result)}"
+        )
     return "\n".join(lines)
 
 
