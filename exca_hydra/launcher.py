@@ -426,7 +426,11 @@ def _outcome(ret: JobReturn | None) -> str:
 def summary(jobs: tp.Sequence[Job]) -> str:
     """End-of-sweep table: number, status, duration, uid, overrides, result or error."""
     lines = ["Sweep summary:", f"  {'#':>4}  {'status':<9} {'time':>7}  {'uid':<36} {'overrides':<30} result"]
-    for job in jobs:
+    shown = list(jobs)
+    if len(shown) > 50:  # a long sweep: list the failures only
+        shown = [job for job in jobs if job.result is None or job.result.status != JobStatus.COMPLETED]
+        lines[0] = f"Sweep summary: {len(jobs) - len(shown)} of {len(jobs)} jobs completed; the others:"
+    for job in shown:
         status = job.result.status.name if job.result is not None else "?"
         seconds = f"{job.ended - job.started:.1f}s" if job.ended else "-"
         overrides = " ".join(filter_overrides(job.overrides))

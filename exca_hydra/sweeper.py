@@ -143,6 +143,10 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
             index = end
         returns.append([results[job.num] for job in batch_jobs])
     failed = [ret for batch in returns for ret in batch if ret.status == JobStatus.FAILED]
+    logger.info(
+        "Exca sweeper: done: %d job(s), %d from the cache, %d run, %d failed",
+        len(jobs), len(jobs) - sum(to_run), sum(to_run), len(failed),
+    )
     if failed:
         _ = failed[0].return_value  # like Hydra's basic sweeper: raise the first failure, after every job ran
     return returns
