@@ -1,0 +1,134 @@
+"""The exca sweeper (issue 4): re-running a sweep runs only what is missing, with stable numbers.
+
+What ran is counted by side effects: each job appends "<job.num> <model class> lr=<lr>" to
+$EXCA_TEST_LOG, and a job that runs gets an output folder in the sweep dir.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_launcher import TRAINER, Ctx, Trainer
+
+APP = TRAINER / "app.py"
+METHOD_APP = TRAINER / "method_app.py"
+SWEEP = ("hydra/sweeper=exca", "model=conv,transformer", "lr=0.1,0.2,0.3")
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Ctx:
+    return Ctx(tmp_path)
+
+
+def _entries(ctx: Ctx) -> dict[str, Path]:
+    return {p.name: p for p in ctx.cache.glob("*/*") if (p / "uid.yaml").exists()}
+
+
+def test_rerun_runs_only_the_missing_jobs_with_stable_numbers(ctx: Ctx) -> None:
+    first = ctx.run(APP, *SWEEP)
+    assert first.code == 0, first.err
+    lines = ctx.lines()
+    assert sorted(int(line.split()[0]) for line in lines) == list(range(6))
+    by_num = {int(line.split()[0]): line for line in lines}
+    # delete the results of jobs #1 (conv lr=0.2) and #4 (transformer lr=0.2)
+    removed = [p for p in _entries(ctx).values() if "lr=0.2" in p.name]
+    assert len(removed) == 2
+    for path in removed:
+        shutil.rmtree(path)
+    second = ctx.run(APP, *SWEEP)
+    assert second.code == 0, second.err
+    new = ctx.lines()[len(lines) :]
+    assert sorted(new) == sorted([by_num[1], by_num[4]])  # same numbers, same configs
+    assert ctx.job_dirs() == ["1", "4"]  # only those two ran (got an output folder)
+    assert "4 cached" in second.err + second.out
+    third = ctx.run(APP, *SWEEP)
+    assert third.code == 0 and ctx.lines()[len(lines) + 2 :] == [] and ctx.job_dirs() == []
+
+
+def test_dry_run_lists_every_job_and_submits_nothing(ctx: Ctx) -> None:
+    assert ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1").code == 0
+    before = ctx.lines()
+    dry = ctx.run(APP, *SWEEP, "hydra.sweeper.dry_run=true")
+    assert dry.code == 0, dry.err
+    assert ctx.lines() == before and ctx.job_dirs() == []
+    rows = [line for line in dry.out.splitlines() if line.strip() and line.split()[0].isdigit()]
+    assert len(rows) == 6
+    assert rows[0].split()[1] == "cached" and "lr=0.1" in rows[0]
+    assert all(row.split()[1] == "missing" for row in rows[1:])
+    assert len(_entries(ctx)) == 1  # a dry run writes nothing to the cache
+
+
+def test_modes_cached_retry_force_read_only(ctx: Ctx) -> None:
+    sweep = ("hydra/sweeper=exca", "model=conv", "lr=0.1,0.5")  # lr=0.5 raises
+    first = ctx.run(APP, *sweep)
+    assert first.code != 0 and "lr=0.5 diverges" in first.err
+    assert len(ctx.lines()) == 1
+    cached = ctx.run(APP, *sweep)  # the recorded failure is returned, nothing runs
+    assert cached.code != 0 and "lr=0.5 diverges" in cached.err
+    assert ctx.job_dirs() == [] and len(ctx.lines()) == 1
+    retry = ctx.run(APP, *sweep, "hydra.sweeper.mode=retry")  # only the failed job runs again
+    assert retry.code != 0 and ctx.job_dirs() == ["1"] and len(ctx.lines()) == 1
+    force = ctx.run(APP, *sweep, "hydra.sweeper.mode=force")  # everything runs again
+    assert force.code != 0 and ctx.job_dirs() == ["0", "1"] and len(ctx.lines()) == 2
+    readonly = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.3", "hydra.sweeper.mode=read-only")
+    assert readonly.code != 0 and "not computed" in readonly.err
+    assert ctx.job_dirs() == [] and len(ctx.lines()) == 2
+    ok = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1", "hydra.sweeper.mode=read-only")
+    assert ok.code == 0 and len(ctx.lines()) == 2
+
+
+def test_batches_keep_numbers_and_validate_the_whole_sweep_first(ctx: Ctx) -> None:
+    bad = ctx.run(APP, "hydra/sweeper=exca", "hydra.sweeper.max_batch_size=2", "model=conv", "lr=0.1,0.2,abc")
+    assert bad.code != 0 and "#2" in bad.err and "lr" in bad.err
+    ctx.assert_nothing_ran()  # the invalid job is in the 2nd batch: the 1st batch did not run either
+    good = ctx.run(APP, "hydra/sweeper=exca", "hydra.sweeper.max_batch_size=2", "model=conv", "lr=0.1,0.2,0.3")
+    assert good.code == 0, good.err
+    assert sorted(line.split()[0] for line in ctx.lines()) == ["0", "1", "2"]
+
+
+def test_python_result_is_a_cache_hit_for_the_cli(ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXCA_TEST_LOG", str(ctx.log))
+    trainer = Trainer(model={"name": "conv"}, lr=0.3, infra={"folder": ctx.cache})
+    assert trainer.run().endswith("lr=0.3")
+    assert len(ctx.lines()) == 1
+    out = ctx.run(METHOD_APP, "hydra/sweeper=exca", "model=conv", "lr=0.3,0.4")
+    assert out.code == 0, out.err
+    new = ctx.lines()[1:]
+    assert len(new) == 1 and new[0].endswith("lr=0.4")  # 0.3 came from the Python-computed entry
+    again = Trainer(model={"name": "conv"}, lr=0.4, infra={"folder": ctx.cache})
+    assert again.infra.status() == "completed" and again.run() == new[0]  # and the other way round
+
+
+def test_running_job_of_an_earlier_invocation_is_waited_for_not_resubmitted(ctx: Ctx) -> None:
+    trainer = Trainer(model={"name": "conv"}, lr=0.3, infra={"folder": ctx.cache})
+    entry = trainer.infra.uid_folder(create=True)
+    assert entry is not None
+    (entry / "uid.yaml").write_text(json.dumps(trainer.infra.config(uid=True)))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    (entry / "job.json").write_text(json.dumps({"backend": "LocalJob", "job_id": str(sleeper.pid), "folder": str(ctx.tmp), "stderr": "-"}))
+
+    def finish() -> None:  # the "earlier" job finishes while the sweeper waits for it
+        time.sleep(1.5)
+        (entry / "result.pkl").write_bytes(pickle.dumps("computed earlier"))
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    try:
+        out = ctx.run(METHOD_APP, "hydra/sweeper=exca", "model=conv", "lr=0.3,0.4")
+    finally:
+        thread.join()
+        sleeper.kill()
+        sleeper.wait()
+    assert out.code == 0, out.err
+    assert "1 running" in out.err + out.out
+    assert [line.split()[-1] for line in ctx.lines()] == ["lr=0.4"]  # 0.3 was not run again
+    assert ctx.job_dirs() == ["1"]
