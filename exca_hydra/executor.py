@@ -32,6 +32,8 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: 
     try:
         value = function(obj)
         entry.write_result(value)
+    except SystemExit:  # e.g. submitit's exit after requeuing the job: not the task's failure
+        raise
     except BaseException as e:
         entry.write_error(e, traceback.format_exc())
         raise
@@ -52,8 +54,8 @@ def checkpoint_running() -> None:
 
 
 class StoreCall:
-    """The callable submitted for one config; submitit requeues it on timeout or preemption
-    (it follows submitit's Checkpointable protocol: a ``checkpoint`` method)."""
+    """The callable submitted for one config. Without a ``checkpoint`` method submitit requeues
+    it (from scratch) on preemption only, and fails it on timeout: a rerun would time out again."""
 
     def __init__(self, function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: str) -> None:
         self.function = function
@@ -62,6 +64,32 @@ class StoreCall:
 
     def __call__(self) -> None:
         run_and_store(self.function, self.obj, self.folder)
+
+    # The decorated method is not importable under its name (that name holds the caching
+    # wrapper), so cloudpickle would copy it by value, with a private copy of its module's
+    # globals: pickle its infra name and find it again through the class (by reference).
+    def __getstate__(self) -> dict[str, tp.Any]:
+        state = dict(self.__dict__)
+        for name, (method, _) in getattr(type(self.obj), "__exca_infras__", {}).items():
+            if method is self.function:
+                state["function"] = name
+        return state
+
+    def __setstate__(self, state: dict[str, tp.Any]) -> None:
+        self.__dict__.update(state)
+        if isinstance(self.function, str):
+            self.function = type(self.obj).__exca_infras__[self.function][0]
+
+
+def store_call(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: str) -> StoreCall:
+    """A checkpointable call when the config has a ``checkpoint()`` method, else a plain one."""
+    cls = CheckpointableStoreCall if callable(getattr(obj, "checkpoint", None)) else StoreCall
+    return cls(function, obj, folder)
+
+
+class CheckpointableStoreCall(StoreCall):
+    """Requeued on timeout or preemption (submitit's Checkpointable protocol: a ``checkpoint``
+    method), after the config's ``checkpoint()`` saved its state."""
 
     def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         import submitit
@@ -99,7 +127,8 @@ Job = tp.Union[InlineJob, "submitit.Job[tp.Any]"]
 
 @functools.lru_cache(maxsize=1)
 def max_array_size() -> int:
-    """The cluster's MaxArraySize (a job array holds at most MaxArraySize - 1 tasks)."""
+    """The cluster's MaxArraySize: array indices go from 0 to MaxArraySize - 1, so a job array
+    (submitit numbers tasks from 0) holds at most MaxArraySize tasks."""
     try:
         out = subprocess.run(
             ["scontrol", "show", "config"], capture_output=True, text=True, timeout=20, check=True
@@ -114,7 +143,7 @@ def max_array_size() -> int:
 
 
 def chunk_size(executor: tp.Any) -> int:
-    return max(1, max_array_size() - 1) if _cluster_name(executor) == "slurm" else 1 << 30
+    return max(1, max_array_size()) if _cluster_name(executor) == "slurm" else 1 << 30
 
 
 def _cluster_name(executor: tp.Any) -> str:

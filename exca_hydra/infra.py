@@ -504,7 +504,7 @@ def _submit(base: TaskInfra, infras: tp.Sequence[TaskInfra], max_workers: int | 
         return jobs
     if max_workers is not None and executor.cluster == "slurm":
         executor.update_parameters(slurm_array_parallelism=max_workers)
-    calls = [(_exec.StoreCall(i._binding().method, i._binding().obj, str(e.folder)), ()) for i, e in zip(infras, entries)]
+    calls = [(_exec.store_call(i._binding().method, i._binding().obj, str(e.folder)), ()) for i, e in zip(infras, entries)]
     workdir = base.workdir
     context = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
     with context:

@@ -39,7 +39,7 @@ class Timed(pydantic.BaseModel):
 
 
 class Gated(pydantic.BaseModel):
-    """Writes ``marks/started-<x>``, then waits for ``marks/release`` (at most 120 s)."""
+    """Writes ``marks/started-<x>`` (its pid), then waits for ``marks/release-<x>`` (at most 120 s)."""
 
     x: int
     marks: str
@@ -50,7 +50,7 @@ class Gated(pydantic.BaseModel):
         marks = Path(self.marks)
         (marks / f"started-{self.x}").write_text(str(os.getpid()))
         end = time.time() + 120
-        while not (marks / "release").exists() and time.time() < end:
+        while not (marks / f"release-{self.x}").exists() and time.time() < end:
             time.sleep(0.1)
         return self.x
 
@@ -63,7 +63,8 @@ class Forever(pydantic.BaseModel):
 
     @infra.apply
     def compute(self) -> str:
-        (Path(self.marks) / "started").write_text(str(time.time()))
+        with open(Path(self.marks) / "started", "a", encoding="utf8") as f:
+            f.write(f"{os.getpid()}\n")
         time.sleep(600)
         return "woke up"
 
@@ -91,7 +92,7 @@ class Resumable(pydantic.BaseModel):
         start = int(ckpt.read_text()) if ckpt.exists() else 0
         _PROGRESS["step"] = start
         with open(Path(self.marks) / "starts", "a", encoding="utf8") as f:
-            f.write(f"{start}\n")
+            f.write(f"{start} {os.getpid()}\n")
         for step in range(start, self.steps):
             time.sleep(self.step_s)
             _PROGRESS["step"] = step + 1

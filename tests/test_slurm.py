@@ -1,0 +1,361 @@
+"""Tests on a real Slurm cluster (issue 5, item 3): real sbatch/squeue/sacct/scancel, no mocks.
+
+Start the one-node cluster as root with ``scripts/slurm-up``. Without a reachable cluster these
+tests skip, or fail when $CI or $EXCA_REQUIRE_SLURM is set (fixture ``slurm_cluster`` in
+conftest.py). Models run by the core-API tests live in tests/slurm_models.py (importable by the
+job processes); the launcher tests run tests/apps/trainer/app.py in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+
+from exca_hydra import executor as _exec
+from exca_hydra.store import JobFailure
+from exca_hydra.uid import uid_config, uid_string
+
+from slurm_models import Forever, Gated, Resumable, Timed  # noqa: E402  (tests/ is on sys.path)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+
+TRAINER = Path(__file__).resolve().parent / "apps" / "trainer"
+if str(TRAINER) not in sys.path:
+    sys.path.insert(0, str(TRAINER))
+
+from launcher_models import Trainer  # noqa: E402
+
+
+# ----- helpers -----
+def wait_for(predicate: tp.Callable[[], tp.Any], timeout: float, what: str, every: float = 0.25) -> tp.Any:
+    end = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > end:
+            raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def squeue_state(job_id: str) -> str:
+    """'STATE|REASON' of a job in slurmctld's memory ('' once it is gone)."""
+    proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
+def scancel(*job_ids: str) -> None:
+    """Cleanup: cancel our own jobs only (never another user's or another test's)."""
+    ids = sorted({str(j) for j in job_ids if j})
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True)
+
+
+def job_ref(task: tp.Any) -> dict[str, tp.Any]:
+    folder = task.infra.uid_folder()
+    return json.loads((folder / "job.json").read_text())
+
+
+def infra(tmp_path: Path, **kwargs: tp.Any) -> dict[str, tp.Any]:
+    return {"folder": str(tmp_path / "cache"), "cluster": "slurm", **kwargs}
+
+
+def marks_dir(tmp_path: Path) -> str:
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    return str(marks)
+
+
+def max_overlap(intervals: tp.Sequence[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])  # ends first on ties
+    current = best = 0
+    for _, delta in events:
+        current += delta
+        best = max(best, current)
+    return best
+
+
+def _alive(pid: int) -> bool:  # the Slurm node is this machine
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_pids(path: Path) -> None:
+    if path.exists():
+        for pid in path.read_text().split():
+            _kill_own(int(pid), "submitit")
+
+
+def _kill_own(pid: int, marker: str) -> None:
+    """SIGKILL a job process of this test (the Slurm node is this machine), if still there."""
+    try:
+        if marker in Path(f"/proc/{pid}/cmdline").read_text():
+            os.kill(pid, 9)
+    except (OSError, ValueError):
+        pass
+
+
+# ----- 1: core API with cluster="slurm" -----
+def test_single_job_result(tmp_path: Path) -> None:
+    task = Timed(x=7, marks=marks_dir(tmp_path), infra=infra(tmp_path))
+    out = task.compute()
+    assert out["x"] == 70
+    assert out["job_id"] and out["array_job_id"] is None  # ran in a Slurm job, not an array
+    ref = job_ref(task)
+    assert ref["backend"] == "SlurmJob" and ref["job_id"] == out["job_id"]
+    assert Path(ref["stderr"]).exists()
+    assert task.infra.status() == "completed"
+
+
+def test_job_array_is_one_array_with_parallelism(tmp_path: Path) -> None:
+    marks = marks_dir(tmp_path)
+    base = Timed(x=0, marks=marks, infra=infra(tmp_path, slurm_array_parallelism=2))
+    tasks = [base.infra.clone_obj(x=x, sleep_s=2.0) for x in range(5)]
+    refs: list[dict[str, tp.Any]] = []
+    try:
+        with base.infra.job_array() as array:
+            array.extend(tasks)
+        refs = [job_ref(t) for t in tasks]
+        array_ids = {r["job_id"].split("_")[0] for r in refs}
+        assert len(array_ids) == 1, refs  # one sbatch --array for the 5 items
+        assert sorted(int(r["job_id"].split("_")[1]) for r in refs) == list(range(5))
+        array_id = array_ids.pop()
+        results = [t.compute() for t in tasks]
+    finally:
+        scancel(*(r["job_id"] for r in refs))
+    assert [r["x"] for r in results] == [0, 10, 20, 30, 40]
+    assert {r["array_job_id"] for r in results} == {array_id}
+    intervals = []
+    for x in range(5):
+        lines = (Path(marks) / f"{x}.txt").read_text().splitlines()
+        assert len(lines) == 1  # each item computed once
+        start, end = map(float, lines[0].split())
+        intervals.append((start, end))
+    assert max_overlap(intervals) <= 2, intervals  # slurm_array_parallelism=2 honoured
+    acct = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", array_id, "-o", "JobID,State"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(acct) == 5 and all(line.endswith("|COMPLETED") for line in acct), acct
+    # cached: a second call (and a second job_array) submits nothing and recomputes nothing
+    submitted = [r["submitted_at"] for r in refs]
+    again = [base.infra.clone_obj(x=x, sleep_s=2.0) for x in range(5)]
+    with base.infra.job_array() as array:
+        array.extend(again)
+    assert [t.compute() for t in again] == results
+    assert [job_ref(t)["submitted_at"] for t in again] == submitted
+    assert all(len((Path(marks) / f"{x}.txt").read_text().splitlines()) == 1 for x in range(5))
+
+
+# ----- 5: scancel of one running array task -----
+def test_scancel_one_array_task(tmp_path: Path) -> None:
+    marks = Path(marks_dir(tmp_path))
+    base = Gated(x=0, marks=str(marks), infra=infra(tmp_path))
+    tasks = [base.infra.clone_obj(x=x) for x in range(3)]
+    with base.infra.job_array() as array:
+        array.extend(tasks)
+    ids = [job_ref(t)["job_id"] for t in tasks]
+    try:
+        wait_for(lambda: all((marks / f"started-{x}").exists() for x in range(3)), 60, "the 3 tasks to start")
+        assert [t.infra.status() for t in tasks] == ["running"] * 3
+        subprocess.run(["scancel", ids[1]], check=True)
+        wait_for(lambda: tasks[1].infra.status() == "failed", 90, f"status() of cancelled task {ids[1]}", every=1)
+        assert [tasks[0].infra.status(), tasks[2].infra.status()] == ["running", "running"]
+        for x in (0, 2):
+            (marks / f"release-{x}").write_text("go")
+        assert [tasks[0].compute(), tasks[2].compute()] == [0, 2]
+    finally:
+        scancel(*ids)
+        # With ProctrackType=proctrack/linuxproc (scripts/slurm-up), Slurm loses track of the
+        # job's Python once the batch shell dies of the SIGTERM (submitit ignores SIGTERM), so
+        # the SIGKILL never reaches it: end our own orphan here, by its pid.
+        for x in range(3):
+            started = marks / f"started-{x}"
+            if started.exists() and not (marks / f"release-{x}").exists():
+                _kill_own(int(started.read_text()), "submitit")
+    with pytest.raises(JobFailure) as info:
+        tasks[1].compute()
+    message = str(info.value)
+    assert "CANCELLED" in message and ids[1] in message, message
+    log = re.search(r"Its log: (\S+)", message)
+    assert log and Path(log.group(1)).exists(), message
+    assert [t.infra.status() for t in tasks] == ["completed", "failed", "completed"]
+
+
+# ----- 6: a timeout (submitit's quick path: USR2 right away for timeout_min=1) -----
+# slurm_use_srun=True: Slurm's --signal reaches job steps only; without srun the Python process
+# is in the batch step and never gets USR2 (the job then ends by a hard TIMEOUT after ~60-90 s).
+def test_timeout_is_reported_failed(tmp_path: Path) -> None:
+    marks = Path(marks_dir(tmp_path))
+    task = Forever(marks=str(marks), infra=infra(tmp_path, timeout_min=1, slurm_use_srun=True))
+    job = task.infra.job()
+    try:
+        wait_for(lambda: task.infra.status() != "running", 120, "the timed-out job to end", every=1)
+    finally:
+        scancel(job.job_id)
+        _kill_pids(marks / "started")
+    assert task.infra.status() == "failed"
+    with pytest.raises(Exception, match="timed-out and not checkpointable"):
+        task.compute()
+    # not requeued: without checkpoint() a rerun would only time out again
+    assert len((marks / "started").read_text().split()) == 1
+    assert squeue_state(job.job_id) == "" or not squeue_state(job.job_id).startswith("PENDING")
+
+
+# ----- 7: preemption, checkpoint, requeue, resume -----
+def test_requeue_with_checkpoint_resumes(tmp_path: Path) -> None:
+    marks = Path(marks_dir(tmp_path))
+    # timeout_min=30: submitit counts the signal as a preemption, not a timeout;
+    # slurm_use_srun=True: the signals reach the Python process (see the timeout test)
+    task = Resumable(marks=str(marks), infra=infra(tmp_path, timeout_min=30, slurm_use_srun=True))
+    job = task.infra.job()
+    try:
+        progress = marks / "progress"
+        wait_for(lambda: progress.exists() and int(progress.read_text() or 0) >= 3, 60, "3 steps of progress")
+        # a preemption, as submitit's job._interrupt() sends it but without its SIGTERM (which
+        # submitit only logs): that SIGTERM can be delivered after the USR2 and kill the
+        # `scontrol requeue` that submitit's USR2 handler runs
+        subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
+        # submitit requeues through `scontrol requeue`: pending ~120 s unless told to start now
+        wait_for(lambda: squeue_state(job.job_id).startswith("PENDING"), 60, "the requeued job to be pending")
+        assert task.infra.status() == "running"  # a requeued job is not a failed one
+        # slurmd refuses to relaunch a job in the same second its previous run was killed
+        # ("Job credential revoked"): let the first run end, then start the requeued one now
+        first_pid = int((marks / "starts").read_text().split()[1])
+        wait_for(lambda: not _alive(first_pid), 30, "the first run to end")
+        time.sleep(2)
+        subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], check=True)
+        out = task.run()
+    finally:
+        scancel(job.job_id)
+    starts = [int(line.split()[0]) for line in (marks / "starts").read_text().splitlines()]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 3, starts  # resumed, not restarted
+    assert out["resumed_from"] == starts[1] and out["steps"] == 40
+    assert out["restarts"] == "1"
+    assert task.infra.status() == "completed"
+
+
+# ----- 2, 3, 4: the exca_slurm launcher on tests/apps/trainer -----
+class App:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.cache = tmp / "cache"
+        self.log = tmp / "ran.txt"
+        self.sweep_dir = tmp / "sweep"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+        # the job processes import launcher_models: put the app folder on their path
+        env["PYTHONPATH"] = os.pathsep.join([str(TRAINER), env.get("PYTHONPATH", "")])
+        env.update(EXCA_HYDRA_CACHE=str(self.cache), EXCA_TEST_LOG=str(self.log))
+        cmd = [sys.executable, str(TRAINER / "app.py"), "-m", "hydra/launcher=exca_slurm",
+               "hydra.launcher.timeout_min=5", *args, f"hydra.sweep.dir={self.sweep_dir}"]  # fmt: skip
+        return subprocess.run(cmd, cwd=self.tmp, env=env, capture_output=True, text=True, timeout=300)
+
+    def lines(self) -> list[str]:
+        return sorted(self.log.read_text().splitlines()) if self.log.exists() else []
+
+    def entry(self, **fields: tp.Any) -> Path:
+        return self.cache / "app.main,0" / uid_string(uid_config(Trainer(**fields)))
+
+
+def test_launcher_results_outputs_and_logs(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    r = app.run("model=conv,transformer", "lr=0.1")
+    assert r.returncode == 0, r.stderr
+    assert app.lines() == ["0 ConvCfg lr=0.1", "1 TransformerCfg lr=0.1"]
+    out = r.stdout + r.stderr
+    assert re.search(r"Sweep summary:", out), out
+    for num in (0, 1):
+        assert re.search(rf"^\s+{num}\s+COMPLETED\s", out, re.M), out
+        hydra_dir = app.sweep_dir / str(num) / ".hydra"
+        assert {"config.yaml", "hydra.yaml", "overrides.yaml"} <= {p.name for p in hydra_dir.iterdir()}
+    assert yaml.safe_load((app.sweep_dir / "1" / ".hydra" / "overrides.yaml").read_text()) == [
+        "model=transformer", "lr=0.1"]  # fmt: skip
+    refs = []
+    for model, line in ((("conv"), "0 ConvCfg lr=0.1"), ("transformer", "1 TransformerCfg lr=0.1")):
+        entry = app.entry(model={"name": model}, lr=0.1)
+        assert _load(entry / "result.pkl") == line
+        refs.append(json.loads((entry / "job.json").read_text()))
+    assert {r["backend"] for r in refs} == {"SlurmJob"}
+    assert len({r["job_id"].split("_")[0] for r in refs}) == 1  # one array
+    logs = list((app.sweep_dir / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2 and all(Path(r["stderr"]).exists() for r in refs), logs
+
+
+def _load(path: Path) -> tp.Any:
+    import pickle
+
+    with path.open("rb") as f:
+        return pickle.load(f)
+
+
+def test_sweep_larger_than_max_array_size_is_split(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    lrs = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8]
+    r = app.run("lr=" + ",".join(map(str, lrs)), "hydra.launcher.max_array_size=4")
+    assert r.returncode == 0, r.stderr
+    assert len(app.lines()) == 7
+    ids = []
+    for lr in lrs:
+        entry = app.entry(model={"name": "conv"}, lr=lr)
+        assert (entry / "result.pkl").exists()
+        ids.append(json.loads((entry / "job.json").read_text())["job_id"])
+    arrays: dict[str, list[int]] = {}
+    for job_id in ids:
+        array, task = job_id.split("_")
+        arrays.setdefault(array, []).append(int(task))
+    # MaxArraySize=4 allows array indices 0..3: 7 jobs -> arrays of 4 and 3 tasks
+    assert sorted(sorted(tasks) for tasks in arrays.values()) == [[0, 1, 2], [0, 1, 2, 3]], ids
+
+
+def test_max_array_size_read_from_scontrol() -> None:
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    expected = int(re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M).group(1))  # type: ignore[union-attr]
+    _exec.max_array_size.cache_clear()
+    assert _exec.max_array_size() == expected
+    if os.environ.get("EXCA_SLURM_MAX_ARRAY_SIZE"):  # the cluster of scripts/slurm-up
+        assert expected == int(os.environ["EXCA_SLURM_MAX_ARRAY_SIZE"])
+
+
+def test_failed_and_killed_tasks_keep_the_others(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    r = app.run("lr=0.1,0.5,0.25,0.2")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "lr=0.5 diverges" in r.stderr  # Hydra re-raises the first failure after the sweep
+    for num, status in ((0, "COMPLETED"), (1, "FAILED"), (2, "FAILED"), (3, "COMPLETED")):
+        assert re.search(rf"^\s+{num}\s+{status}\s", out, re.M), out
+    assert app.lines() == ["0 ConvCfg lr=0.1", "3 ConvCfg lr=0.2"]
+    for lr in (0.1, 0.2):
+        assert (app.entry(model={"name": "conv"}, lr=lr) / "result.pkl").exists()
+    failed = app.entry(model={"name": "conv"}, lr=0.5)
+    assert "lr=0.5 diverges" in (failed / "error.txt").read_text()
+    killed = app.entry(model={"name": "conv"}, lr=0.25)
+    assert not (killed / "result.pkl").exists()
+    error = _load(killed / "error.pkl")
+    assert isinstance(error, JobFailure) and "FAILED" in str(error) and "log:" in str(error), error
+
+
+# ----- Hydra's own suites, with exca_slurm -----
+@pytest.mark.parametrize("launcher_name, overrides", [("exca_slurm", ["hydra.launcher.timeout_min=5"])])
+class TestExcaSlurmLauncher(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.parametrize(
+    "task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=exca_slurm", "hydra.launcher.timeout_min=5"])]
+)
+class TestExcaSlurmLauncherIntegration(IntegrationTestSuite):
+    pass
