@@ -164,7 +164,7 @@ class TaskInfra(pydantic.BaseModel):
     slurm_additional_parameters: dict[str, int | str | float | bool] | None = None
     slurm_setup: list[str] | None = None
     slurm_array_parallelism: int = 256
-    slurm_use_srun: bool = False
+    slurm_use_srun: bool = True  # Slurm's timeout/preemption signals reach job steps only
     workdir: WorkDir | None = None
 
     @pydantic.field_validator("folder")

@@ -133,8 +133,9 @@ def test_job_array_is_one_array_with_parallelism(tmp_path: Path) -> None:
         assert sorted(int(r["job_id"].split("_")[1]) for r in refs) == list(range(5))
         array_id = array_ids.pop()
         results = [t.compute() for t in tasks]
-    finally:
+    except BaseException:  # only on failure: a finished task's job may still be closing its step
         scancel(*(r["job_id"] for r in refs))
+        raise
     assert [r["x"] for r in results] == [0, 10, 20, 30, 40]
     assert {r["array_job_id"] for r in results} == {array_id}
     intervals = []
@@ -144,9 +145,13 @@ def test_job_array_is_one_array_with_parallelism(tmp_path: Path) -> None:
         start, end = map(float, lines[0].split())
         intervals.append((start, end))
     assert max_overlap(intervals) <= 2, intervals  # slurm_array_parallelism=2 honoured
-    acct = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-j", array_id, "-o", "JobID,State"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    def accounted() -> list[str]:
+        return subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", array_id, "-o", "JobID,State"], capture_output=True, text=True, check=True
+        ).stdout.split()
+
+    wait_for(lambda: all(line.endswith("|COMPLETED") for line in accounted()), 30, "Slurm to account the tasks")
+    acct = accounted()
     assert len(acct) == 5 and all(line.endswith("|COMPLETED") for line in acct), acct
     # cached: a second call (and a second job_array) submits nothing and recomputes nothing
     submitted = [r["submitted_at"] for r in refs]
@@ -177,9 +182,8 @@ def test_scancel_one_array_task(tmp_path: Path) -> None:
         assert [tasks[0].compute(), tasks[2].compute()] == [0, 2]
     finally:
         scancel(*ids)
-        # With ProctrackType=proctrack/linuxproc (scripts/slurm-up), Slurm loses track of the
-        # job's Python once the batch shell dies of the SIGTERM (submitit ignores SIGTERM), so
-        # the SIGKILL never reaches it: end our own orphan here, by its pid.
+        # belt and braces: scripts/slurm-up uses proctrack/pgid so Slurm kills the whole job,
+        # but never leave a test's orphan behind
         for x in range(3):
             started = marks / f"started-{x}"
             if started.exists() and not (marks / f"release-{x}").exists():
