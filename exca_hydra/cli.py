@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .store import CONFIG, JOB, UID_CONFIG, Entry
+from .uid import flatten
 
 
 def _is_entry(folder: Path) -> bool:
@@ -28,15 +29,6 @@ def iter_entries(root: Path) -> tp.Iterator[Entry]:
         for folder in sorted(method_dir.iterdir()) if method_dir.is_dir() else []:
             if folder.is_dir() and _is_entry(folder):
                 yield Entry(folder)
-
-
-def flatten(cfg: tp.Any, prefix: str = "") -> dict[str, tp.Any]:
-    if isinstance(cfg, dict) and cfg:
-        out: dict[str, tp.Any] = {}
-        for key, value in cfg.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: cfg} if prefix else {}
 
 
 def status_of(entry: Entry, ask_backend: bool) -> str:

@@ -16,7 +16,7 @@ import pydantic
 from . import executor as _exec
 from .frozen import freeze
 from .store import Entry, Status, dump_yaml
-from .uid import uid_config, uid_string
+from .uid import identity_config, uid_config, uid_string
 from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
@@ -402,6 +402,8 @@ class TaskInfra(pydantic.BaseModel):
                 if status == "failed":
                     raise entry.load_error()
                 raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed ({status})")
+            if status in ("completed", "failed") and mode != "force":
+                self._verify(entry)  # a stale or foreign entry must never be returned
             if status == "failed" and mode == "cached":
                 raise entry.load_error()
             if status != "completed" or mode == "force":
@@ -413,6 +415,10 @@ class TaskInfra(pydantic.BaseModel):
         if self.keep_in_ram:
             binding.ram = value
         return value
+
+    def _verify(self, entry: Entry) -> None:
+        binding = self._binding()
+        entry.verify(uid_config(binding.obj, binding.exclude), identity_config(binding.obj, binding.exclude))
 
     def iter_cached(self) -> tp.Iterator[tp.Any]:
         """Configs of this method's cache folder that have a result, an error or a job."""

@@ -54,6 +54,13 @@ def dump_yaml(data: tp.Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
+
+
+def _normalized(data: tp.Any) -> tp.Any:
+    return json.loads(json.dumps(data))
+
+
 class Entry:
     """The cache folder of one uid."""
 
@@ -91,25 +98,54 @@ class Entry:
         """Record the configs; an existing uid.yaml that disagrees means a uid collision."""
         self.folder.mkdir(parents=True, exist_ok=True)
         uid_path = self.folder / UID_CONFIG
+        previous = None
         if uid_path.exists():
             try:
                 previous = yaml.safe_load(uid_path.read_text("utf8"))
             except yaml.YAMLError:
                 previous = None  # unreadable: rewritten below
-            if previous is not None and previous != json.loads(json.dumps(uid_cfg)):
+            if previous is not None and previous != _normalized(uid_cfg):
                 raise CacheError(
                     f"Inconsistent uid config in {uid_path}:\nstored: {previous}\ncurrent: {uid_cfg}\n"
                     "Two configs share one uid folder; remove that folder if it is stale."
                 )
-            if previous is not None:
-                if not (self.folder / CONFIG).exists():
-                    atomic_write(self.folder / CONFIG, dump_yaml(full).encode("utf8"))
-                return
+        # config.yaml records what the next result is computed with: always rewritten
         atomic_write(self.folder / CONFIG, dump_yaml(full).encode("utf8"))
-        atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
+        if previous is None:
+            atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
 
     def read_config(self) -> dict[str, tp.Any]:
-        return yaml.safe_load((self.folder / CONFIG).read_text("utf8"))  # type: ignore[no-any-return]
+        return self._read_yaml(CONFIG)  # type: ignore[no-any-return]
+
+    def _read_yaml(self, name: str) -> tp.Any:
+        path = self.folder / name
+        try:
+            return yaml.load(path.read_text("utf8"), Loader=_Loader)
+        except (OSError, yaml.YAMLError) as e:
+            raise CacheError(f"Cache file {path} is missing or unreadable ({e}); remove {self.folder} to recompute") from e
+
+    def verify(self, uid_cfg: dict[str, tp.Any], identity: dict[str, tp.Any]) -> None:
+        """Before a cached outcome is used: the folder must hold this config's uid config, and the
+        stored config must agree with this one on every field, defaults included (a class default
+        that changed would otherwise serve a stale result)."""
+        from .uid import flatten
+
+        stored_uid = self._read_yaml(UID_CONFIG)
+        if stored_uid != _normalized(uid_cfg):
+            raise CacheError(
+                f"Cache entry {self.folder} belongs to another config:\nstored uid config: {stored_uid}\n"
+                f"this config: {uid_cfg}\nRemove that folder (it was edited, or two configs share a uid)."
+            )
+        stored = flatten(self._read_yaml(CONFIG))
+        current = flatten(_normalized(identity))
+        changed = [key for key, value in current.items() if key in stored and stored[key] != value]
+        if changed:
+            details = ", ".join(f"{k} (cached with {stored[k]!r}, now {current[k]!r})" for k in changed[:5])
+            raise CacheError(
+                f"Cache entry {self.folder} was computed with other values for {details}: a default "
+                "changed since, or config.yaml was edited. Recompute with mode='force', bump "
+                "infra.version, or remove that folder."
+            )
 
     def write_result(self, value: tp.Any) -> None:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

@@ -98,10 +98,12 @@ def _same(value: tp.Any, default: tp.Any) -> bool:
     return type(value) is type(default) and value == default
 
 
-def _model_dict(model: pydantic.BaseModel, exclude: frozenset[str], prefix: str) -> dict[str, tp.Any]:
+def _model_dict(
+    model: pydantic.BaseModel, exclude: frozenset[str], prefix: str, defaults: bool = False
+) -> dict[str, tp.Any]:
     if getattr(model, "_exca_is_infra", False):
         version = model.__dict__["version"]
-        return {} if version == "0" else {"version": version}
+        return {"version": version} if defaults or version != "0" else {}
     fields, cls_excluded = _plan(type(model))
     values = model.__dict__
     out: dict[str, tp.Any] = {}
@@ -114,28 +116,28 @@ def _model_dict(model: pydantic.BaseModel, exclude: frozenset[str], prefix: str)
             if path in exclude:
                 continue
         value = values[name]
-        if not field.is_tag and _same(value, field.default):
+        if not defaults and not field.is_tag and _same(value, field.default):
             continue
-        canon = _canon(value, exclude, prefix + name + "." if exclude else "")
-        if canon == {} and isinstance(value, pydantic.BaseModel) and not field.is_tag:
+        canon = _canon(value, exclude, prefix + name + "." if exclude else "", defaults)
+        if not defaults and canon == {} and isinstance(value, pydantic.BaseModel) and not field.is_tag:
             if field.default is not _NO_DEFAULT and type(field.default) is type(value):
                 continue  # e.g. an infra whose only uid field is at its default
         out[name] = canon
     return out
 
 
-def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "") -> tp.Any:
+def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "", defaults: bool = False) -> tp.Any:
     """JSON-ready canonical form of a value (models reduced to their uid fields)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         if isinstance(value, enum.Enum):
             return _canon(value.value)
         return value
     if isinstance(value, pydantic.BaseModel):
-        return _model_dict(value, exclude, prefix)
+        return _model_dict(value, exclude, prefix, defaults)
     if isinstance(value, dict):
-        return {str(k): _canon(v, exclude, f"{prefix}{k}." if exclude else "") for k, v in value.items()}
+        return {str(k): _canon(v, exclude, f"{prefix}{k}." if exclude else "", defaults) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_canon(v) for v in value]
+        return [_canon(v, defaults=defaults) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted((_canon(v) for v in value), key=_dumps)
     if isinstance(value, enum.Enum):
@@ -162,6 +164,24 @@ def uid_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]
     if isinstance(obj, dict):
         return _canon(obj, excluded, "")  # type: ignore[no-any-return]
     raise UidError(f"uid_config expects a pydantic model or a dict, got {type(obj)}")
+
+
+def identity_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]:
+    """Like ``uid_config`` but with every default: what a cached result was computed with.
+    Compared with the stored ``config.yaml``, it reveals a class default that changed."""
+    if isinstance(obj, pydantic.BaseModel):
+        return _model_dict(obj, frozenset(exclude), "", defaults=True)
+    return uid_config(obj, exclude)
+
+
+def flatten(cfg: tp.Any, prefix: str = "") -> dict[str, tp.Any]:
+    """Dotted keys of a nested dict: {"a": {"b": 1}} -> {"a.b": 1}."""
+    if isinstance(cfg, dict) and cfg:
+        out: dict[str, tp.Any] = {}
+        for key, value in cfg.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: cfg} if prefix else {}
 
 
 def _flatten(cfg: tp.Any, prefix: str, out: list[str]) -> None:

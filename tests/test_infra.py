@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from exca_hydra import TaskInfra
-from exca_hydra.store import Entry, JobFailure
+from exca_hydra.store import CacheError, Entry, JobFailure
 
 import models
 from models import Gated, MyTask, Snapshot, Trainer, TransformerCfg, Unpicklable, calls
@@ -525,3 +525,45 @@ def test_submodels_without_extra_setting_become_strict() -> None:
 def test_infra_repr_shows_only_set_fields(tmp_path: Path) -> None:
     infra = TaskInfra(folder=tmp_path, cpus_per_task=4)
     assert "cpus_per_task=4" in repr(infra) and "slurm_qos" not in repr(infra)
+
+
+def test_a_changed_default_is_detected_not_served_stale(tmp_path: Path) -> None:
+    def make(default: int) -> type:
+        class Job(pydantic.BaseModel):
+            x: int = 1
+            scale: int = default
+            infra: TaskInfra = TaskInfra()
+
+            @infra.apply
+            def run(self) -> int:
+                return self.x * self.scale
+
+        Job.__qualname__ = "Job"  # same cache folder for both versions of the class
+        return Job
+
+    old, new = make(2), make(3)
+    assert old(infra={"folder": tmp_path}).run() == 2
+    same = new(infra={"folder": tmp_path})
+    assert same.infra.uid() == old(infra={"folder": tmp_path}).infra.uid()  # default left out
+    with pytest.raises(CacheError, match=r"scale \(cached with 2, now 3\)"):
+        same.run()
+    forced = new(infra={"folder": tmp_path, "mode": "force"})
+    assert forced.run() == 3  # force recomputes with the new default
+
+
+def test_corrupted_cache_files_are_reported(tmp_path: Path) -> None:
+    task = MyTask(x=3, infra={"folder": tmp_path})
+    assert task.compute() == 6
+    folder = task.infra.uid_folder()
+    (folder / "uid.yaml").write_text("x: 4\n")  # an entry that is not this config's
+    with pytest.raises(CacheError, match="belongs to another config"):
+        MyTask(x=3, infra={"folder": tmp_path}).compute()
+    (folder / "uid.yaml").write_text("x: 3\n")
+    (folder / "config.yaml").write_text("x: 5\ny: blublu\n")  # edited by hand
+    with pytest.raises(CacheError, match="x .cached with 5, now 3."):
+        MyTask(x=3, infra={"folder": tmp_path}).compute()
+    (folder / "config.yaml").write_text("x: 3\n")
+    data = (folder / "result.pkl").read_bytes()
+    (folder / "result.pkl").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CacheError, match="unreadable"):
+        MyTask(x=3, infra={"folder": tmp_path}).compute()
