@@ -10,11 +10,12 @@ import functools
 import logging
 import os
 import subprocess
+import time
 import traceback
 import typing as tp
 from pathlib import Path
 
-from .store import Entry, JobFailure, Status
+from .store import Entry, JobFailure, Status, pid_alive
 
 if tp.TYPE_CHECKING:
     import submitit
@@ -122,7 +123,29 @@ class InlineJob:
         pass
 
 
-Job = tp.Union[InlineJob, "submitit.Job[tp.Any]"]
+class EntryWaiter:
+    """A computation another process claimed: done when its outcome is in the cache."""
+
+    job_id = "claimed"
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+
+    def done(self, force_check: bool = False) -> bool:
+        return entry_status(self.entry) != "running"
+
+    def result(self) -> tp.Any:
+        delay = 0.1
+        while not self.done():
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+        return InlineJob(self.entry).result()
+
+    def cancel(self, check: bool = True) -> None:
+        pass
+
+
+Job = tp.Union[InlineJob, EntryWaiter, "submitit.Job[tp.Any]"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,19 +213,6 @@ def job_from_ref(ref: dict[str, tp.Any]) -> tp.Any:
     raise ValueError(f"Unknown job backend in job reference: {ref}")
 
 
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child of this process stays a zombie until reaped: it is not running
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return not Path("/proc/self").exists()  # no procfs: trust os.kill
-
-
 def ref_is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, str]:
     """(running, state) of a submitted job, asked of its backend."""
     backend = ref["backend"]
@@ -210,7 +220,7 @@ def ref_is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, st
         if job is not None and getattr(job, "_process", None) is not None:
             state = job.state
             return state == "RUNNING", state
-        alive = _pid_alive(ref["job_id"])
+        alive = ref["job_id"].isdigit() and pid_alive(int(ref["job_id"]))
         return alive, "RUNNING" if alive else "FINISHED"
     if backend == "SlurmJob":
         job = job if job is not None else job_from_ref(ref)
@@ -232,8 +242,8 @@ def entry_status(entry: Entry) -> Status:
     if status is not None:
         return status
     ref = entry.read_job()
-    if ref is None:
-        return "not submitted"
+    if ref is None:  # maybe another process is computing it right now
+        return "not submitted" if entry.claim_is_stale() else "running"
     running, state = ref_is_running(ref)
     if running:
         return "running"

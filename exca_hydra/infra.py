@@ -373,7 +373,9 @@ class TaskInfra(pydantic.BaseModel):
             return _submit(self, [self])[0]
         ref = entry.read_job()
         job = _exec.job_from_ref(ref) if ref is not None else None
-        return job if job is not None else _exec.InlineJob(entry)
+        if job is not None:
+            return job
+        return _exec.EntryWaiter(entry) if status == "running" else _exec.InlineJob(entry)
 
     def clear_job(self) -> None:
         """Cancel a running job and forget the result or error (the configs stay)."""
@@ -489,33 +491,44 @@ def _wait(job: tp.Any) -> None:
 
 
 def _submit(base: TaskInfra, infras: tp.Sequence[TaskInfra], max_workers: int | None = None) -> list[tp.Any]:
-    """Record the configs, then run here (cluster=None) or submit one batch with base's resources."""
-    entries = []
-    for infra in infras:
+    """Claim each entry, record the configs, then run here (cluster=None) or submit one batch
+    with base's resources. An entry another process claimed is waited for, not run twice."""
+    jobs: list[tp.Any] = [None] * len(infras)
+    mine: list[tuple[int, TaskInfra, Entry]] = []
+    for index, infra in enumerate(infras):
         entry = infra._entry()
         assert entry is not None
-        entry.write_configs(infra.config(), infra.config(uid=True))
-        entries.append(entry)
         infra._binding().computed = True
+        # after the claim, look again: the previous holder may have just finished or submitted
+        if not entry.claim() or entry.file_status() is not None or entry.read_job() is not None:
+            entry.release()
+            jobs[index] = _exec.EntryWaiter(entry)
+            continue
+        entry.write_configs(infra.config(), infra.config(uid=True))
+        mine.append((index, infra, entry))
     executor = base.executor()
-    if executor is None:
-        jobs: list[tp.Any] = []
-        for infra, entry in zip(infras, entries):
-            binding = infra._binding()
-            try:
-                _exec.run_and_store(binding.method, binding.obj, str(entry.folder))
-            except Exception:  # recorded in the entry; raised again when the result is read
-                logger.debug("Job %s failed", entry.folder, exc_info=True)
-            jobs.append(_exec.InlineJob(entry))
+    try:
+        if executor is None:
+            for index, infra, entry in mine:
+                binding = infra._binding()
+                try:
+                    _exec.run_and_store(binding.method, binding.obj, str(entry.folder))
+                except Exception:  # recorded in the entry; raised again when the result is read
+                    logger.debug("Job %s failed", entry.folder, exc_info=True)
+                jobs[index] = _exec.InlineJob(entry)
+            return jobs
+        if max_workers is not None and executor.cluster == "slurm":
+            executor.update_parameters(slurm_array_parallelism=max_workers)
+        calls = [(_exec.store_call(i._binding().method, i._binding().obj, str(e.folder)), ()) for _, i, e in mine]
+        workdir = base.workdir
+        context = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
+        with context:
+            submitted = _exec.submit_array(executor, calls) if calls else []
+        for (index, _, entry), job in zip(mine, submitted):
+            if type(job).__name__ != "DebugJob":
+                entry.write_job(_exec.job_ref(job))
+            jobs[index] = job
         return jobs
-    if max_workers is not None and executor.cluster == "slurm":
-        executor.update_parameters(slurm_array_parallelism=max_workers)
-    calls = [(_exec.store_call(i._binding().method, i._binding().obj, str(e.folder)), ()) for i, e in zip(infras, entries)]
-    workdir = base.workdir
-    context = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
-    with context:
-        jobs = _exec.submit_array(executor, calls)
-    for entry, job in zip(entries, jobs):
-        if type(job).__name__ != "DebugJob":
-            entry.write_job(_exec.job_ref(job))
-    return jobs
+    finally:
+        for _, _, entry in mine:  # job.json or the outcome now says what the claim said
+            entry.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import socket
 import time
 import typing as tp
 import uuid
@@ -24,6 +25,7 @@ RESULT = "result.pkl"
 ERROR = "error.pkl"
 ERROR_TEXT = "error.txt"
 JOB = "job.json"
+CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
 
@@ -200,7 +202,67 @@ class Entry:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
+    # A claim says "this process is computing or submitting this uid": created with O_EXCL, so
+    # of several processes launching the same uid at once exactly one goes ahead.
+    def claim(self) -> bool:
+        """Take the claim, or return False when another live process holds it (a claim by a
+        dead process of this host is taken over)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        for _ in range(2):
+            try:
+                fd = os.open(self.folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                if not self.claim_is_stale():
+                    return False
+                (self.folder / CLAIM).unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+            return True
+        return False
+
+    def claim_owner(self) -> dict[str, tp.Any] | None:
+        try:
+            return json.loads((self.folder / CLAIM).read_text("utf8"))  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):
+            return {}  # being written right now
+
+    def claim_is_stale(self) -> bool:
+        owner = self.claim_owner()
+        if owner is None:
+            return True
+        if not owner:  # being written: young by definition
+            return False
+        if owner.get("host") != socket.gethostname():
+            return False  # cannot tell from here: remove claim.json by hand if that process is gone
+        return not pid_alive(int(owner.get("pid", -1)))
+
+    def release(self) -> None:
+        owner = self.claim_owner()
+        if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            (self.folder / CLAIM).unlink(missing_ok=True)
+
     def clear(self) -> None:
         """Forget the result, the error and the job; the configs stay (they define the uid)."""
-        for name in (RESULT, ERROR, ERROR_TEXT, JOB):
+        for name in (RESULT, ERROR, ERROR_TEXT, JOB, CLAIM):
             (self.folder / name).unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is alive (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

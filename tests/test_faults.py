@@ -1,0 +1,78 @@
+"""Faults (issue 7): concurrent sweeps, crashes while writing, corrupted entries."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exca_hydra.store import Entry
+from fault_models import Slow
+
+HERE = Path(__file__).resolve().parent
+
+
+def _python(code: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "EXCA_TEST_DIR": str(tmp_path), "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("cluster", [None, "local"])
+def test_concurrent_overlapping_sweeps_compute_each_uid_once(
+    tmp_path: Path, cluster: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cache"
+    ranges = [list(range(0, 8)), list(range(4, 12)), list(range(2, 10)), list(range(0, 12, 2))]
+    procs = [
+        _python(f"import fault_models; fault_models.sweep({str(folder)!r}, {xs}, {cluster!r})", tmp_path)
+        for xs in ranges
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    for x in range(12):
+        calls = (tmp_path / f"calls-{x}").read_text().splitlines()
+        assert len(calls) == 1, (x, calls)  # computed exactly once across the 4 processes
+    monkeypatch.setenv("EXCA_TEST_DIR", str(tmp_path))
+    assert all(Slow(x=x, infra={"folder": folder}).infra.status() == "completed" for x in range(12))
+    assert not list(folder.rglob("claim.json"))  # every claim released
+
+
+def test_a_crash_while_writing_never_leaves_a_readable_partial_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cache"
+    rng = random.Random(0)
+    killed = 0
+    for round_ in range(8):
+        code = (
+            "import fault_models\n"
+            f"for x in range({round_ * 100}, {round_ * 100 + 100}):\n"
+            f"    fault_models.Slow(x=x, sleep_s=0, size=4_000_000, infra={{'folder': {str(folder)!r}}}).compute()\n"
+        )
+        proc = _python(code, tmp_path)
+        time.sleep(rng.uniform(0.4, 1.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+    assert killed >= 6  # the kills did land during the writes
+    entries = [Entry(p) for p in folder.glob("*/*") if p.is_dir()]
+    assert entries
+    monkeypatch.setenv("EXCA_TEST_DIR", str(tmp_path))
+    for entry in entries:
+        if entry.has_result():  # a result file is whole or absent
+            value = entry.load_result()
+            assert len(value) == 4_000_000 and len(set(value)) == 1
+    # a killed computation is recomputed by the next run, from scratch
+    x = next(x for x in range(1200) if not Slow(x=x, size=4_000_000, sleep_s=0, infra={"folder": folder}).infra.uid_folder().joinpath("result.pkl").exists() and (tmp_path / f"calls-{x}").exists())
+    task = Slow(x=x, size=4_000_000, sleep_s=0, infra={"folder": folder})
+    assert task.infra.status() == "not submitted"  # the dead process's claim is stale
+    assert task.compute() == bytes([x]) * 4_000_000
+    assert pickle.loads((task.infra.uid_folder() / "result.pkl").read_bytes()) == task.compute()
