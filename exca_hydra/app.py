@@ -55,10 +55,12 @@ def task_container(cfg: DictConfig) -> dict[str, tp.Any]:
     return OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
 
 
-def convert(cfg: DictConfig, model: type | None) -> tuple[tp.Any, list[FieldError]]:
+def convert(
+    cfg: DictConfig, model: type | None, container: tp.Callable[[DictConfig], tp.Any] = task_container
+) -> tuple[tp.Any, list[FieldError]]:
     """(instance or resolved dict, errors): every problem of one config, not just the first."""
     try:
-        data = task_container(cfg)
+        data = container(cfg)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "<config>"
         message = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -98,9 +98,14 @@ def compose(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> DictConf
     from .compose import composer_for
 
     cfg = composer_for(launcher.hydra_context.config_loader, launcher.config).compose(overrides)
-    with open_dict(cfg):
-        cfg.hydra.job.id = f"{num}"
-        cfg.hydra.job.num = num
+    try:  # the existing (MISSING) hydra.job.id/num nodes, set as `cfg.hydra.job.id = ...` sets them
+        job = cfg._get_node("hydra")._get_node("job")  # type: ignore[union-attr]
+        job._get_node("id")._set_value(f"{num}")  # type: ignore[union-attr]
+        job._get_node("num")._set_value(num)  # type: ignore[union-attr]
+    except Exception:
+        with open_dict(cfg):
+            cfg.hydra.job.id = f"{num}"
+            cfg.hydra.job.num = num
     return cfg
 
 
@@ -108,15 +113,33 @@ def prepare(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], init
     """Compose and validate every job; raise one error listing every invalid job."""
     model = getattr(launcher.task_function, "__exca_model__", None)
     jobs, failures = [], []
-    for i, overrides in enumerate(job_overrides):
-        num = initial_job_idx + i
-        cfg = compose(launcher, overrides, num)
-        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the task's values
-        obj, errors = app.convert(cfg, model)
-        if errors:
-            failures.append((num, filter_overrides(overrides), errors))
-        else:
-            jobs.append(Job(num, list(overrides), cfg, obj))
+    import gc
+
+    from .compose import HydraView, task_container
+
+    hydra_config = HydraConfig.instance()
+    cfg = None
+    try:
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            cfg = compose(launcher, overrides, num)
+            # for ${hydra:...} in the task's values: what HydraConfig.set_config does, without its
+            # masked copy of the whole hydra node (~2 ms a job); the resolver reads cfg.hydra itself
+            OmegaConf.set_readonly(cfg.hydra, True)
+            hydra_config.cfg = HydraView(cfg.hydra)  # type: ignore[assignment]
+            obj, errors = app.convert(cfg, model, task_container)  # without copying the task part
+            if errors:
+                failures.append((num, filter_overrides(overrides), errors))
+            else:
+                jobs.append(Job(num, list(overrides), cfg, obj))
+            if i % 256 == 255:
+                # the kept configs are ~1,000 objects a job: keep the cyclic GC from rescanning
+                # them over and over (half the time of a 10,000-job sweep); temporaries still go
+                gc.freeze()
+    finally:
+        gc.unfreeze()
+    if cfg is not None:
+        hydra_config.set_config(cfg)  # leave HydraConfig as set_config leaves it
     if failures:
         raise app.ConfigValidationError(app.format_errors(failures, len(job_overrides)), failures)
     return jobs
@@ -161,6 +184,29 @@ def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[
             continue
         job.uid = uid_string(uid_config(job.obj))
         job.entry = Entry(root / method_dir_name(task_function, job.obj) / job.uid)
+
+
+def verify_entries(jobs: tp.Sequence[Job], statuses: tp.Sequence[str] | None = None) -> None:
+    """Every cached outcome about to be reused must be this config's: report all that are not
+    (edited files, changed defaults) before anything runs."""
+    from .store import CacheError
+    from .uid import identity_config
+
+    problems = []
+    for i, job in enumerate(jobs):
+        if job.entry is None:
+            continue
+        status = statuses[i] if statuses is not None else job.entry.file_status()
+        if status in ("completed", "failed"):
+            try:
+                job.entry.verify(uid_config(job.obj), identity_config(job.obj))
+            except CacheError as e:
+                problems.append(f"  #{job.num} : {' '.join(filter_overrides(job.overrides))}\n      {e}")
+    if problems:
+        raise app.ConfigValidationError(
+            f"{len(problems)} cached entr{'y' if len(problems) == 1 else 'ies'} cannot be reused; nothing was "
+            "launched (hydra.sweeper.mode=force recomputes them):\n" + "\n".join(problems)
+        )
 
 
 # ----- job side -----
@@ -363,7 +409,7 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     submitit_folder = Path(params.submitit_folder).absolute()  # relative to the cwd, like hydra.sweep.dir
     executor = submitit.AutoExecutor(folder=submitit_folder, cluster="slurm", slurm_max_num_timeout=params.max_num_timeout)
     executor.update_parameters(**params.submitit_parameters())
-    size = (params.max_array_size or _exec.max_array_size()) - 1
+    size = params.max_array_size or _exec.max_array_size()  # tasks per array (indices 0..size-1)
     payload_dir = submitit_folder.parent if "%" in submitit_folder.name else submitit_folder
     payload_dir.mkdir(parents=True, exist_ok=True)
     payload_path = payload_dir / f"payload-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pkl"
@@ -458,8 +504,9 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
     if jobs is None:
         jobs = prepare(launcher, job_overrides, initial_job_idx)
         assign_entries(launcher.task_function, params.folder, jobs)
+        verify_entries(jobs)  # (the exca sweeper verified its jobs already)
     for job in jobs:
-        if job.entry is not None:
+        if job.entry is not None and not job.entry.has_result():  # a result keeps its config
             job.entry.write_configs(_full_config(job.obj), uid_config(job.obj))
     logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(jobs))
     if launcher.cluster == "slurm":

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from . import app
 from .executor import entry_status
-from .launcher import Job, assign_entries, prepare
+from .launcher import Job, assign_entries, prepare, verify_entries
 from .store import Status
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     folder = params.folder or (getattr(launcher, "params", None) or {}).get("folder")
     assign_entries(sweeper.task_function, folder, jobs)
     statuses: list[Status] = [entry_status(job.entry) if job.entry else "not submitted" for job in jobs]
+    if params.mode != "force":
+        verify_entries(jobs, statuses)
 
     if params.dry_run:
         print(dry_run_table(jobs, statuses))

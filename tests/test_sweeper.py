@@ -132,3 +132,16 @@ def test_running_job_of_an_earlier_invocation_is_waited_for_not_resubmitted(ctx:
     assert "1 running" in out.err + out.out
     assert [line.split()[-1] for line in ctx.lines()] == ["lr=0.4"]  # 0.3 was not run again
     assert ctx.job_dirs() == ["1"]
+
+
+def test_an_edited_cache_entry_stops_the_sweep_before_launch(ctx: Ctx) -> None:
+    assert ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2").code == 0
+    entry = next(p for p in _entries(ctx).values() if "lr=0.2" in p.name)
+    config = (entry / "config.yaml").read_text()
+    (entry / "config.yaml").write_text(config.replace("layers: 2", "layers: 5"))
+    out = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2,0.3")
+    assert out.code != 0 and "#1" in out.err and "model.layers (cached with 5, now 2)" in out.err
+    assert ctx.job_dirs() == [] and len(ctx.lines()) == 2  # lr=0.3 did not run either
+    forced = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.2", "hydra.sweeper.mode=force")
+    assert forced.code == 0 and len(ctx.lines()) == 3
+    assert "layers: 5" not in next(p for p in _entries(ctx).values() if "lr=0.2" in p.name).joinpath("config.yaml").read_text()
