@@ -1,67 +1,63 @@
 """Launcher and sweeper configs, registered in Hydra's ConfigStore (names as in
-hydra-submitit-launcher where the meaning is the same)."""
+hydra-submitit-launcher where the meaning is the same).
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+Plain dicts rather than dataclasses: Hydra imports this module on every app start, and building
+and converting dataclasses costs ~3 ms there. Types are checked by pydantic when launching
+(exca_hydra.launcher.LauncherParams, exca_hydra.sweeper.SweeperParams); struct mode still
+rejects unknown keys at composition.
+"""
 
 from hydra.core.config_store import ConfigStore
 
 _PLUGINS = "hydra_plugins.exca_hydra_plugin"
 
+_COMMON = {
+    "folder": None,  # cache root; null: the model's infra.folder, else no cache
+    "array_parallelism": None,  # jobs running at once; null: the CPU count (local), 256 (Slurm)
+}
 
-@dataclass
-class BaseExcaConf:
-    folder: Optional[str] = None  # cache root; null: the model's infra.folder, else no cache
-    array_parallelism: Optional[int] = None  # jobs running at once
+EXCA_LOCAL = {"_target_": f"{_PLUGINS}.launchers.ExcaLocalLauncher", **_COMMON}
 
+EXCA_SLURM = {
+    "_target_": f"{_PLUGINS}.launchers.ExcaSlurmLauncher",
+    **_COMMON,
+    "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",
+    "max_array_size": None,  # null: Slurm's MaxArraySize
+    "timeout_min": 60,
+    "cpus_per_task": None,
+    "gpus_per_node": None,
+    "tasks_per_node": 1,
+    "mem_gb": None,
+    "nodes": 1,
+    "name": "${hydra.job.name}",
+    "stderr_to_stdout": False,
+    "partition": None,
+    "qos": None,
+    "comment": None,
+    "constraint": None,
+    "exclude": None,
+    "gres": None,
+    "cpus_per_gpu": None,
+    "gpus_per_task": None,
+    "mem_per_gpu": None,
+    "mem_per_cpu": None,
+    "account": None,
+    "signal_delay_s": 120,
+    "max_num_timeout": 0,
+    "additional_parameters": {},
+    "setup": None,
+}
 
-@dataclass
-class ExcaLocalConf(BaseExcaConf):
-    _target_: str = f"{_PLUGINS}.launchers.ExcaLocalLauncher"
+EXCA_SWEEPER = {
+    "_target_": f"{_PLUGINS}.sweeper.ExcaSweeper",
+    "max_batch_size": None,
+    "params": None,
+    "mode": "cached",  # cached | retry | force | read-only
+    "dry_run": False,
+    "folder": None,  # cache root when the launcher has none
+}
 
-
-@dataclass
-class ExcaSlurmConf(BaseExcaConf):
-    _target_: str = f"{_PLUGINS}.launchers.ExcaSlurmLauncher"
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
-    max_array_size: Optional[int] = None  # null: Slurm's MaxArraySize
-    timeout_min: int = 60
-    cpus_per_task: Optional[int] = None
-    gpus_per_node: Optional[int] = None
-    tasks_per_node: int = 1
-    mem_gb: Optional[int] = None
-    nodes: int = 1
-    name: str = "${hydra.job.name}"
-    stderr_to_stdout: bool = False
-    partition: Optional[str] = None
-    qos: Optional[str] = None
-    comment: Optional[str] = None
-    constraint: Optional[str] = None
-    exclude: Optional[str] = None
-    gres: Optional[str] = None
-    cpus_per_gpu: Optional[int] = None
-    gpus_per_task: Optional[int] = None
-    mem_per_gpu: Optional[str] = None
-    mem_per_cpu: Optional[str] = None
-    account: Optional[str] = None
-    signal_delay_s: int = 120
-    max_num_timeout: int = 0
-    additional_parameters: Dict[str, Any] = field(default_factory=dict)
-    setup: Optional[List[str]] = None
-
-
-ConfigStore.instance().store(group="hydra/launcher", name="exca_local", node=ExcaLocalConf, provider="exca_hydra")
-ConfigStore.instance().store(group="hydra/launcher", name="exca_slurm", node=ExcaSlurmConf, provider="exca_hydra")
-
-
-@dataclass
-class ExcaSweeperConf:
-    _target_: str = f"{_PLUGINS}.sweeper.ExcaSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
-    mode: str = "cached"  # cached | retry | force | read-only
-    dry_run: bool = False
-    folder: Optional[str] = None  # cache root when the launcher has none
-
-
-ConfigStore.instance().store(group="hydra/sweeper", name="exca", node=ExcaSweeperConf, provider="exca_hydra")
+_store = ConfigStore.instance().store
+_store(group="hydra/launcher", name="exca_local", node=EXCA_LOCAL, provider="exca_hydra")
+_store(group="hydra/launcher", name="exca_slurm", node=EXCA_SLURM, provider="exca_hydra")
+_store(group="hydra/sweeper", name="exca", node=EXCA_SWEEPER, provider="exca_hydra")
