@@ -60,11 +60,12 @@ def _has_tag(cls: type[pydantic.BaseModel]) -> bool:
     return any(_is_single_literal(f.annotation) for f in cls.model_fields.values())
 
 
-_PLANS: dict[type, tuple[tuple[_Field, ...], frozenset[str]]] = {}
+_PLANS: dict[type, tuple[tuple[_Field, ...], frozenset[str], bool]] = {}
 
 
-def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[str]]:
-    """Per class, once: the fields with their defaults, and the fields excluded from the uid."""
+def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[str], bool]:
+    """Per class, once: the fields with their defaults, the fields excluded from the uid, and
+    whether it is an infra (only its version counts)."""
     plan = _PLANS.get(cls)
     if plan is not None:
         return plan
@@ -89,7 +90,7 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
     excluded = getattr(cls, "_exclude_from_cls_uid", ())
     if callable(excluded):
         excluded = excluded()
-    plan = (tuple(fields), frozenset(excluded))
+    plan = (tuple(fields), frozenset(excluded), bool(getattr(cls, "_exca_is_infra", False)))
     _PLANS[cls] = plan
     return plan
 
@@ -101,10 +102,10 @@ def _same(value: tp.Any, default: tp.Any) -> bool:
 def _model_dict(
     model: pydantic.BaseModel, exclude: frozenset[str], prefix: str, defaults: bool = False
 ) -> dict[str, tp.Any]:
-    if getattr(model, "_exca_is_infra", False):
+    fields, cls_excluded, is_infra = _plan(type(model))
+    if is_infra:
         version = model.__dict__["version"]
         return {"version": version} if defaults or version != "0" else {}
-    fields, cls_excluded = _plan(type(model))
     values = model.__dict__
     out: dict[str, tp.Any] = {}
     for field in fields:
@@ -184,15 +185,22 @@ def flatten(cfg: tp.Any, prefix: str = "") -> dict[str, tp.Any]:
     return {prefix[:-1]: cfg} if prefix else {}
 
 
-def _flatten(cfg: tp.Any, prefix: str, out: list[str]) -> None:
-    if isinstance(cfg, dict) and cfg:
-        for key in sorted(cfg):
-            _flatten(cfg[key], f"{prefix}{key}.", out)
-        return
-    value = cfg if isinstance(cfg, str) else _dumps(cfg)
-    if len(value) > MAX_ITEM_CHARS:
-        value = value[: MAX_ITEM_CHARS - 3] + "..."
-    out.append(f"{prefix[:-1]}={value}")
+def _flatten(cfg: dict[str, tp.Any], prefix: str, out: list[str]) -> None:
+    for key in sorted(cfg):
+        value = cfg[key]
+        kind = type(value)
+        if kind is dict and value:
+            _flatten(value, f"{prefix}{key}.", out)
+            continue
+        if kind is str:
+            text = value
+        elif kind is int or kind is float:
+            text = repr(value)  # what json.dumps writes, without its overhead
+        else:
+            text = _dumps(value)
+        if len(text) > MAX_ITEM_CHARS:
+            text = text[: MAX_ITEM_CHARS - 3] + "..."
+        out.append(f"{prefix}{key}={text}")
 
 
 def uid_string(cfg: dict[str, tp.Any]) -> str:
