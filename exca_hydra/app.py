@@ -143,9 +143,58 @@ def main(
             # e.g. main(...)(Trainer.run) with Trainer imported: Hydra locates config_path and names
             # the job from the task's module (after unwrapping __wrapped__); make that the caller's
             task.__wrapped__ = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
-        return hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
+        hydra_main = hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
+
+        def run(cfg_passthrough: tp.Any = None) -> tp.Any:
+            if cfg_passthrough is None:
+                _check_override_syntax()
+            return hydra_main(cfg_passthrough)
+
+        run.__name__, run.__qualname__, run.__doc__ = hydra_main.__name__, hydra_main.__qualname__, hydra_main.__doc__
+        return run
 
     return decorator
+
+
+def _check_override_syntax() -> None:
+    """Hydra reports some syntax errors of a command-line override without naming it (``lr=range(``
+    gives "no viable alternative at input 'range('"): name the override and its key, exit 1 as
+    Hydra does.  Anything else (and HYDRA_FULL_ERROR=1) is left to Hydra."""
+    import os
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    class _ArgsError(Exception):
+        pass
+
+    def error(message: str) -> tp.NoReturn:
+        raise _ArgsError(message)
+
+    args_parser = get_args_parser()
+    args_parser.error = error  # type: ignore[method-assign]  # Hydra reports bad arguments itself
+    try:
+        overrides = args_parser.parse_known_args()[0].overrides
+    except _ArgsError:
+        return
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except HydraException as e:
+            if override in str(e):
+                return  # Hydra's message names it
+            key = override.split("=", 1)[0]
+            sys.stderr.write(
+                f"Error parsing override '{override}' (key '{key}'):\n{e}\n\n"
+                "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+            )
+            sys.exit(1)
+        except Exception:
+            return
 
 
 def _locator(module: str, filename: str) -> tp.Callable[[], None]:

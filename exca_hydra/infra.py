@@ -173,6 +173,12 @@ class TaskInfra(pydantic.BaseModel):
         # jobs may start elsewhere (workdir, Slurm): keep the folder they write to unambiguous
         return None if folder is None else Path(folder).expanduser().absolute()
 
+    @pydantic.field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, version: tp.Any) -> tp.Any:
+        # `infra.version=2` on Hydra's command line arrives as an int
+        return str(version) if isinstance(version, (int, float)) and not isinstance(version, bool) else version
+
     @pydantic.field_validator("version")
     @classmethod
     def _safe_version(cls, version: str) -> str:

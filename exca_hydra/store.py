@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import socket
+import stat
 import time
 import typing as tp
 import uuid
@@ -150,7 +151,13 @@ class Entry:
             )
 
     def write_result(self, value: tp.Any) -> None:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # e.g. a lambda: the job fails with this message, nothing is stored
+            raise pickle.PicklingError(
+                f"The task's return value ({type(value).__name__}) cannot be pickled, so it cannot be "
+                f"cached: {type(e).__name__}: {e}"
+            ) from e
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in (ERROR, ERROR_TEXT):
             (self.folder / name).unlink(missing_ok=True)
@@ -160,8 +167,9 @@ class Entry:
         path = self.folder / RESULT
         try:
             with path.open("rb") as f:
+                check_trusted(f, path)
                 return pickle.load(f)
-        except FileNotFoundError:
+        except (FileNotFoundError, CacheError):
             raise
         except Exception as e:
             raise CacheError(
@@ -182,7 +190,10 @@ class Entry:
     def load_error(self) -> BaseException:
         try:
             with (self.folder / ERROR).open("rb") as f:
+                check_trusted(f, self.folder / ERROR)
                 error = pickle.load(f)
+        except CacheError as e:
+            return e
         except Exception as e:
             return JobFailure(f"Failed job with an unreadable error file in {self.folder}: {e}")
         return error if isinstance(error, BaseException) else JobFailure(repr(error))
@@ -249,6 +260,25 @@ class Entry:
         """Forget the result, the error and the job; the configs stay (they define the uid)."""
         for name in (RESULT, ERROR, ERROR_TEXT, JOB, CLAIM):
             (self.folder / name).unlink(missing_ok=True)
+
+
+def check_trusted(f: tp.BinaryIO, path: Path) -> None:
+    """Unpickling runs code: a pickle written by another user (neither this user nor root) is
+    loaded only if no folder above it is writable by everyone without the sticky bit (anyone
+    could have put it there).  One fstat of the open file; the folders only for a foreign file."""
+    owner = os.fstat(f.fileno()).st_uid
+    if owner in (os.geteuid(), 0):
+        return
+    for folder in path.absolute().parents:
+        mode = folder.stat().st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise CacheError(
+                f"Refusing to load {path}: it was written by uid {owner}, not by you (uid "
+                f"{os.geteuid()}), and {folder} is writable by everyone (mode {stat.filemode(mode)}), "
+                "so anyone could have put it there, and loading a pickle runs its code. Remove write "
+                f"access for others (chmod o-w {folder}) if you trust its content, or delete {path} "
+                "to recompute."
+            )
 
 
 def pid_alive(pid: int) -> bool:

@@ -205,7 +205,9 @@ def _flatten(cfg: dict[str, tp.Any], prefix: str, out: list[str]) -> None:
 
 def uid_string(cfg: dict[str, tp.Any]) -> str:
     """Folder-safe uid of a uid config: ``a.b=1,c=x-<hash>``; at most ~140 ASCII chars."""
-    digest = hashlib.blake2b(_dumps(cfg).encode("utf8"), digest_size=HASH_CHARS // 2).hexdigest()
+    # surrogatepass: a lone surrogate (e.g. a non-UTF-8 byte of argv) hashes instead of raising;
+    # every other string encodes exactly as before
+    digest = hashlib.blake2b(_dumps(cfg).encode("utf8", "surrogatepass"), digest_size=HASH_CHARS // 2).hexdigest()
     items: list[str] = []
     if cfg:
         _flatten(cfg, "", items)

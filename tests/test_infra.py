@@ -567,3 +567,10 @@ def test_corrupted_cache_files_are_reported(tmp_path: Path) -> None:
     (folder / "result.pkl").write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(CacheError, match="unreadable"):
         MyTask(x=3, infra={"folder": tmp_path}).compute()
+
+
+def test_version_given_as_a_number_is_text(tmp_path: Path) -> None:
+    task = MyTask(x=1, infra={"folder": tmp_path, "version": 2})  # as `infra.version=2` from Hydra
+    assert task.infra.version == "2" and task.infra.method_dir().name.endswith(",2")
+    with pytest.raises(pydantic.ValidationError, match="version"):
+        MyTask(x=1, infra={"folder": tmp_path, "version": "../up"})

@@ -1,0 +1,229 @@
+"""Issue 7, "Bad input": a corpus of invalid command lines, kept as a table.
+
+Each case runs the trainer test app (tests/apps/trainer/) as a multirun, with Hydra's basic sweeper
+and with ``hydra/sweeper=exca``, against a copy of a pre-populated cache (completed and failed
+entries). Every case must: exit non-zero; print ONE clear message that names the field (and the
+job's number and overrides when a job is concerned); print no Python traceback (unless
+HYDRA_FULL_ERROR=1); run nothing (no $EXCA_TEST_LOG line, no job output folder); leave every file
+and folder of the cache exactly as it was (list, size, mode and mtime).
+
+Two cases are not command lines: a task whose return value cannot be pickled (tests/apps/bad_input/,
+the job fails with a clear message and no result is cached) and a task function without a model
+annotation (a TypeError when ``exca_hydra.main`` decorates it).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import typing as tp
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from test_launcher import APPS, TRAINER, Ctx, Trainer, entry
+
+APP = TRAINER / "app.py"
+UNPICKLABLE_APP = APPS / "bad_input" / "app.py"
+SWEEPERS = {"basic": (), "exca": ("hydra/sweeper=exca",)}
+INVALID = "have an invalid config; nothing was launched."
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]
+    expected: tuple[str, ...]  # substrings of stderr
+    headline: str  # the one message: exactly once in stderr
+    absent: tuple[str, ...] = ()  # e.g. the valid jobs, which must not be reported
+    sweepers: tuple[str, ...] = ("basic", "exca")
+
+
+CASES = [
+    # unknown key
+    Case("unknown_key", ("model=conv,transformer", "+model.foo=1"),
+         ("2 of 2 job(s)", "#0 : model=conv +model.foo=1", "model.conv.foo: Extra inputs are not permitted (got 1)",
+          "#1 : model=transformer +model.foo=1", "model.transformer.foo: Extra inputs are not permitted"), INVALID),
+    Case("unknown_top_level_key", ("lr=0.1,0.2", "+optimiser=sgd"),
+         ("2 of 2 job(s)", "#1 : lr=0.2 +optimiser=sgd", "optimiser: Extra inputs are not permitted (got 'sgd')"), INVALID),
+    # wrong type
+    Case("wrong_type", ("model=conv,transformer", "lr=0.1,abc"),
+         ("2 of 4 job(s)", "#1 : model=conv lr=abc", "#3 : model=transformer lr=abc",
+          "lr: Input should be a valid number", "(got 'abc')"), INVALID, absent=("#0 :", "#2 :")),
+    Case("wrong_type_nested", ("model=conv,transformer", "model.layers=two"),
+         ("2 of 2 job(s)", "#0 : model=conv model.layers=two", "model.conv.layers: Input should be a valid integer",
+          "(got 'two')"), INVALID),
+    # wrong discriminator value: a group option whose tag is unknown, and an override of the tag
+    Case("bad_tag_in_group_file", ("model=conv,badtag",),
+         ("1 of 2 job(s)", "#1 : model=badtag", "model: Input tag 'foo' found using 'name' does not match any of "
+          "the expected tags: 'conv', 'transformer'"), INVALID, absent=("#0 :",)),
+    Case("bad_tag_override", ("model=conv,transformer", "model.name=foo"),
+         ("2 of 2 job(s)", "#0 : model=conv model.name=foo", "#1 : model=transformer model.name=foo",
+          "model: Input tag 'foo'"), INVALID),
+    # missing required value, broken interpolation
+    Case("missing_value", ("model=conv,missing",),
+         ("1 of 2 job(s)", "#1 : model=missing", "model.layers: MissingMandatoryValue"), INVALID, absent=("#0 :",)),
+    Case("broken_interpolation", ("model=transformer,badref",),
+         ("1 of 2 job(s)", "#1 : model=badref", "model.embeddings: InterpolationKeyError",
+          "Interpolation key 'nope' not found"), INVALID, absent=("#0 :",)),
+    # unknown config group option (Hydra's own message, before any job exists)
+    Case("unknown_group_option", ("model=nope",),
+         ("Could not find 'model/nope'", "Available options in 'model'", "transformer"), "Could not find"),
+    Case("unknown_group_option_in_sweep", ("model=conv,nope",),
+         ("Could not find 'model/nope'", "Available options in 'model'"), "Could not find"),
+    # bad launcher parameter: every job cached (the exca sweeper never calls the launcher then),
+    # and with jobs to run
+    Case("launcher_unknown_key", ("model=conv,transformer", "+hydra.launcher.foo=1"),
+         ("hydra.launcher.foo: Extra inputs are not permitted (got 1)",), "Invalid launcher parameters"),
+    Case("launcher_bad_value_all_cached", ("model=conv,transformer", "hydra.launcher.array_parallelism=abc"),
+         ("hydra.launcher.array_parallelism: Input should be a valid integer", "(got 'abc')"),
+         "Invalid launcher parameters"),
+    Case("launcher_bad_value", ("model=conv,transformer", "lr=0.1,0.3", "hydra.launcher.array_parallelism=abc"),
+         ("hydra.launcher.array_parallelism: Input should be a valid integer",), "Invalid launcher parameters"),
+    Case("sweeper_bad_value", ("model=conv,transformer", "hydra.sweeper.mode=bogus"),
+         ("hydra.sweeper.mode: Input should be 'cached', 'retry', 'force' or 'read-only' (got 'bogus')",),
+         "Invalid sweeper parameters", sweepers=("exca",)),
+    # bad sweep syntax: the message names the override (Hydra alone does not for these two)
+    Case("sweep_syntax_range", ("model=conv,transformer", "lr=range("),
+         ("Error parsing override 'lr=range(' (key 'lr')", "no viable alternative at input 'range('"),
+         "Error parsing override"),
+    Case("sweep_syntax_list", ("lr=[0.1",),
+         ("Error parsing override 'lr=[0.1' (key 'lr')", "no viable alternative"), "Error parsing override"),
+    Case("sweep_syntax_empty_choice", ("lr=choice()",),
+         ("Error parsing override 'lr=choice()'", "empty choice is not legal"), "Error parsing override"),
+]  # fmt: skip
+
+PARAMS = [
+    pytest.param(case, sweeper, id=f"{case.id}-{sweeper}") for case in CASES for sweeper in case.sweepers
+]
+
+
+# ----- a pre-populated cache, copied for each test -----
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """model=conv,transformer x lr=0.1 (completed), 0.5 (failed: the task raises)."""
+    ctx = Ctx(tmp_path_factory.mktemp("populated"))
+    run = ctx.run(APP, "model=conv,transformer", "lr=0.1,0.5")
+    assert run.code != 0 and "lr=0.5 diverges" in run.err  # the two lr=0.5 jobs fail, on purpose
+    for model in ("conv", "transformer"):
+        assert (entry(ctx.cache, "app.main,0", model={"name": model}, lr=0.1) / "result.pkl").exists()
+        assert (entry(ctx.cache, "app.main,0", model={"name": model}, lr=0.5) / "error.pkl").exists()
+    return ctx.cache
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file and folder under ``folder`` (itself included): size, mode, mtime."""
+    out = {}
+    for path in [folder, *sorted(folder.rglob("*"))]:
+        st = path.lstat()
+        out[str(path.relative_to(folder))] = (st.st_size, st.st_mode, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, populated: Path) -> Ctx:
+    ctx = Ctx(tmp_path)
+    shutil.copytree(populated, ctx.cache)
+    return ctx
+
+
+# ----- the table -----
+@pytest.mark.parametrize("case, sweeper", PARAMS)
+def test_bad_input(ctx: Ctx, case: Case, sweeper: str) -> None:
+    before = snapshot(ctx.cache)
+    assert len(before) > 6  # root, method folder, 4 entries and their files
+    r = ctx.run(APP, *SWEEPERS[sweeper], *case.args)
+    assert r.code != 0, r.out + r.err
+    assert r.err.count(case.headline) == 1, r.err  # one message...
+    for text in case.expected:  # ...naming the job's overrides and the field
+        assert text in r.err, f"{text!r} not in:\n{r.err}"
+    for text in case.absent:
+        assert text not in r.err, r.err
+    assert "Traceback" not in r.err + r.out, r.err
+    assert ctx.lines() == []  # nothing ran
+    assert ctx.job_dirs() == []  # no job output folder
+    assert not (ctx.sweep_dir / ".submitit").exists()  # nothing submitted
+    assert snapshot(ctx.cache) == before  # the cache is untouched
+
+
+def test_full_error_shows_the_traceback(ctx: Ctx) -> None:
+    before = snapshot(ctx.cache)
+    r = ctx.run(APP, "hydra/sweeper=exca", "model=conv,transformer", "lr=0.1,abc", full_error=True)
+    assert r.code != 0
+    assert "Traceback" in r.err and "#1 : model=conv lr=abc" in r.err
+    assert ctx.lines() == [] and ctx.job_dirs() == [] and snapshot(ctx.cache) == before
+
+
+# ----- a return value that cannot be pickled -----
+@pytest.mark.parametrize("sweeper", list(SWEEPERS))
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_unpicklable_return_value(ctx: Ctx, sweeper: str, cached: bool) -> None:
+    before = snapshot(ctx.cache)
+    args = () if cached else ("infra.folder=null",)
+    r = ctx.run(UNPICKLABLE_APP, *SWEEPERS[sweeper], "lr=0.1,0.7", *args)
+    assert r.code != 0
+    out = r.out + r.err
+    assert "cannot be pickled" in r.err and "lambda" in r.err, r.err
+    assert re.search(r"^\s+1\s+FAILED\s", out, re.M), out  # the job is reported failed...
+    assert re.search(r"^\s+0\s+COMPLETED\s", out, re.M) or sweeper == "exca", out
+    ran = ["1 ConvCfg lr=0.7"] if cached else ["0 ConvCfg lr=0.1", "1 ConvCfg lr=0.7"]
+    assert sorted(ctx.lines()) == ran  # (lr=0.1 is read from the cache when there is one)
+    failed = entry(ctx.cache, "app.main,0", model={"name": "conv"}, lr=0.7)
+    after = snapshot(ctx.cache)
+    if cached:  # ...its failure is recorded, and no result
+        assert sorted(p.name for p in failed.iterdir()) == ["config.yaml", "error.pkl", "error.txt", "uid.yaml"]
+        assert "cannot be pickled" in (failed / "error.txt").read_text()
+        added = {key for key in after if key not in before}
+        assert added == {str(p.relative_to(ctx.cache)) for p in [failed, *failed.iterdir()]}
+        # the pre-existing entries are untouched; the method folder got one new sub-folder
+        assert {key: after[key] for key in before if key not in (".", "app.main,0")} == {
+            key: value for key, value in before.items() if key not in (".", "app.main,0")
+        }
+    else:
+        assert not failed.exists() and after == before
+
+
+# ----- a task function without a model annotation -----
+def _no_annotation(cfg):  # type: ignore[no-untyped-def]
+    return cfg
+
+
+def _dictconfig(cfg: DictConfig) -> None:  # a plain Hydra task: hydra.main is the decorator
+    pass
+
+
+def _dict(cfg: dict) -> None:  # type: ignore[type-arg]
+    pass
+
+
+def _no_parameter() -> None:
+    pass
+
+
+def _unresolved(cfg: "NoSuchModel") -> None:  # type: ignore[name-defined]  # noqa: F821
+    pass
+
+
+@pytest.mark.parametrize("function", [_no_annotation, _dictconfig, _dict, _no_parameter, _unresolved])
+def test_task_without_model_annotation_fails_at_decoration(function: tp.Callable[..., tp.Any]) -> None:
+    import exca_hydra
+
+    decorator = exca_hydra.main(config_path=None, config_name=None)
+    with pytest.raises(TypeError) as info:
+        decorator(function)
+    message = str(info.value)
+    assert function.__qualname__ in message
+    assert "annotate the first parameter" in message and "def main(cfg: MyModel)" in message
+    assert "hydra.main" in message  # ...and the alternative for a DictConfig task
+
+
+def test_task_with_model_annotation_is_accepted() -> None:
+    import exca_hydra
+
+    def main(trainer: Trainer) -> None:  # (annotations are strings here: resolved from the module)
+        pass
+
+    wrapped = exca_hydra.main(config_path=None, config_name=None)(main)
+    assert callable(wrapped)

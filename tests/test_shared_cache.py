@@ -1,0 +1,308 @@
+"""Issue 7, item 7: a cache folder that a group shares (setgid folder, umask 002).
+
+Two real users (``useradd``, removed at the end) in a shared group run Python as themselves
+(``setpriv``): A computes into a setgid group folder, B reads A's result and computes a new uid
+in the same folder, without permission errors; files get the umask's mode (the library never
+chmods) and the folder's group. Results written by another user are loaded only from folders that
+nobody else can write to: a world-writable folder without the sticky bit anywhere above the
+result makes the load fail with a CacheError, before anything is unpickled.
+
+Root is needed to create users; the interpreter may live under /root (mode 0700): each user's
+process then sees it through a private bind mount (``unshare -m``), nothing else changes.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pickle
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import typing as tp
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from exca_hydra.store import CacheError, Entry
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+METHOD_DIR = "models.MyTask.compute,0"
+
+# what each user's process runs: one MyTask computation (or cache read), reported as JSON
+SCRIPT = """
+import json, os, sys
+os.umask(int(sys.argv[1], 8))
+from models import MyTask
+args = json.loads(sys.argv[2])
+task = MyTask(x=args["x"], infra={"folder": args["folder"], "mode": args.get("mode", "cached")})
+out = {"uid": os.getuid(), "groups": os.getgroups(), "folder": str(task.infra.uid_folder())}
+try:
+    out["value"] = task.compute()
+except Exception as e:
+    out["error"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"""
+
+
+class Marker:
+    """Unpickling it creates a folder: shows whether a planted pickle was loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[tp.Any, ...]:
+        return (os.mkdir, (self.path,))
+
+
+def _traversable_by_others(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+@dataclass
+class Users:
+    a: str
+    b: str
+    group: str
+    gid: int
+    base: Path
+    bind: Path | None  # where the interpreter's prefix is bind-mounted for the users, if needed
+
+    def run(self, user: str, x: int, folder: Path, umask: int = 0o002, mode: str = "cached") -> dict[str, tp.Any]:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.base),
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "EXCA_TEST_DIR": str(self.base / "calls"),
+        }
+        python = sys.executable
+        prefix: list[str] = []
+        if self.bind is not None:
+            python = str(self.bind / Path(sys.executable).relative_to(sys.prefix))
+            env["LD_LIBRARY_PATH"] = str(self.bind / "lib")  # libpython: its rpath is under /root
+            prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                      'mount --bind "$0" "$1" && shift && exec "$@"', sys.prefix, str(self.bind)]  # fmt: skip
+        args = json.dumps({"x": x, "folder": str(folder), "mode": mode})
+        cmd = [*prefix, "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--",
+               "env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-c", SCRIPT, oct(umask)[2:], args]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"{user}: exit {proc.returncode}\n{proc.stderr}"
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["uid"] == pwd.getpwnam(user).pw_uid and self.gid in out["groups"]
+        return out  # type: ignore[no-any-return]
+
+    def shared_folder(self, name: str) -> Path:
+        """A setgid folder of the shared group, group-writable (as an admin would set it up)."""
+        folder = self.base / name
+        folder.mkdir()
+        os.chown(folder, 0, self.gid)
+        os.chmod(folder, 0o2775)
+        return folder
+
+    def calls(self) -> list[str]:
+        path = self.base / "calls" / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+def _sh(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def users() -> tp.Iterator[Users]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates two users and a group (useradd/groupadd) and runs as them (setpriv)")
+    missing = [t for t in ("useradd", "userdel", "groupadd", "groupdel", "setpriv") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)}")
+    suffix = f"{os.getpid() % 100_000}"
+    group, a, b = f"excash{suffix}", f"excaa{suffix}", f"excab{suffix}"
+    base = Path(tempfile.mkdtemp(prefix="exca-shared-", dir="/tmp"))
+    created: list[tuple[str, str]] = []
+    try:
+        os.chmod(base, 0o755)
+        assert _sh("groupadd", group).returncode == 0
+        created.append(("group", group))
+        for user in (a, b):  # each with its own primary group (user private groups), like a real site
+            proc = _sh("useradd", "-M", "-U", "-G", group, "-s", "/usr/sbin/nologin", user)
+            assert proc.returncode == 0, proc.stderr
+            created.append(("user", user))
+        gid = grp.getgrnam(group).gr_gid
+        bind = None
+        if not (_traversable_by_others(Path(sys.executable).parent) and _traversable_by_others(Path(sys.prefix))):
+            if sys.prefix != sys.base_prefix or shutil.which("unshare") is None:
+                pytest.skip(f"the interpreter ({sys.executable}) is not reachable by other users and cannot be bind-mounted")
+            bind = base / "python"
+            bind.mkdir()
+        ctx = Users(a, b, group, gid, base, bind)
+        calls = ctx.shared_folder("calls")
+        assert calls.stat().st_gid == gid
+        try:
+            ctx.run(a, 0, base / "probe-cache")  # can the users run Python at all?
+        except AssertionError as e:
+            if bind is not None and "mount" in str(e):
+                pytest.skip(f"cannot bind-mount the interpreter for the test users: {e}")
+            raise
+        shutil.rmtree(base / "probe-cache", ignore_errors=True)
+        (calls / "calls").unlink(missing_ok=True)
+        yield ctx
+    finally:
+        for kind, name in reversed(created):
+            if kind == "user":
+                _sh("userdel", name)
+                _sh("groupdel", name)  # its private group, if userdel left it
+            else:
+                _sh("groupdel", name)
+        shutil.rmtree(base, ignore_errors=True)
+        for kind, name in created:
+            lookup = pwd.getpwnam if kind == "user" else grp.getgrnam
+            with pytest.raises(KeyError):
+                lookup(name)  # cleaned up
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_group_shares_a_setgid_cache(users: Users) -> None:
+    cache = users.shared_folder("cache")
+    a_uid, b_uid = pwd.getpwnam(users.a).pw_uid, pwd.getpwnam(users.b).pw_uid
+    # A computes into the setgid group folder, umask 002
+    out = users.run(users.a, 1, cache)
+    assert out.get("value") == 2, out
+    uid_folder = Path(out["folder"])
+    assert uid_folder.parent == cache / METHOD_DIR
+    files = sorted(uid_folder.iterdir())
+    assert [p.name for p in files] == ["config.yaml", "result.pkl", "uid.yaml"]
+    for folder in (cache / METHOD_DIR, uid_folder):  # the kernel's setgid inheritance, umask 002
+        assert folder.stat().st_uid == a_uid and folder.stat().st_gid == users.gid
+        assert _mode(folder) == 0o2775, oct(_mode(folder))
+    for path in files:  # group-writable through the umask, the shared group through setgid
+        assert path.stat().st_uid == a_uid and path.stat().st_gid == users.gid
+        assert _mode(path) == 0o664, (path, oct(_mode(path)))
+    result = (uid_folder / "result.pkl").stat()
+
+    # B reads A's result from the cache (no recomputation, nothing rewritten)...
+    out = users.run(users.b, 1, cache)
+    assert out.get("value") == 2, out
+    assert users.calls() == ["MyTask:1"]
+    after = (uid_folder / "result.pkl").stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_uid) == (result.st_ino, result.st_mtime_ns, a_uid)
+    # ...and computes a new uid in the same method folder (created by A) without permission errors
+    out = users.run(users.b, 2, cache)
+    assert out.get("value") == 4, out
+    assert users.calls() == ["MyTask:1", "MyTask:2"]
+    b_folder = Path(out["folder"])
+    assert b_folder.parent == cache / METHOD_DIR and b_folder.stat().st_uid == b_uid
+    assert _mode(b_folder) == 0o2775 and b_folder.stat().st_gid == users.gid
+    for path in b_folder.iterdir():
+        assert path.stat().st_uid == b_uid and path.stat().st_gid == users.gid and _mode(path) == 0o664
+    # A reads B's result the same way
+    assert users.run(users.a, 2, cache).get("value") == 4 and len(users.calls()) == 2
+    # B recomputes A's entry (mode=force): replaces A's files in the group-writable folder
+    out = users.run(users.b, 1, cache, mode="force")
+    assert out.get("value") == 2, out
+    assert (uid_folder / "result.pkl").stat().st_uid == b_uid and len(users.calls()) == 3
+
+    # the library never chmods: with umask 022 the files are not group-writable
+    out = users.run(users.a, 3, cache, umask=0o022)
+    assert out.get("value") == 6, out
+    folder = Path(out["folder"])
+    assert _mode(folder) == 0o2755 and folder.stat().st_gid == users.gid
+    assert {_mode(p) for p in folder.iterdir()} == {0o644}
+    assert all(p.stat().st_gid == users.gid for p in folder.iterdir())
+
+
+def test_results_of_another_user_load_only_from_trusted_folders(users: Users) -> None:
+    cache = users.shared_folder("trust")
+    out = users.run(users.a, 1, cache)
+    assert out.get("value") == 2, out
+    uid_folder = Path(out["folder"])
+    method_dir = uid_folder.parent
+    a_uid = pwd.getpwnam(users.a).pw_uid
+
+    # sticky world-writable folder: others cannot replace A's file, B loads it
+    os.chmod(uid_folder, 0o1777)
+    assert users.run(users.b, 1, cache).get("value") == 2
+
+    # world-writable without sticky: anyone could have put it there. A planted pickle (owned by A)
+    # is refused, for B and for root, and never unpickled
+    os.chmod(uid_folder, 0o777)
+    marker = users.base / "pwned"
+    result = uid_folder / "result.pkl"
+    result.write_bytes(pickle.dumps(Marker(marker)))
+    os.chown(result, a_uid, users.gid)
+    out = users.run(users.b, 1, cache)
+    assert "value" not in out
+    assert out["error"].startswith("CacheError: Refusing to load") and str(result) in out["error"], out
+    assert f"{uid_folder} is writable by everyone" in out["error"] and "loading a pickle runs its code" in out["error"]
+    with pytest.raises(CacheError, match="Refusing to load"):
+        Entry(uid_folder).load_result()  # root does not trust another user's file there either
+    assert not marker.exists()
+
+    # the folder above is world-writable: the uid folder could have been swapped, refused too
+    os.chmod(uid_folder, 0o2775)
+    os.chmod(method_dir, 0o777)
+    out = users.run(users.b, 1, cache)
+    assert f"{method_dir} is writable by everyone" in out.get("error", ""), out
+    assert not marker.exists()
+    os.chmod(method_dir, 0o2775)
+
+    # one's own results, and root's, load from anywhere
+    out = users.run(users.b, 2, cache)
+    assert out.get("value") == 4, out
+    b_folder = Path(out["folder"])
+    os.chmod(b_folder, 0o777)
+    assert users.run(users.b, 2, cache).get("value") == 4
+    assert "error" in users.run(users.a, 2, cache)  # ...but not B's, for A
+    os.chown(b_folder / "result.pkl", 0, users.gid)
+    assert users.run(users.a, 2, cache).get("value") == 4
+
+
+# ----- the same check, in this process (no users needed) -----
+@pytest.fixture
+def foreign(monkeypatch: pytest.MonkeyPatch) -> tp.Callable[[Path], None]:
+    """Make a file look written by another user: chown it (root), or change who we are."""
+    if os.geteuid() != 0:
+        monkeypatch.setattr("exca_hydra.store.os.geteuid", lambda: os.getuid() + 4242)
+
+    def make(path: Path) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, 4242, -1)
+
+    return make
+
+
+def test_trust_check_in_process(tmp_path: Path, foreign: tp.Callable[[Path], None]) -> None:
+    method = tmp_path / "cache" / "m,0"
+    entry = Entry(method / "x=1-0123456789abcdef")
+    entry.write_result({"value": 1})
+    assert entry.load_result() == {"value": 1}  # own file
+    foreign(entry.path("result.pkl"))
+    assert entry.load_result() == {"value": 1}  # another user's, in folders only they can write
+    os.chmod(entry.folder, 0o1777)
+    assert entry.load_result() == {"value": 1}  # sticky: nobody else can replace it
+    os.chmod(entry.folder, 0o777)
+    with pytest.raises(CacheError, match=r"Refusing to load .*result\.pkl.*writable by everyone"):
+        entry.load_result()
+    os.chmod(entry.folder, 0o755)
+    os.chmod(method, 0o777)
+    with pytest.raises(CacheError, match=f"{method} is writable by everyone"):
+        entry.load_result()
+    # a recorded failure is a pickle too: refused the same way, returned as the error
+    marker = tmp_path / "pwned"
+    entry.path("error.pkl").write_bytes(pickle.dumps(Marker(marker)))
+    foreign(entry.path("error.pkl"))
+    error = entry.load_error()
+    assert isinstance(error, CacheError) and "Refusing to load" in str(error) and "error.pkl" in str(error)
+    assert not marker.exists()
+    os.chmod(method, 0o755)
+    entry.load_error()
+    assert marker.exists()  # the planted error, from a trusted folder: loaded (to show the test bites)

@@ -1,0 +1,246 @@
+"""Issue 7, item 6: properties of the uid (hypothesis, plus a seeded generator for the volume).
+
+- stable under the key order of the config's dicts, and under the order of CLI overrides
+  (OmegaConf- and Hydra-composed configs whose keys were inserted in another order);
+- no collision among 200,000 distinct random configs (many sharing a readable prefix);
+- a folder name that never escapes the cache: no '/', no NUL, never '.'-leading, at most 255
+  bytes, ``Path(cache, uid).resolve().parent == Path(cache).resolve()``, whatever the values.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import typing as tp
+from pathlib import Path
+
+import pydantic
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from exca_hydra import TaskInfra
+from exca_hydra.uid import compute_uid, uid_config, uid_string
+
+from test_launcher import TRAINER, Trainer
+
+CACHE = Path("/tmp/exca-uid-properties/cache")  # only resolved, never created
+
+# ----- strategies -----
+ANY_CHAR = st.characters(codec=None) | st.characters(categories=["Cs"])  # incl. lone surrogates
+WEIRD = st.sampled_from(["/", "..", ".", "../..", "a/../../b", "\x00", "=", ",", "-", " ", "é", "日本", "🙂", "\\", "~"])
+TEXT = st.text(ANY_CHAR, max_size=30) | WEIRD | st.lists(WEIRD | st.text(ANY_CHAR, max_size=3), max_size=8).map("".join)
+HUGE = st.tuples(TEXT, st.integers(1_000, 50_000)).map(lambda t: (t[0] or "x") * t[1])
+KEYS = TEXT | st.sampled_from(["a=b", "a,b", "a.b", "=", ",", "..", "/", "../x", "\x00", "é" * 200]) | HUGE
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT | HUGE
+VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(KEYS, c, max_size=4), max_leaves=20)
+CONFIGS = st.dictionaries(KEYS, VALUES, max_size=6)
+
+
+def nested(depth: int, key: str = "k") -> dict[str, tp.Any]:
+    cfg: dict[str, tp.Any] = {"leaf": "../../" * 10}
+    for i in range(depth):
+        cfg = {f"{key}{i % 3}": cfg, "x": i}
+    return cfg
+
+
+def reordered(value: tp.Any, rng: random.Random) -> tp.Any:
+    """The same config with every dict's keys inserted in another order."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        if len(items) > 1 and items == list(value.items()):
+            items.reverse()
+        return {k: reordered(v, rng) for k, v in items}
+    if isinstance(value, list):
+        return [reordered(v, rng) for v in value]
+    return value
+
+
+class Free(pydantic.BaseModel):
+    """A model with free-form values: strings and dicts go into the uid as given."""
+
+    name: str = "n"
+    params: dict[str, tp.Any] = {}
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> None:
+        pass
+
+
+# ----- 1. stability -----
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=CONFIGS, seed=st.integers(0, 2**32))
+def test_uid_stable_under_dict_key_order(cfg: dict[str, tp.Any], seed: int) -> None:
+    other = reordered(cfg, random.Random(seed))
+    assert other == cfg
+    assert compute_uid(other) == compute_uid(cfg)
+    model = Free(params=cfg)
+    assert uid_string(uid_config(Free(params=other))) == uid_string(uid_config(model))
+
+
+IDENT = st.sampled_from(["a", "b", "c", "lr", "x_1", "model", "opt"])
+DOTTED = st.lists(IDENT, min_size=1, max_size=3).map(".".join)
+LEAF = st.integers(-1000, 1000) | st.sampled_from(["sgd", "adam", "true", "false", "null", "1.5", "x-y"])
+
+
+def _no_prefix_clash(keys: list[str]) -> bool:  # "a" and "a.b" cannot both be leaves
+    return not any(k != o and o.startswith(k + ".") for k in keys for o in keys)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    overrides=st.dictionaries(DOTTED, LEAF, min_size=1, max_size=8).filter(lambda d: _no_prefix_clash(list(d))),
+    base=st.dictionaries(IDENT, st.integers(), max_size=4),
+    data=st.data(),
+)
+def test_uid_stable_under_override_order_omegaconf(overrides: dict[str, tp.Any], base: dict[str, int], data: tp.Any) -> None:
+    lines = [f"{key}={value}" for key, value in overrides.items()]
+    other = data.draw(st.permutations(lines))
+    if len(lines) > 1:  # a permutation that differs, when there is one
+        other = other if other != lines else lines[::-1]
+    base_cfg = OmegaConf.create({k: v for k, v in base.items() if k not in {o.split(".")[0] for o in overrides}})
+
+    def compose(dotlist: list[str]) -> dict[str, tp.Any]:
+        cfg = OmegaConf.merge(base_cfg, OmegaConf.from_dotlist(dotlist))
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+    first, second = compose(lines), compose(other)
+    assert first == second
+    assert compute_uid(first) == compute_uid(second)
+    assert compute_uid(Free(params=first)) == compute_uid(Free(params=second))
+
+
+@pytest.fixture(scope="module")
+def hydra_compose(tmp_path_factory: pytest.TempPathFactory) -> tp.Iterator[tp.Callable[[list[str]], Trainer]]:
+    """Compose the trainer app's config as its command line would (Hydra's compose API)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from exca_hydra.app import to_model
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(TRAINER / "conf"), version_base="1.3"):
+        yield lambda overrides: to_model(compose("config", overrides=[*overrides, "infra.folder=null"]), Trainer)
+    GlobalHydra.instance().clear()
+
+
+CLI = st.fixed_dictionaries(
+    {"model": st.sampled_from(["conv", "transformer"]), "layers": st.integers(1, 64), "lr": st.floats(0.001, 1.0)},
+    optional={"extra": st.integers(1, 9), "version": st.sampled_from(["v1", "v2"])},
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(choice=CLI, data=st.data())
+def test_uid_stable_under_cli_override_order(hydra_compose: tp.Callable[[list[str]], Trainer], choice: dict[str, tp.Any], data: tp.Any) -> None:
+    lines = [f"model={choice['model']}", f"model.layers={choice['layers']}", f"lr={choice['lr']}"]
+    if "extra" in choice:
+        lines.append(f"model.{'kernel' if choice['model'] == 'conv' else 'embeddings'}={choice['extra']}")
+    if "version" in choice:
+        lines.append(f"+infra.version={choice['version']}")
+    other = data.draw(st.permutations(lines))
+    first, second = hydra_compose(lines), hydra_compose(other)
+    assert first.infra.uid() == second.infra.uid()
+    assert first.model.name == choice["model"] and first.model.layers == choice["layers"]
+
+
+# ----- 2. no collision -----
+_VOCAB = ["a", "b", "lr", "model", "layers", "name", "opt", "seed", "x", "data", "path", "é", "k=v", "a,b"]
+_LONG = "a_long_common_value_that_is_truncated_in_the_prefix_" * 2  # > 40 chars: same readable prefix
+
+
+def _random_value(rng: random.Random, depth: int) -> tp.Any:
+    kind = rng.randrange(10 if depth < 2 else 7)
+    if kind == 0:
+        return rng.randrange(-5, 5)  # small ints: frequent near-duplicates
+    if kind == 1:
+        return rng.randrange(10**9)
+    if kind == 2:
+        return rng.choice([0.1, 0.5, 1.0, 1, True, False, None, "1", "1.0", "true", "", "null"])
+    if kind == 3:
+        return round(rng.random(), rng.randrange(1, 17))
+    if kind == 4:
+        return _LONG + str(rng.randrange(10**6))
+    if kind == 5:
+        return "".join(rng.choice("ab/.é=,") for _ in range(rng.randrange(6)))
+    if kind == 6:
+        return [rng.randrange(3) for _ in range(rng.randrange(4))]
+    return _random_config(rng, depth + 1)
+
+
+def _random_config(rng: random.Random, depth: int = 0) -> dict[str, tp.Any]:
+    return {rng.choice(_VOCAB): _random_value(rng, depth) for _ in range(rng.randrange(1, 5))}
+
+
+def test_no_collision_over_200k_distinct_configs() -> None:
+    start = time.perf_counter()
+    rng = random.Random(20240607)
+    seen: set[str] = set()
+    configs = []
+    while len(configs) < 200_000:
+        cfg = _random_config(rng)
+        canonical = json.dumps(cfg, sort_keys=True)  # distinct configs: distinct canonical JSON
+        if canonical not in seen:
+            seen.add(canonical)
+            configs.append(cfg)
+    uids = [compute_uid(cfg) for cfg in configs]
+    assert len(set(uids)) == len(configs)
+    prefixes = {uid.rsplit("-", 1)[0] for uid in uids}
+    assert len(configs) - len(prefixes) > 5_000  # many share a readable prefix: the hash tells them apart
+    # distinct models too (defaults excluded: distinct means a distinct uid config)
+    models = {}
+    for i in range(20_000):
+        kind = rng.choice(["conv", "transformer"])
+        extra = {"kernel": rng.randrange(50)} if kind == "conv" else {"embeddings": rng.randrange(50)}
+        trainer = Trainer(model={"name": kind, "layers": rng.randrange(50), **extra}, lr=rng.randrange(1, 100) / 100)
+        models[json.dumps(uid_config(trainer), sort_keys=True)] = uid_string(uid_config(trainer))
+    assert len(set(models.values())) == len(models) > 10_000
+    assert time.perf_counter() - start < 15
+
+
+# ----- 3. folder names -----
+def assert_safe_folder_name(uid: str) -> None:
+    assert uid and "/" not in uid and "\x00" not in uid, uid
+    assert not uid.startswith("."), uid
+    assert uid not in (".", "..")
+    assert len(uid.encode("utf8")) <= 255, len(uid.encode("utf8"))
+    assert Path(CACHE, uid).resolve().parent == CACHE.resolve(), uid
+    assert Path(CACHE, uid).resolve().name == uid
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cfg=CONFIGS)
+@example(cfg={"..": ".."})
+@example(cfg={"/": "/"})
+@example(cfg={"../../etc/passwd": "x"})
+@example(cfg={".hidden": 1})
+@example(cfg={"-rf": "/"})
+@example(cfg={"a": "\x00"})
+@example(cfg={"é" * 300: "日本" * 300})
+@example(cfg={"k=v,w": "a=b,c"})
+@example(cfg={"x": "\udcff"})  # a non-UTF-8 byte of argv, as Python decodes it
+@example(cfg={"x": "🙂" * 100_000})
+@example(cfg=nested(400))
+@example(cfg={})
+def test_folder_name_never_escapes_the_cache(cfg: dict[str, tp.Any]) -> None:
+    assert_safe_folder_name(compute_uid(cfg))
+    names = [k for k in cfg if isinstance(cfg[k], str)]
+    model = Free(name=cfg[names[0]] if names else "..", params=cfg)
+    assert_safe_folder_name(uid_string(uid_config(model)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=TEXT | HUGE)
+@example(name="..")
+@example(name=".")
+@example(name="/")
+@example(name="")
+@example(name="-")
+def test_folder_name_of_a_single_string_field(name: str) -> None:
+    uid = Free(name=name).infra.uid()
+    assert_safe_folder_name(uid)
+    assert uid.endswith("-" + uid_string(uid_config(Free(name=name))).rsplit("-", 1)[1])
