@@ -20,6 +20,10 @@ any ``+key``/``++key``/``~key`` on a value, any ``hydra.*`` or ``hydra/`` overri
 or package (``group@pkg``) syntax on a non-group key, a parse error, a failed base composition or
 a failed override (Hydra then raises its own error), and a config loader that is not Hydra's.
 ``tests/test_compose.py`` compares both paths on a corpus of sweeps.
+
+Step 3 is a ``Recipe`` (the shared ``Base`` + the job's override lines and number): the launcher's
+jobs keep it instead of their config (~85 KB each), and the Slurm payload pickles it (each base
+once, a few dozen bytes per job); ``Recipe.build()`` runs step 3 again where the config is needed.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class FastComposer:
         self.enabled = isinstance(config_loader, ConfigLoaderImpl)
         self._parser = OverridesParser.create()
         self._parsed: dict[str, tp.Any] = {}  # override line -> (kind, Override) or None: not fast
-        self._bases: dict[tuple[str, ...], DictConfig | None] = {}
+        self._bases: dict[tuple[str, ...], Base | None] = {}
         self._repo: tp.Any = None
         self._groups: dict[str, bool] = {}
         self.counts = {"fast": 0, "full": 0, "bases": 0}
@@ -61,54 +65,38 @@ class FastComposer:
 
     # ----- fast path -----
     def compose(self, overrides: tp.Sequence[str]) -> DictConfig:
+        return self.compose_job(overrides)[0]
+
+    def compose_job(self, overrides: tp.Sequence[str], num: int | None = None) -> tuple[DictConfig, Recipe | None]:
+        """The job's config (with ``hydra.job.id/num`` set to ``num`` as Hydra's launchers set
+        them, unless None), and the recipe that rebuilds it (None: Hydra's full compose made it)."""
         if not self.enabled:
-            return self.full(overrides)
+            return _numbered(self.full(overrides), num), None
         parsed = [self._classify(line) for line in overrides]
         if any(item is None for item in parsed):
-            return self.full(overrides)
-        groups = tuple(line for line, (kind, _) in zip(overrides, parsed) if kind == _GROUP)
+            return _numbered(self.full(overrides), num), None
+        groups = tuple(line for line, (kind, _) in zip(overrides, parsed) if kind == _GROUP)  # type: ignore[misc]
         base = self._base(groups)
         if base is None:
-            return self.full(overrides)
+            return _numbered(self.full(overrides), num), None
+        plain = sum(1 << i for i, (kind, _) in enumerate(parsed) if kind == _PLAIN)  # type: ignore[misc]
+        recipe = Recipe(base, tuple(overrides), plain, num, tuple(item[1] for item in parsed))  # type: ignore[index]
         try:
-            cfg = self._apply(base, [item[1] for item in parsed])
+            cfg = recipe.build()
         except Exception:  # Hydra raises its own error for this job
-            return self.full(overrides)
+            return _numbered(self.full(overrides), num), None
         self.counts["fast"] += 1
-        return cfg
+        return cfg, recipe
 
-    def _apply(self, base: DictConfig, parsed: list[tp.Any]) -> DictConfig:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-
-        cfg: DictConfig = clone(base)
-        plain = [override for override in parsed if self._parsed[override.input_line][0] == _PLAIN]
-        # what _load_configuration_impl does after the composition, in the same order
-        ConfigLoaderImpl._apply_overrides_to_config(plain, cfg)
-        # what `cfg.hydra.overrides.task = [...]` and `cfg.hydra.job.override_dirname = ...` do on
-        # these existing (typed, writable) nodes, without the attribute-path overhead
-        hydra = cfg._get_node("hydra")
-        hydra._get_node("overrides")._get_node("task")._set_value([o.input_line for o in parsed])
-        job = hydra._get_node("job")
-        dirname = job.config.override_dirname
-        job._get_node("override_dirname")._set_value(
-            get_overrides_dirname(
-                overrides=parsed,
-                kv_sep=dirname.kv_sep,
-                item_sep=dirname.item_sep,
-                exclude_keys=dirname.exclude_keys,
-            )
-        )
-        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)  # as load_sweep_config
-        return cfg
-
-    def _base(self, groups: tuple[str, ...]) -> DictConfig | None:
+    def _base(self, groups: tuple[str, ...]) -> Base | None:
         if groups in self._bases:
             return self._bases[groups]
-        base: DictConfig | None
+        base: Base | None
         try:
             cfg = self.loader.load_sweep_config(self.master, list(groups))
-            # kept as composed: every job gets a clone (cfg itself is never handed out)
-            base = cfg if _cloneable(cfg) else None
+            # kept as composed: every job gets a clone (cfg itself is never handed out), and a
+            # copy of the master's resolver cache (as load_sweep_config), shared by reference
+            base = Base(cfg, self.master._metadata.resolver_cache) if _cloneable(cfg) else None
             self.counts["bases"] += 1
         except Exception:
             base = None
@@ -152,6 +140,127 @@ class FastComposer:
                 )
             self._groups[key] = bool(self._repo.group_exists(key))
         return self._groups[key]
+
+
+class Base:
+    """One composed base config (per combination of config-group overrides) and the master's
+    resolver cache: shared by the recipes of its jobs, so pickled once with them."""
+
+    __slots__ = ("config", "cache")
+
+    def __init__(self, config: DictConfig, cache: tp.Any) -> None:
+        self.config = config
+        self.cache = cache
+
+    def __getstate__(self) -> tuple[DictConfig, tp.Any]:
+        return self.config, self.cache
+
+    def __setstate__(self, state: tuple[DictConfig, tp.Any]) -> None:
+        self.config, self.cache = state
+
+
+_LINES: dict[str, tp.Any] = {}  # override line -> parsed Override (job side)
+
+
+def _parse(lines: tp.Sequence[str]) -> tuple[tp.Any, ...]:
+    missing = [line for line in lines if line not in _LINES]
+    if missing:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parser = OverridesParser.create()  # as FastComposer._classify
+        for line in missing:
+            (_LINES[line],) = parser.parse_overrides([line])
+    return tuple(_LINES[line] for line in lines)
+
+
+class Recipe:
+    """What rebuilds one fast-path job's config: a shared ``Base``, the job's override lines (bit
+    ``i`` of ``plain`` set if line ``i`` is a plain value override) and its number.  A few dozen
+    bytes pickled.  ``build()`` is the fast path of ``FastComposer.compose_job``, the same code
+    in the sweep process and on the job side."""
+
+    __slots__ = ("base", "lines", "plain", "num", "_parsed")
+
+    def __init__(
+        self, base: Base, lines: tuple[str, ...], plain: int, num: int | None, parsed: tuple[tp.Any, ...] | None = None
+    ) -> None:
+        self.base = base
+        self.lines = lines
+        self.plain = plain
+        self.num = num
+        self._parsed = parsed
+
+    def __getstate__(self) -> tuple[Base, tuple[str, ...], int, int | None]:
+        return self.base, self.lines, self.plain, self.num  # re-parsed where it is rebuilt
+
+    def __setstate__(self, state: tuple[Base, tuple[str, ...], int, int | None]) -> None:
+        self.base, self.lines, self.plain, self.num = state
+        self._parsed = None
+
+    def build(self, job_id: str | None = None) -> DictConfig:
+        """The job's config; ``hydra.job.id`` is ``job_id``, else the job number."""
+        parsed = self._parsed if self._parsed is not None else _parse(self.lines)
+        cfg = _apply(self.base, parsed, self.plain)
+        return cfg if self.num is None else _numbered(cfg, self.num, job_id)
+
+
+def _apply(base: Base, parsed: tp.Sequence[tp.Any], plain_bits: int) -> DictConfig:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+
+    cfg: DictConfig = clone(base.config)
+    plain = [override for i, override in enumerate(parsed) if plain_bits >> i & 1]
+    # what _load_configuration_impl does after the composition, in the same order
+    ConfigLoaderImpl._apply_overrides_to_config(plain, cfg)
+    # what `cfg.hydra.overrides.task = [...]` and `cfg.hydra.job.override_dirname = ...` do on
+    # these existing (typed, writable) nodes, without the attribute-path overhead
+    hydra = cfg._get_node("hydra")
+    hydra._get_node("overrides")._get_node("task")._set_value([o.input_line for o in parsed])
+    job = hydra._get_node("job")
+    dirname = job.config.override_dirname
+    job._get_node("override_dirname")._set_value(
+        get_overrides_dirname(
+            overrides=parsed,
+            kv_sep=dirname.kv_sep,
+            item_sep=dirname.item_sep,
+            exclude_keys=dirname.exclude_keys,
+        )
+    )
+    cfg._metadata.resolver_cache = copy.deepcopy(base.cache)  # = OmegaConf.copy_cache(master, cfg)
+    return cfg
+
+
+def _numbered(cfg: DictConfig, num: int | None, job_id: str | None = None) -> DictConfig:
+    """``hydra.job.id/num`` as Hydra's launchers set them (``cfg.hydra.job.id = ...`` in
+    ``open_dict``), on the existing (MISSING) nodes without the attribute-path overhead."""
+    if num is None:
+        return cfg
+    job_id = str(num) if job_id is None else job_id
+    try:
+        job = cfg._get_node("hydra")._get_node("job")  # type: ignore[union-attr]
+        job._get_node("id")._set_value(job_id)  # type: ignore[union-attr]
+        job._get_node("num")._set_value(num)  # type: ignore[union-attr]
+    except Exception:
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.hydra.job.id = job_id
+            cfg.hydra.job.num = num
+    return cfg
+
+
+class FullRecipe:
+    """A job made by Hydra's full compose, composed again when it is needed (a dry run keeps
+    no config).  Not picklable: the Slurm payload holds the built config of such jobs."""
+
+    __slots__ = ("composer", "lines", "num")
+
+    def __init__(self, composer: FastComposer, lines: tuple[str, ...], num: int) -> None:
+        self.composer = composer
+        self.lines = lines
+        self.num = num
+
+    def build(self, job_id: str | None = None) -> DictConfig:
+        return _numbered(self.composer.full(self.lines), self.num, job_id)
 
 
 _new = object.__new__

@@ -79,11 +79,13 @@ class LocalLauncherParams(pydantic.BaseModel):
 
 @dataclass
 class Job:
-    """One validated job of the sweep."""
+    """One validated job of the sweep.  It keeps no composed config (~85 KB each): ``source``
+    rebuilds it on demand (``compose.Recipe``: the shared base config + this job's override
+    lines), unless Hydra's full compose made it (then the config itself, or a ``FullRecipe``)."""
 
     num: int
     overrides: list[str]
-    config: DictConfig
+    source: tp.Any  # Recipe | FullRecipe | DictConfig
     obj: tp.Any
     entry: Entry | None = None
     uid: str | None = None
@@ -91,38 +93,49 @@ class Job:
     started: float = 0.0
     ended: float = 0.0
 
+    @property
+    def config(self) -> DictConfig:
+        """The job's composed config (a new one each time, except for a kept full compose)."""
+        return self.source if isinstance(self.source, DictConfig) else self.source.build()
+
+    def portable(self) -> tp.Any:
+        """What a job process rebuilds the config from: the recipe, or the config itself."""
+        from .compose import Recipe
+
+        return self.source if isinstance(self.source, (Recipe, DictConfig)) else self.source.build()
+
 
 # ----- compose, validate, uid -----
-def compose(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> DictConfig:
-    # Hydra's load_sweep_config, without recomposing what jobs share (see compose.py)
+def compose_job(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> tuple[DictConfig, tp.Any]:
+    """Hydra's load_sweep_config + the launcher's ``hydra.job.id/num``, without recomposing what
+    jobs share (see compose.py); and the recipe that rebuilds it (None: Hydra's full compose)."""
     from .compose import composer_for
 
-    cfg = composer_for(launcher.hydra_context.config_loader, launcher.config).compose(overrides)
-    try:  # the existing (MISSING) hydra.job.id/num nodes, set as `cfg.hydra.job.id = ...` sets them
-        job = cfg._get_node("hydra")._get_node("job")  # type: ignore[union-attr]
-        job._get_node("id")._set_value(f"{num}")  # type: ignore[union-attr]
-        job._get_node("num")._set_value(num)  # type: ignore[union-attr]
-    except Exception:
-        with open_dict(cfg):
-            cfg.hydra.job.id = f"{num}"
-            cfg.hydra.job.num = num
-    return cfg
+    return composer_for(launcher.hydra_context.config_loader, launcher.config).compose_job(overrides, num)
 
 
-def prepare(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int) -> list[Job]:
-    """Compose and validate every job; raise one error listing every invalid job."""
+def compose(launcher: tp.Any, overrides: tp.Sequence[str], num: int) -> DictConfig:
+    return compose_job(launcher, overrides, num)[0]  # type: ignore[no-any-return]
+
+
+def prepare(
+    launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int, keep_full: bool = True
+) -> list[Job]:
+    """Compose and validate every job; raise one error listing every invalid job.  A job keeps
+    the recipe of its config, not the config; ``keep_full=False`` (a dry run) does not keep the
+    configs made by Hydra's full compose either."""
     model = getattr(launcher.task_function, "__exca_model__", None)
     jobs, failures = [], []
     import gc
 
-    from .compose import HydraView, task_container
+    from .compose import FullRecipe, HydraView, composer_for, task_container
 
     hydra_config = HydraConfig.instance()
     cfg = None
     try:
         for i, overrides in enumerate(job_overrides):
             num = initial_job_idx + i
-            cfg = compose(launcher, overrides, num)
+            cfg, recipe = compose_job(launcher, overrides, num)
             # for ${hydra:...} in the task's values: what HydraConfig.set_config does, without its
             # masked copy of the whole hydra node (~2 ms a job); the resolver reads cfg.hydra itself
             OmegaConf.set_readonly(cfg.hydra, True)
@@ -131,10 +144,18 @@ def prepare(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], init
             if errors:
                 failures.append((num, filter_overrides(overrides), errors))
             else:
-                jobs.append(Job(num, list(overrides), cfg, obj))
+                if recipe is not None:
+                    source: tp.Any = recipe
+                elif keep_full:
+                    source = cfg
+                    OmegaConf.set_readonly(cfg.hydra, False)  # as Hydra composed it
+                else:
+                    composer = composer_for(launcher.hydra_context.config_loader, launcher.config)
+                    source = FullRecipe(composer, tuple(overrides), num)
+                jobs.append(Job(num, list(overrides), source, obj))
             if i % 256 == 255:
-                # the kept configs are ~1,000 objects a job: keep the cyclic GC from rescanning
-                # them over and over (half the time of a 10,000-job sweep); temporaries still go
+                # what the jobs keep (models, recipes) stays: keep the cyclic GC from rescanning it
+                # over and over; temporaries still go
                 gc.freeze()
     finally:
         gc.unfreeze()
@@ -243,15 +264,19 @@ class Payload:
     hydra_context: tp.Any
     task_function: tp.Any
     singleton_state: tp.Any
-    configs: list[DictConfig]
+    sources: list[tp.Any]  # per job: a compose.Recipe (its base config is pickled once) or a DictConfig
     entries: list[str | None]
 
 
 def run_one(payload: Payload, index: int, job_id: str | None = None) -> JobReturn:
-    cfg = payload.configs[index]
-    if job_id is not None:
-        with read_write(cfg.hydra), open_dict(cfg):
-            cfg.hydra.job.id = job_id
+    source = payload.sources[index]
+    if isinstance(source, DictConfig):
+        cfg = source
+        if job_id is not None:
+            with read_write(cfg.hydra), open_dict(cfg):
+                cfg.hydra.job.id = job_id
+    else:  # rebuilt here, as FastComposer composed it in the sweep process
+        cfg = source.build(job_id)
     return run_job(
         hydra_context=payload.hydra_context,
         task_function=CachedTask(payload.task_function, payload.entries[index]),
@@ -296,8 +321,34 @@ class SlurmJobCall:
 
 
 # ----- backends -----
+class LazyReturn(JobReturn):
+    """A ``JobReturn`` for a job that did not run here (cached, or killed): its ``cfg`` (the
+    composed config) is rebuilt when first read, not kept for every job of the sweep."""
+
+    def __init__(self, job: Job, **kwargs: tp.Any) -> None:
+        super().__init__(overrides=job.overrides, **kwargs)
+        self._job: Job | None = job
+
+    @property  # type: ignore[override]
+    def cfg(self) -> DictConfig | None:
+        job = self.__dict__.get("_job")
+        if job is not None:
+            self._cfg = job.config
+            self._job = None
+        return self.__dict__.get("_cfg")
+
+    @cfg.setter
+    def cfg(self, value: DictConfig | None) -> None:
+        self._cfg = value
+        self._job = None
+
+    def __getstate__(self) -> dict[str, tp.Any]:
+        _ = self.cfg
+        return self.__dict__
+
+
 def _failed(job: Job, error: BaseException) -> JobReturn:
-    ret = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=None, working_dir=None, task_name=None)
+    ret = LazyReturn(job, hydra_cfg=None, working_dir=None, task_name=None)
     ret.status = JobStatus.FAILED
     ret.return_value = error
     return ret
@@ -395,7 +446,7 @@ def _payload(launcher: tp.Any, jobs: tp.Sequence[Job]) -> Payload:
         hydra_context=launcher.hydra_context,
         task_function=launcher.task_function,
         singleton_state=Singleton.get_state(),
-        configs=[job.config for job in jobs],
+        sources=[job.portable() for job in jobs],
         entries=[str(job.entry.folder) if job.entry else None for job in jobs],
     )
 

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from . import app
 from .executor import entry_status
-from .launcher import Job, assign_entries, prepare, verify_entries
+from .launcher import Job, LazyReturn, assign_entries, prepare, verify_entries
 from .store import Status
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _to_run(status: Status, mode: SweepMode) -> bool:
 
 
 def _cached_return(job: Job, status: Status) -> JobReturn:
-    ret = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=None, working_dir=None, task_name=None)
+    ret = LazyReturn(job, hydra_cfg=None, working_dir=None, task_name=None)  # cfg: rebuilt if read
     assert job.entry is not None
     if status == "completed":
         ret.status = JobStatus.COMPLETED
@@ -83,6 +83,23 @@ def _wait_running(jobs: tp.Sequence[Job]) -> None:
             delay = min(delay * 1.5, 10.0)
 
 
+def _check_launcher_params(launcher: tp.Any) -> None:
+    """An exca launcher's parameters, checked before anything: when every job is cached the
+    launcher is never called, and its bad parameters would go unnoticed."""
+    if not hasattr(launcher, "_exca_jobs"):
+        return
+    from .launcher import LauncherParams, LocalLauncherParams
+
+    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in launcher.params.items()}
+    try:
+        LauncherParams(**raw)
+        if launcher.cluster == "local":
+            LocalLauncherParams(**raw)
+    except pydantic.ValidationError as e:
+        errors = "\n".join(f"  hydra.launcher.{err.field}: {err.message}" for err in app._pydantic_errors(e))
+        raise app.ConfigValidationError(f"Invalid launcher parameters:\n{errors}") from None
+
+
 def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in sweeper.params.items()}
     try:
@@ -90,6 +107,7 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     except pydantic.ValidationError as e:
         errors = "\n".join(f"  hydra.sweeper.{err.field}: {err.message}" for err in app._pydantic_errors(e))
         raise app.ConfigValidationError(f"Invalid sweeper parameters:\n{errors}") from None
+    _check_launcher_params(sweeper.launcher)
     batches = expand(sweeper, params, arguments)
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +115,7 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
 
     # validate the whole sweep before the first batch runs
     all_overrides = [job for batch in batches for job in batch]
-    jobs = prepare(sweeper, all_overrides, 0)
+    jobs = prepare(sweeper, all_overrides, 0, keep_full=not params.dry_run)
     launcher = sweeper.launcher
     folder = params.folder or (getattr(launcher, "params", None) or {}).get("folder")
     assign_entries(sweeper.task_function, folder, jobs)

@@ -206,6 +206,7 @@ def _unresolved(cfg: "NoSuchModel") -> None:  # type: ignore[name-defined]  # no
     pass
 
 
+@pytest.mark.usefixtures("hydra_restore_singletons")
 @pytest.mark.parametrize("function", [_no_annotation, _dictconfig, _dict, _no_parameter, _unresolved])
 def test_task_without_model_annotation_fails_at_decoration(function: tp.Callable[..., tp.Any]) -> None:
     import exca_hydra
@@ -219,6 +220,7 @@ def test_task_without_model_annotation_fails_at_decoration(function: tp.Callable
     assert "hydra.main" in message  # ...and the alternative for a DictConfig task
 
 
+@pytest.mark.usefixtures("hydra_restore_singletons")  # hydra.main sets Hydra's version base process-wide
 def test_task_with_model_annotation_is_accepted() -> None:
     import exca_hydra
 

@@ -186,3 +186,40 @@ def test_launcher_compose_sets_job_id_and_num_as_hydra(loader: tp.Any) -> None:
         got = compose(fake, overrides, num)
         assert OmegaConf.to_container(got, resolve=False) == OmegaConf.to_container(expected, resolve=False)
         assert got.hydra.job.num == num and got.hydra.job.id == f"{num}"
+
+
+def test_pickled_recipes_rebuild_hydras_configs(loader: tp.Any) -> None:
+    """What a job process gets (issue 6, bytes per job): the recipes of a sweep, pickled together
+    (each base config once), rebuild there the config Hydra composes, ``hydra.job.id/num`` set as
+    Hydra's launchers set them."""
+    import pickle
+
+    from omegaconf import open_dict
+
+    from exca_hydra import compose as compose_module
+
+    master = master_config(loader, MASTERS[1])
+    composer = FastComposer(loader, master)
+    sweeps = [overrides for overrides, fast in CORPUS if fast] + [[f"db={db}", f"x={x}"] for db in ("mysql", "postgres") for x in range(50)]
+    recipes, expected = [], []
+    for num, overrides in enumerate(sweeps):
+        cfg, recipe = composer.compose_job(overrides, num)
+        assert recipe is not None, overrides
+        hydras = loader.load_sweep_config(master, list(overrides))
+        with open_dict(hydras):
+            hydras.hydra.job.id = f"{num}"
+            hydras.hydra.job.num = num
+        expected.append(outcome(lambda _: hydras, overrides))
+        assert outcome(lambda _: cfg, overrides) == expected[-1], overrides
+        recipes.append(recipe)
+    bases = {id(recipe.base): recipe.base for recipe in recipes}
+    data = pickle.dumps(recipes)
+    per_job = (len(data) - len(pickle.dumps(list(bases.values())))) / len(recipes)
+    assert per_job < 200, per_job
+    compose_module._LINES.clear()  # as in a new process: the lines are parsed again
+    rebuilt = pickle.loads(data)
+    assert len({id(recipe.base) for recipe in rebuilt}) == len(bases)
+    for recipe, overrides, want in zip(rebuilt, sweeps, expected):
+        assert outcome(lambda _: recipe.build(), overrides) == want, overrides
+    got = rebuilt[3].build("1234_5")
+    assert (got.hydra.job.id, got.hydra.job.num) == ("1234_5", 3)
