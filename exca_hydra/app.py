@@ -75,6 +75,20 @@ def convert(
         return None, _pydantic_errors(e)
 
 
+def plugin_params(models: tp.Sequence[type], params: tp.Mapping[str, tp.Any], node: str) -> tp.Any:
+    """A plugin's ``hydra.<node>`` parameters validated by each pydantic model (the first one's
+    instance is returned): an unknown or mistyped key fails before anything runs."""
+    import pydantic
+
+    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in params.items()}
+    try:
+        validated = [model(**raw) for model in models]
+    except pydantic.ValidationError as e:
+        errors = "\n".join(f"  hydra.{node}.{err.field}: {err.message}" for err in _pydantic_errors(e))
+        raise ConfigValidationError(f"Invalid {node} parameters:\n{errors}") from None
+    return validated[0]
+
+
 def format_errors(
     failures: tp.Sequence[tuple[int, tp.Sequence[str], tp.Sequence[FieldError]]], total: int
 ) -> str:

@@ -34,6 +34,7 @@ class LauncherParams(pydantic.BaseModel):
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
     array_parallelism: int | None = None
     max_array_size: int | None = None
+    jobs_per_task: int = 1  # several short jobs run one after the other in one array task
     # Slurm / submitit parameters, named as in hydra-submitit-launcher
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     timeout_min: int | None = None
@@ -290,13 +291,14 @@ _LOADED: dict[str, Payload] = {}
 
 
 class SlurmJobCall:
-    """The callable submitit pickles for each array task: a path and an index, a few bytes."""
+    """The callable submitit pickles for each array task: the payload's path and the indices of
+    the jobs this task runs (several when ``jobs_per_task`` packs short jobs), a few bytes."""
 
-    def __init__(self, payload_path: str, index: int) -> None:
+    def __init__(self, payload_path: str, indices: tp.Sequence[int]) -> None:
         self.payload_path = payload_path
-        self.index = index
+        self.indices = list(indices)
 
-    def __call__(self) -> JobReturn:
+    def __call__(self) -> list[JobReturn]:
         payload = _LOADED.get(self.payload_path)
         if payload is None:
             import cloudpickle
@@ -308,16 +310,18 @@ class SlurmJobCall:
             _LOADED[self.payload_path] = payload
         import submitit
 
-        return run_one(payload, self.index, submitit.JobEnvironment().job_id)
+        job_id = submitit.JobEnvironment().job_id
+        return [run_one(payload, index, job_id) for index in self.indices]
 
     def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        """Requeued on timeout or preemption; the model's ``checkpoint()`` runs first."""
+        """Requeued on timeout or preemption; the model's ``checkpoint()`` runs first (jobs
+        already finished by this task are read back from the cache)."""
         import submitit
 
         from .executor import checkpoint_running
 
         checkpoint_running()
-        return submitit.helpers.DelayedSubmission(SlurmJobCall(self.payload_path, self.index))
+        return submitit.helpers.DelayedSubmission(SlurmJobCall(self.payload_path, self.indices))
 
 
 # ----- backends -----
@@ -345,6 +349,21 @@ class LazyReturn(JobReturn):
     def __getstate__(self) -> dict[str, tp.Any]:
         _ = self.cfg
         return self.__dict__
+
+
+def cached_return(job: Job, status: str) -> JobReturn:
+    """The JobReturn of a job that did not run in this launch: its cached outcome."""
+    ret = LazyReturn(job, hydra_cfg=None, working_dir=None, task_name=None)  # cfg: rebuilt if read
+    assert job.entry is not None
+    if status == "completed":
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = job.entry.load_result()
+    else:
+        ret.status = JobStatus.FAILED
+        ret.return_value = job.entry.load_error() if status == "failed" else RuntimeError(
+            f"Job #{job.num} ({' '.join(job.overrides)}) is not computed (mode=read-only)"
+        )
+    return ret
 
 
 def _failed(job: Job, error: BaseException) -> JobReturn:
@@ -466,47 +485,60 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     payload_path = payload_dir / f"payload-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pkl"
     with payload_path.open("wb") as f:
         cloudpickle.dump(_payload(launcher, jobs), f)
+    per_task = max(1, params.jobs_per_task)
+    tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]
     sub_jobs: list[tp.Any] = []
     submitted_at = time.time()
     for job in jobs:
         job.started = submitted_at  # durations include the time in the queue
-    for start in range(0, len(jobs), max(1, size)):
+    for start in range(0, len(tasks), max(1, size)):
         with executor.batch():
-            for index in range(start, min(start + size, len(jobs))):
-                sub_jobs.append(executor.submit(SlurmJobCall(str(payload_path), index)))
-    for job, sub in zip(jobs, sub_jobs):
-        logger.info("\t#%d : %s -> Slurm job %s", job.num, " ".join(filter_overrides(job.overrides)), sub.job_id)
-        if job.entry is not None:
-            job.entry.write_job(_exec.job_ref(sub))
-    _collect(jobs, sub_jobs)
+            for task in tasks[start : start + size]:
+                sub_jobs.append(executor.submit(SlurmJobCall(str(payload_path), task)))
+    for task, sub in zip(tasks, sub_jobs):
+        for index in task:
+            job = jobs[index]
+            logger.info("\t#%d : %s -> Slurm job %s", job.num, " ".join(filter_overrides(job.overrides)), sub.job_id)
+            if job.entry is not None:
+                job.entry.write_job(_exec.job_ref(sub))
+    _collect(jobs, tasks, sub_jobs)
 
 
-def _collect(jobs: tp.Sequence[Job], sub_jobs: tp.Sequence[tp.Any]) -> None:
-    """Wait for every task; a killed task becomes a FAILED JobReturn, the others are kept."""
+def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_jobs: tp.Sequence[tp.Any]) -> None:
+    """Wait for every task; a killed task's jobs become FAILED JobReturns, the others are kept."""
     progress = _Progress(len(jobs))
-    waiting = set(range(len(jobs)))
-    failed = 0
-    delay = 0.5
+    waiting = set(range(len(tasks)))
+    done = failed = 0
+    delay = 0.2
     while waiting:
-        for index in sorted(waiting):
-            sub = sub_jobs[index]
+        for position in sorted(waiting):
+            sub = sub_jobs[position]
             if not sub.done():
                 continue
-            waiting.discard(index)
-            jobs[index].ended = time.time()
-            job = jobs[index]
+            waiting.discard(position)
             try:
-                job.result = sub.result()
+                results = sub.result()
             except Exception as e:
                 log = getattr(getattr(sub, "paths", None), "stderr", "?")
-                job.result = _failed(job, JobFailure(f"Slurm job {sub.job_id} ({sub.state}) failed: {e}\nlog: {log}"))
-                if job.entry is not None and not job.entry.has_result():
-                    job.entry.write_error(job.result._return_value, "")
-            failed += job.result.status == JobStatus.FAILED
-        progress.update(len(jobs) - len(waiting), failed, len(waiting))
+                error = JobFailure(f"Slurm job {sub.job_id} ({sub.state}) failed: {e}\nlog: {log}")
+                # a packed task may have finished some of its jobs before it died: keep those
+                results = [
+                    cached_return(jobs[i], "completed") if jobs[i].entry is not None and jobs[i].entry.has_result()
+                    else _failed(jobs[i], error)
+                    for i in tasks[position]
+                ]
+            for index, ret in zip(tasks[position], results):
+                job = jobs[index]
+                job.ended = time.time()
+                job.result = ret
+                if ret.status == JobStatus.FAILED and job.entry is not None and not job.entry.file_status():
+                    job.entry.write_error(ret._return_value, "")
+                failed += ret.status == JobStatus.FAILED
+            done += len(tasks[position])
+        progress.update(done, failed, len(jobs) - done)
         if waiting:
             time.sleep(delay)
-            delay = min(delay * 1.5, 10.0)
+            delay = min(delay * 1.5, 2.0)  # a stat of each result file: cheap, and the tail stays short
 
 
 def _outcome(ret: JobReturn | None) -> str:
@@ -537,15 +569,14 @@ def summary(jobs: tp.Sequence[Job]) -> str:
     return "\n".join(lines)
 
 
+def launcher_params(launcher: tp.Any) -> LauncherParams:
+    # locally, the Slurm fields mean nothing: LocalLauncherParams rejects them
+    models = [LauncherParams, LocalLauncherParams] if launcher.cluster == "local" else [LauncherParams]
+    return app.plugin_params(models, launcher.params, "launcher")  # type: ignore[no-any-return]
+
+
 def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in launcher.params.items()}
-    try:
-        params = LauncherParams(**raw)
-        if launcher.cluster == "local":  # the Slurm fields mean nothing locally
-            LocalLauncherParams(**raw)
-    except pydantic.ValidationError as e:
-        errors = "\n".join(f"  hydra.launcher.{err.field}: {err.message}" for err in app._pydantic_errors(e))
-        raise app.ConfigValidationError(f"Invalid launcher parameters:\n{errors}") from None
+    params: LauncherParams = launcher_params(launcher)
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from . import app
 from .executor import entry_status
-from .launcher import Job, LazyReturn, assign_entries, prepare, verify_entries
+from .launcher import Job, assign_entries, cached_return, launcher_params, prepare, verify_entries
 from .store import Status
 
 logger = logging.getLogger(__name__)
@@ -49,20 +49,6 @@ def _to_run(status: Status, mode: SweepMode) -> bool:
     return status == "not submitted" or (status == "failed" and mode == "retry")
 
 
-def _cached_return(job: Job, status: Status) -> JobReturn:
-    ret = LazyReturn(job, hydra_cfg=None, working_dir=None, task_name=None)  # cfg: rebuilt if read
-    assert job.entry is not None
-    if status == "completed":
-        ret.status = JobStatus.COMPLETED
-        ret.return_value = job.entry.load_result()
-    else:
-        ret.status = JobStatus.FAILED
-        ret.return_value = job.entry.load_error() if status == "failed" else RuntimeError(
-            f"Job #{job.num} ({' '.join(job.overrides)}) is not computed (mode=read-only)"
-        )
-    return ret
-
-
 def dry_run_table(jobs: tp.Sequence[Job], statuses: tp.Sequence[str]) -> str:
     lines = [f"{'#':>5}  {'status':<13} {'uid':<50} overrides"]
     names = {"completed": "cached", "not submitted": "missing"}
@@ -83,31 +69,10 @@ def _wait_running(jobs: tp.Sequence[Job]) -> None:
             delay = min(delay * 1.5, 10.0)
 
 
-def _check_launcher_params(launcher: tp.Any) -> None:
-    """An exca launcher's parameters, checked before anything: when every job is cached the
-    launcher is never called, and its bad parameters would go unnoticed."""
-    if not hasattr(launcher, "_exca_jobs"):
-        return
-    from .launcher import LauncherParams, LocalLauncherParams
-
-    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in launcher.params.items()}
-    try:
-        LauncherParams(**raw)
-        if launcher.cluster == "local":
-            LocalLauncherParams(**raw)
-    except pydantic.ValidationError as e:
-        errors = "\n".join(f"  hydra.launcher.{err.field}: {err.message}" for err in app._pydantic_errors(e))
-        raise app.ConfigValidationError(f"Invalid launcher parameters:\n{errors}") from None
-
-
 def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
-    raw = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in sweeper.params.items()}
-    try:
-        params = SweeperParams(**raw)
-    except pydantic.ValidationError as e:
-        errors = "\n".join(f"  hydra.sweeper.{err.field}: {err.message}" for err in app._pydantic_errors(e))
-        raise app.ConfigValidationError(f"Invalid sweeper parameters:\n{errors}") from None
-    _check_launcher_params(sweeper.launcher)
+    params: SweeperParams = app.plugin_params([SweeperParams], sweeper.params, "sweeper")
+    if hasattr(sweeper.launcher, "_exca_jobs"):  # an exca launcher: when every job is cached it is
+        launcher_params(sweeper.launcher)  # never called, so check its parameters here
     batches = expand(sweeper, params, arguments)
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +110,7 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
         while index < len(batch_jobs):  # one launch per contiguous run of jobs to run: numbers stay stable
             if not to_run[batch_jobs[index].num]:
                 job = batch_jobs[index]
-                results[job.num] = _cached_return(job, entry_status(job.entry) if job.entry else "not submitted")
+                results[job.num] = cached_return(job, entry_status(job.entry) if job.entry else "not submitted")
                 index += 1
                 continue
             end = index

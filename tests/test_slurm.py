@@ -363,3 +363,26 @@ class TestExcaSlurmLauncher(LauncherTestSuite):
 )
 class TestExcaSlurmLauncherIntegration(IntegrationTestSuite):
     pass
+
+
+def test_jobs_per_task_packs_short_jobs(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    lrs = [0.1, 0.2, 0.3, 0.4, 0.6]
+    r = app.run("lr=" + ",".join(map(str, lrs)), "hydra.launcher.jobs_per_task=2")
+    assert r.returncode == 0, r.stderr
+    assert len(app.lines()) == 5
+    ids = [json.loads((app.entry(model={"name": "conv"}, lr=lr) / "job.json").read_text())["job_id"] for lr in lrs]
+    # 5 jobs, 2 a task: one array of 3 tasks, jobs 0-1, 2-3 and 4
+    assert ids == [ids[0], ids[0], ids[2], ids[2], ids[4]] and len(set(ids)) == 3, ids
+    assert len({job_id.split("_")[0] for job_id in ids}) == 1
+
+
+def test_a_killed_packed_task_keeps_its_finished_jobs(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    r = app.run("lr=0.1,0.25,0.2", "hydra.launcher.jobs_per_task=3")  # lr=0.25 kills the process
+    assert r.returncode != 0
+    assert (app.entry(model={"name": "conv"}, lr=0.1) / "result.pkl").exists()
+    assert not (app.entry(model={"name": "conv"}, lr=0.2) / "result.pkl").exists()  # never ran
+    out = r.stdout + r.stderr
+    for num, status in ((0, "COMPLETED"), (1, "FAILED"), (2, "FAILED")):
+        assert re.search(rf"^\s+{num}\s+{status}\s", out, re.M), out

@@ -23,6 +23,7 @@ EXCA_SLURM = {
     **_COMMON,
     "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",
     "max_array_size": None,  # null: Slurm's MaxArraySize
+    "jobs_per_task": 1,  # >1 packs short jobs: one Python start-up per task, not per job
     "timeout_min": 60,
     "cpus_per_task": None,
     "gpus_per_node": None,
