@@ -275,6 +275,11 @@ def rows_slurm(n: int, work: Path, partition: str) -> list[Row]:
     hsl, _ = run([PY, "app.py", "-m", *common, "hydra/launcher=submitit_slurm", "hydra.launcher.array_parallelism=256",
                   f"hydra.sweep.dir={hsl_dir}"], TRIVIAL)  # fmt: skip
     plain, _ = run([PY, "-c", PLAIN_SUBMITIT, str(n), str(work / "slurm-plain"), partition], BENCH)
+    packed_dir = work / "slurm-exca-packed"
+    packed, _ = run([PY, "app.py", "-m", *common, "hydra/launcher=exca_slurm", "hydra/sweeper=exca", "hydra.launcher.jobs_per_task=10",
+                     f"hydra.sweep.dir={packed_dir}"], TRIVIAL)  # fmt: skip
+    arrays = len({p.name.split("_")[0] for p in (ours_dir / ".submitit").iterdir() if "_" in p.name})
+    expected_arrays = -(-n // _max_array_size())
     ours_bytes = (_sizes(ours_dir, "payload-*.pkl") + _sizes(ours_dir, "*_submitted.pkl")) / n
     hsl_bytes = _sizes(hsl_dir, "*_submitted.pkl") / n
     return [
@@ -285,7 +290,17 @@ def rows_slurm(n: int, work: Path, partition: str) -> list[Row]:
          f"{fmt_s(hsl)} (submitit_slurm)", ratio(ours, hsl), "≤ ½ of submitit_slurm", met(ours <= hsl / 2)),
         (f"{n}-job trivial sweep on the local Slurm, whole command, vs plain submitit", fmt_s(ours),
          f"{fmt_s(plain)} (plain `map_array`)", ratio(ours, plain), "within 10% of plain", met(ours <= plain * 1.1)),
+        (f"{n}-job trivial sweep on the local Slurm, `jobs_per_task=10`, vs plain submitit", fmt_s(packed),
+         f"{fmt_s(plain)} (plain `map_array`)", ratio(packed, plain), "below plain", met(packed < plain)),
+        (f"sbatch calls for {n} jobs (distinct arrays)", str(arrays), f"⌈N / MaxArraySize⌉ = {expected_arrays}", "-",
+         f"= {expected_arrays}", met(arrays == expected_arrays)),
     ]  # fmt: skip
+
+
+def _max_array_size() -> int:
+    from exca_hydra.executor import max_array_size
+
+    return max_array_size()
 
 
 # ----- memory -----

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import subprocess
 import time
 import traceback
 import typing as tp
-from pathlib import Path
 
 from .store import Entry, JobFailure, Status, pid_alive
 

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 from . import app
 from .executor import entry_status
-from .launcher import Job, assign_entries, cached_return, launcher_params, prepare, verify_entries
+from .job import cached_return
+from .launcher import Job, assign_entries, launcher_params, prepare, verify_entries
 from .store import Status
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,220 @@
+"""Backends of the launcher: run validated jobs as forked local processes or as Slurm arrays,
+collect their JobReturns in order, show progress, summarize."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+import time
+import traceback
+import typing as tp
+from pathlib import Path
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+
+from .job import Payload, SlurmJobCall, cached_return, failed_return, run_one
+from .store import JobFailure
+
+if tp.TYPE_CHECKING:
+    from .launcher import Job, LauncherParams
+
+logger = logging.getLogger("exca_hydra.launcher")
+
+
+class _Progress:
+    """A live bar on a terminal (tqdm); plain log lines, at most every 5 s, otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.last = 0.0
+        self.bar: tp.Any = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="job", desc="sweep", leave=False)
+            except ImportError:
+                pass
+
+    def update(self, done: int, failed: int, running: int) -> None:
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.set_postfix(failed=failed, running=running, pending=self.total - done - running)
+            if done == self.total:
+                self.bar.close()
+            return
+        now = time.time()
+        if now - self.last > 5 or done == self.total:
+            self.last = now
+            logger.info(
+                "Progress: %d/%d done, %d failed, %d running, %d pending",
+                done, self.total, failed, running, self.total - done - running,
+            )
+
+
+def run_local(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
+    """Fork one process per job, at most ``array_parallelism`` at once: no interpreter start-up,
+    and a crashed job only loses itself."""
+    payload = _payload(launcher, jobs)
+    folder = Path(str(launcher.config.hydra.sweep.dir)) / ".exca"
+    folder.mkdir(parents=True, exist_ok=True)
+    limit = params.array_parallelism or os.cpu_count() or 1
+    running: dict[int, int] = {}  # pid -> job index
+    pending = list(range(len(jobs)))
+    progress = _Progress(len(jobs))
+    done = failed = 0
+    while pending or running:
+        while pending and len(running) < limit:
+            index = pending.pop(0)
+            pid = os.fork()
+            if pid == 0:  # child: run the job, write its JobReturn, leave without cleanup handlers
+                code = 0
+                try:
+                    ret = run_one(payload, index, str(os.getpid()))
+                    _write_return(folder / f"{index}.pkl", ret)
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                finally:
+                    os._exit(code)
+            running[pid] = index
+            jobs[index].started = time.time()
+        pid, status = os.wait()
+        index = running.pop(pid)
+        jobs[index].ended = time.time()
+        job = jobs[index]
+        result_path = folder / f"{index}.pkl"
+        if result_path.exists():
+            with result_path.open("rb") as f:
+                job.result = pickle.load(f)
+            result_path.unlink()
+        else:
+            reason = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
+            job.result = failed_return(job, JobFailure(f"Job #{job.num} process died ({reason}) before returning"))
+        done += 1
+        failed += job.result.status == JobStatus.FAILED
+        progress.update(done, failed, len(running))
+
+
+def _write_return(path: Path, ret: JobReturn) -> None:
+    try:
+        data = pickle.dumps(ret)
+    except Exception as e:  # e.g. an unpicklable return value
+        ret.status = JobStatus.FAILED
+        ret._return_value = RuntimeError(f"The job's return value cannot be pickled: {e}")
+        data = pickle.dumps(ret)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _payload(launcher: tp.Any, jobs: tp.Sequence[Job]) -> Payload:
+    return Payload(
+        hydra_context=launcher.hydra_context,
+        task_function=launcher.task_function,
+        singleton_state=Singleton.get_state(),
+        sources=[job.portable() for job in jobs],
+        entries=[str(job.entry.folder) if job.entry else None for job in jobs],
+    )
+
+
+def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) -> None:
+    import cloudpickle
+    import submitit
+
+    from . import executor as _exec
+
+    submitit_folder = Path(params.submitit_folder).absolute()  # relative to the cwd, like hydra.sweep.dir
+    executor = submitit.AutoExecutor(folder=submitit_folder, cluster="slurm", slurm_max_num_timeout=params.max_num_timeout)
+    executor.update_parameters(**params.submitit_parameters())
+    size = params.max_array_size or _exec.max_array_size()  # tasks per array (indices 0..size-1)
+    payload_dir = submitit_folder.parent if "%" in submitit_folder.name else submitit_folder
+    payload_dir.mkdir(parents=True, exist_ok=True)
+    payload_path = payload_dir / f"payload-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pkl"
+    with payload_path.open("wb") as f:
+        cloudpickle.dump(_payload(launcher, jobs), f)
+    per_task = max(1, params.jobs_per_task)
+    tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]
+    sub_jobs: list[tp.Any] = []
+    submitted_at = time.time()
+    for job in jobs:
+        job.started = submitted_at  # durations include the time in the queue
+    for start in range(0, len(tasks), max(1, size)):
+        with executor.batch():
+            for task in tasks[start : start + size]:
+                sub_jobs.append(executor.submit(SlurmJobCall(str(payload_path), task)))
+    for task, sub in zip(tasks, sub_jobs):
+        for index in task:
+            job = jobs[index]
+            logger.info("\t#%d : %s -> Slurm job %s", job.num, " ".join(filter_overrides(job.overrides)), sub.job_id)
+            if job.entry is not None:
+                job.entry.write_job(_exec.job_ref(sub))
+    _collect(jobs, tasks, sub_jobs)
+
+
+def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_jobs: tp.Sequence[tp.Any]) -> None:
+    """Wait for every task; a killed task's jobs become FAILED JobReturns, the others are kept."""
+    progress = _Progress(len(jobs))
+    waiting = set(range(len(tasks)))
+    done = failed = 0
+    delay = 0.2
+    while waiting:
+        for position in sorted(waiting):
+            sub = sub_jobs[position]
+            if not sub.done():
+                continue
+            waiting.discard(position)
+            try:
+                results = sub.result()
+            except Exception as e:
+                log = getattr(getattr(sub, "paths", None), "stderr", "?")
+                error = JobFailure(f"Slurm job {sub.job_id} ({sub.state}) failed: {e}\nlog: {log}")
+                # a packed task may have finished some of its jobs before it died: keep those
+                results = [
+                    cached_return(jobs[i], "completed") if jobs[i].entry is not None and jobs[i].entry.has_result()
+                    else failed_return(jobs[i], error)
+                    for i in tasks[position]
+                ]
+            for index, ret in zip(tasks[position], results):
+                job = jobs[index]
+                job.ended = time.time()
+                job.result = ret
+                if ret.status == JobStatus.FAILED and job.entry is not None and not job.entry.file_status():
+                    job.entry.write_error(ret._return_value, "")
+                failed += ret.status == JobStatus.FAILED
+            done += len(tasks[position])
+        progress.update(done, failed, len(jobs) - done)
+        if waiting:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)  # a stat of each result file: cheap, and the tail stays short
+
+
+def _outcome(ret: JobReturn | None) -> str:
+    """The result, or the error's last line, in one short line."""
+    if ret is None:
+        return "?"
+    value = ret._return_value
+    text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
+    lines = text.strip().splitlines() or [""]
+    line = lines[-1] if isinstance(value, BaseException) else lines[0]
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def summary(jobs: tp.Sequence[Job]) -> str:
+    """End-of-sweep table: number, status, duration, uid, overrides, result or error."""
+    lines = ["Sweep summary:", f"  {'#':>4}  {'status':<9} {'time':>7}  {'uid':<36} {'overrides':<30} result"]
+    shown = list(jobs)
+    if len(shown) > 50:  # a long sweep: list the failures only
+        shown = [job for job in jobs if job.result is None or job.result.status != JobStatus.COMPLETED]
+        lines[0] = f"Sweep summary: {len(jobs) - len(shown)} of {len(jobs)} jobs completed; the others:"
+    for job in shown:
+        status = job.result.status.name if job.result is not None else "?"
+        seconds = f"{job.ended - job.started:.1f}s" if job.ended else "-"
+        overrides = " ".join(filter_overrides(job.overrides))
+        lines.append(
+            f"  {job.num:>4}  {status:<9} {seconds:>7}  {(job.uid or '-')[:36]:<36} {overrides:<30} {_outcome(job.result)}"
+        )
+    return "\n".join(lines)
