@@ -278,7 +278,7 @@ def rows_slurm(n: int, work: Path, partition: str) -> list[Row]:
     packed_dir = work / "slurm-exca-packed"
     packed, _ = run([PY, "app.py", "-m", *common, "hydra/launcher=exca_slurm", "hydra/sweeper=exca", "hydra.launcher.jobs_per_task=10",
                      f"hydra.sweep.dir={packed_dir}"], TRIVIAL)  # fmt: skip
-    arrays = len({p.name.split("_")[0] for p in (ours_dir / ".submitit").iterdir() if "_" in p.name})
+    arrays = len({p.name.split("_")[0] for p in (ours_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)})
     expected_arrays = -(-n // _max_array_size())
     ours_bytes = (_sizes(ours_dir, "payload-*.pkl") + _sizes(ours_dir, "*_submitted.pkl")) / n
     hsl_bytes = _sizes(hsl_dir, "*_submitted.pkl") / n
