@@ -218,3 +218,25 @@ def summary(jobs: tp.Sequence[Job]) -> str:
             f"  {job.num:>4}  {status:<9} {seconds:>7}  {(job.uid or '-')[:36]:<36} {overrides:<30} {_outcome(job.result)}"
         )
     return "\n".join(lines)
+
+
+def wait_for_others(jobs: tp.Sequence[Job]) -> None:
+    """Jobs computed by another process: wait for their outcome in the cache, then return it."""
+    from .executor import entry_status
+
+    waiting = list(jobs)
+    delay = 0.2
+    while waiting:
+        still = []
+        for job in waiting:
+            assert job.entry is not None
+            status = entry_status(job.entry)
+            if status == "running":
+                still.append(job)
+            else:
+                job.result = cached_return(job, status, "the process computing it stopped without a result")
+                job.ended = time.time()
+        waiting = still
+        if waiting:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)

@@ -138,7 +138,7 @@ class LazyReturn(JobReturn):
         return self.__dict__
 
 
-def cached_return(job: Job, status: str) -> JobReturn:
+def cached_return(job: Job, status: str, why_missing: str = "mode=read-only") -> JobReturn:
     """The JobReturn of a job that did not run in this launch: its cached outcome."""
     ret = LazyReturn(job, hydra_cfg=None, working_dir=None, task_name=None)  # cfg: rebuilt if read
     assert job.entry is not None
@@ -148,7 +148,7 @@ def cached_return(job: Job, status: str) -> JobReturn:
     else:
         ret.status = JobStatus.FAILED
         ret.return_value = job.entry.load_error() if status == "failed" else RuntimeError(
-            f"Job #{job.num} ({' '.join(job.overrides)}) is not computed (mode=read-only)"
+            f"Job #{job.num} ({' '.join(job.overrides)}) is not computed ({why_missing})"
         )
     return ret
 

@@ -243,21 +243,53 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
         jobs = prepare(launcher, job_overrides, initial_job_idx)
         assign_entries(launcher.task_function, params.folder, jobs)
         verify_entries(jobs)  # (the exca sweeper verified its jobs already)
-    for job in jobs:
-        if job.entry is not None and not job.entry.has_result():  # a result keeps its config
-            job.entry.write_configs(_full_config(job.obj), uid_config(job.obj))
-    logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(jobs))
-    from .backends import run_local, run_slurm, summary
+    from .backends import run_local, run_slurm, summary, wait_for_others
 
-    if launcher.cluster == "slurm":
-        run_slurm(launcher, params, jobs)
-    else:
-        for job in jobs:
-            logger.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
-        run_local(launcher, params, jobs)
+    mine, others = claim_entries(jobs)
+    try:
+        for job in mine:
+            if job.entry is not None and not job.entry.has_result():  # a result keeps its config
+                job.entry.write_configs(_full_config(job.obj), uid_config(job.obj))
+        logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
+        if others:
+            logger.info("%d job(s) are being computed by another process: waiting for them", len(others))
+        if launcher.cluster == "slurm":
+            run_slurm(launcher, params, mine)
+        else:
+            for job in mine:
+                logger.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+            run_local(launcher, params, mine)
+    finally:
+        for job in mine:
+            if job.entry is not None:
+                job.entry.release()
+    wait_for_others(others)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     logger.info(summary(jobs))
     return [job.result for job in jobs]  # type: ignore[misc]
+
+
+def claim_entries(jobs: tp.Sequence[Job]) -> tuple[list[Job], list[Job]]:
+    """(jobs to run here, jobs another live process is computing): of several processes
+    launching the same uid at once, only the one holding its claim runs it."""
+    from .executor import ref_is_running
+
+    mine, others = [], []
+    for job in jobs:
+        entry = job.entry
+        if entry is None or entry.has_result():
+            mine.append(job)  # no cache, or the job side reads the result back
+            continue
+        if not entry.claim():
+            others.append(job)
+            continue
+        ref = entry.read_job()  # submitted by an earlier launch that is still running?
+        if entry.file_status() is None and ref is not None and ref_is_running(ref)[0]:
+            entry.release()
+            others.append(job)
+        else:
+            mine.append(job)
+    return mine, others
 
 
 def _full_config(obj: tp.Any) -> dict[str, tp.Any]:

@@ -119,8 +119,10 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
                 end += 1
             chunk = batch_jobs[index:end]
             for job in chunk:
-                if job.entry is not None:
-                    job.entry.clear()  # force/retry: the job side must not read the old outcome
+                # force/retry: the job side must not read the old outcome. Only what was there
+                # when we looked: an outcome that appeared since is another process's fresh one
+                if job.entry is not None and statuses[job.num] in ("completed", "failed"):
+                    job.entry.clear()
             if uses_exca_launcher:
                 launcher._exca_jobs = chunk
             rets = launcher.launch([job.overrides for job in chunk], initial_job_idx=chunk[0].num)

@@ -76,3 +76,24 @@ def test_a_crash_while_writing_never_leaves_a_readable_partial_result(
     assert task.infra.status() == "not submitted"  # the dead process's claim is stale
     assert task.compute() == bytes([x]) * 4_000_000
     assert pickle.loads((task.infra.uid_folder() / "result.pkl").read_bytes()) == task.compute()
+
+
+@pytest.mark.parametrize("sweeper", ["basic", "exca"])
+def test_concurrent_cli_sweeps_compute_each_uid_once(tmp_path: Path, sweeper: str) -> None:
+    app = HERE / "apps" / "trainer" / "app.py"
+    log = tmp_path / "ran.txt"
+    env = {**os.environ, "EXCA_HYDRA_CACHE": str(tmp_path / "cache"), "EXCA_TEST_LOG": str(log)}
+    sweeps = ["lr=0.1,0.2,0.3,0.4", "lr=0.3,0.4,0.6,0.7", "lr=0.1,0.4,0.7,0.8"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(app), "-m", f"hydra/sweeper={sweeper}", "model=conv", values,
+             f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for i, values in enumerate(sweeps)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err.decode()[-2000:] for _, err in outputs]
+    computed = [line.split()[-1] for line in log.read_text().splitlines()]
+    assert sorted(computed) == sorted(set(computed))  # each uid computed by one process only
+    assert set(computed) == {f"lr={lr}" for lr in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8)}
