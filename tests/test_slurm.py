@@ -386,3 +386,38 @@ def test_a_killed_packed_task_keeps_its_finished_jobs(tmp_path: Path) -> None:
     out = r.stdout + r.stderr
     for num, status in ((0, "COMPLETED"), (1, "FAILED"), (2, "FAILED")):
         assert re.search(rf"^\s+{num}\s+{status}\s", out, re.M), out
+
+
+def test_killed_launcher_attaches_to_its_running_jobs_when_run_again(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    release = tmp_path / "release"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(TRAINER), env.get("PYTHONPATH", "")])
+    env.update(EXCA_HYDRA_CACHE=str(app.cache), EXCA_TEST_LOG=str(app.log), EXCA_TEST_RELEASE=str(release))
+
+    def launch(sweep_dir: Path) -> subprocess.Popen[str]:
+        cmd = [sys.executable, str(TRAINER / "app.py"), "-m", "hydra/launcher=exca_slurm", "hydra/sweeper=exca",
+               "hydra.launcher.timeout_min=5", "lr=0.1,0.2,0.3", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    entries = [app.entry(model={"name": "conv"}, lr=lr) for lr in (0.1, 0.2, 0.3)]
+    first = launch(tmp_path / "first")
+    ids: list[str] = []
+    try:
+        wait_for(lambda: all((e / "job.json").exists() for e in entries), 60, "the first launch to submit")
+        ids = [json.loads((e / "job.json").read_text())["job_id"] for e in entries]
+        first.kill()  # the launcher dies; its Slurm jobs go on
+        first.wait()
+        second = launch(tmp_path / "second")
+        time.sleep(3)
+        release.write_text("go")
+        out, _ = second.communicate(timeout=120)
+    except BaseException:
+        scancel(*ids)
+        first.kill()
+        raise
+    assert second.returncode == 0, out
+    assert "3 running" in out, out  # attached to the first launch's jobs...
+    assert not (tmp_path / "second" / ".submitit").exists()  # ...and submitted nothing
+    assert sorted(line.split()[-1] for line in app.lines()) == ["lr=0.1", "lr=0.2", "lr=0.3"]  # each ran once
+    assert [json.loads((e / "job.json").read_text())["job_id"] for e in entries] == ids

@@ -50,6 +50,14 @@ def work(trainer: Trainer) -> str:
         os._exit(3)  # the job's process dies without a Python error
     if trainer.lr == 0.5:
         raise ValueError("lr=0.5 diverges")
+    release = os.environ.get("EXCA_TEST_RELEASE")  # wait for this file: a job observably running
+    if release:
+        import time
+
+        for _ in range(600):
+            if os.path.exists(release):
+                break
+            time.sleep(0.1)
     line = f"{_job_num()} {type(trainer.model).__name__} lr={trainer.lr}"
     log = os.environ.get("EXCA_TEST_LOG")
     if log:
