@@ -224,10 +224,27 @@ class _Task:
     """The task function handed to Hydra: validates the config, then calls the user's function."""
 
     def __init__(self, function: tp.Callable[[tp.Any], tp.Any], model: type) -> None:
+        from .infra import import_name
+
         self.__exca_function__ = function
         self.__exca_model__ = model
+        # the import name of the function's module, fixed here: in a job process __main__ differs
+        self.__exca_module__ = import_name(function.__module__)
         functools.update_wrapper(self, function)
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
         obj = to_model(cfg, self.__exca_model__)
-        return self.__exca_function__(obj)
+        function = self.__exca_function__
+        if hasattr(function, "__exca_method__"):  # an @infra.apply method: its infra caches
+            return function(obj)
+        # a single run, or a job of a launcher other than exca's: cache under the model's
+        # infra folder, as the exca launchers do, so the exca sweeper can skip it next time
+        from .job import run_cached
+        from .launcher import entry_of
+
+        entry = entry_of(self, None, obj)
+        if entry is not None and not entry.has_result():
+            from .uid import uid_config
+
+            entry.write_configs(obj.model_dump(mode="json"), uid_config(obj))
+        return run_cached(function, obj, None if entry is None else str(entry.folder))

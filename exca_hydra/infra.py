@@ -45,16 +45,19 @@ _SUBMITIT_NAMES = {
 
 
 def module_name(cls: type) -> str:
-    """Import name of a class's module; ``__main__`` becomes the script's name."""
-    name = cls.__module__
-    if name == "__main__":
+    return import_name(cls.__module__)
+
+
+def import_name(module: str) -> str:
+    """A module's import name; ``__main__`` becomes the script's name."""
+    if module == "__main__":
         main = sys.modules["__main__"]
         spec = getattr(main, "__spec__", None)
         if spec is not None and spec.name:
             return str(spec.name)
         file = getattr(main, "__file__", None)
-        return Path(file).stem if file else name
-    return name
+        return Path(file).stem if file else module
+    return module
 
 
 class _Binding:

@@ -34,15 +34,20 @@ class CachedTask:
             compute = getattr(function, "__exca_method__", function)
         else:
             obj, compute = cfg, self.task_function
-        if self.entry_folder is None:
-            return compute(obj)
-        entry = Entry(self.entry_folder)
-        if entry.has_result():
-            return entry.load_result()
-        from .executor import run_and_store
+        return run_cached(compute, obj, self.entry_folder)
 
-        run_and_store(compute, obj, self.entry_folder)
+
+def run_cached(compute: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry_folder: str | None) -> tp.Any:
+    """The cached result of ``compute(obj)`` in ``entry_folder``, computed and stored if missing."""
+    if entry_folder is None:
+        return compute(obj)
+    entry = Entry(entry_folder)
+    if entry.has_result():
         return entry.load_result()
+    from .executor import run_and_store
+
+    run_and_store(compute, obj, entry_folder)
+    return entry.load_result()
 
 
 @dataclass

@@ -178,7 +178,7 @@ def _infras(obj: tp.Any) -> list[tp.Any]:
 
 
 def method_dir_name(task_function: tp.Any, obj: tp.Any) -> str:
-    from .infra import module_name
+    from .infra import import_name, module_name
 
     function = getattr(task_function, "__exca_function__", task_function)
     function = getattr(function, "__exca_method__", function)
@@ -187,19 +187,23 @@ def method_dir_name(task_function: tp.Any, obj: tp.Any) -> str:
     if hasattr(getattr(task_function, "__exca_function__", None), "__exca_method__"):
         cls = type(obj)  # same folder as obj.method() from Python
         return f"{module_name(cls)}.{cls.__qualname__}.{function.__name__},{version}"
-    module = function.__module__
-    if module == "__main__":
-        module = module_name(type("_", (), {"__module__": "__main__"}))
+    # named when decorated: in a job process, __main__ is whatever started the job
+    module = getattr(task_function, "__exca_module__", None) or import_name(function.__module__)
     return f"{module}.{function.__qualname__},{version}"
+
+
+def entry_of(task_function: tp.Any, folder: str | None, obj: tp.Any) -> Entry | None:
+    """The cache entry of one job: ``<root>/<module.function>,<version>/<uid>`` (None: no cache)."""
+    root = cache_folder_of(folder, obj)
+    if root is None:
+        return None
+    return Entry(root / method_dir_name(task_function, obj) / uid_string(uid_config(obj)))
 
 
 def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[Job]) -> None:
     for job in jobs:
-        root = cache_folder_of(folder, job.obj)
-        if root is None:
-            continue
-        job.uid = uid_string(uid_config(job.obj))
-        job.entry = Entry(root / method_dir_name(task_function, job.obj) / job.uid)
+        job.entry = entry_of(task_function, folder, job.obj)
+        job.uid = None if job.entry is None else job.entry.uid
 
 
 def verify_entries(jobs: tp.Sequence[Job], statuses: tp.Sequence[str] | None = None) -> None:

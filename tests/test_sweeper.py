@@ -7,6 +7,7 @@ $EXCA_TEST_LOG, and a job that runs gets an output folder in the sweep dir.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -145,3 +146,25 @@ def test_an_edited_cache_entry_stops_the_sweep_before_launch(ctx: Ctx) -> None:
     forced = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.2", "hydra.sweeper.mode=force")
     assert forced.code == 0 and len(ctx.lines()) == 3
     assert "layers: 5" not in next(p for p in _entries(ctx).values() if "lr=0.2" in p.name).joinpath("config.yaml").read_text()
+
+
+def test_works_with_hydra_submitit_launcher(ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    # submitit's job processes unpickle the task: they need the app's folder on their path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TRAINER), os.environ.get("PYTHONPATH", "")]))
+    common = ("hydra/sweeper=exca", "hydra/launcher=submitit_local", "model=conv")
+    first = ctx.run(APP, *common, "lr=0.1,0.2")
+    assert first.code == 0, first.err
+    assert sorted(line.split()[-1] for line in ctx.lines()) == ["lr=0.1", "lr=0.2"]
+    again = ctx.run(APP, *common, "lr=0.1,0.2,0.3")
+    assert again.code == 0, again.err
+    assert [line.split()[-1] for line in ctx.lines()[2:]] == ["lr=0.3"]  # only the new job ran
+    assert "2 cached" in again.err + again.out
+
+
+def test_single_runs_and_the_basic_launcher_fill_the_same_cache(ctx: Ctx) -> None:
+    assert ctx.run(APP, "model=conv", "lr=0.1", multirun=False).code == 0
+    assert ctx.run(APP, "model=conv", "lr=0.1", multirun=False).code == 0  # read from the cache
+    assert len(ctx.lines()) == 1
+    basic = ctx.run(APP, "hydra/sweeper=exca", "hydra/launcher=basic", "model=conv", "lr=0.1,0.2")
+    assert basic.code == 0, basic.err
+    assert "1 cached" in basic.err + basic.out and [line.split()[-1] for line in ctx.lines()] == ["lr=0.1", "lr=0.2"]

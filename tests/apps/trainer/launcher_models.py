@@ -41,8 +41,8 @@ def _job_num() -> int:
 
     try:
         return int(HydraConfig.get().job.num)
-    except (ValueError, TypeError, AttributeError):
-        return -1  # not in a Hydra job (Python API)
+    except Exception:  # not in a Hydra multirun job (Python API, single run)
+        return -1
 
 
 def work(trainer: Trainer) -> str:
