@@ -83,10 +83,14 @@ class Job:
     source: tp.Any  # Recipe | FullRecipe | DictConfig
     obj: tp.Any
     entry: Entry | None = None
-    uid: str | None = None
+    uid_cfg: dict[str, tp.Any] | None = None  # what the uid is computed from (computed once)
     result: JobReturn | None = field(default=None, repr=False)
     started: float = 0.0
     ended: float = 0.0
+
+    @property
+    def uid(self) -> str | None:
+        return None if self.entry is None else self.entry.uid
 
     @property
     def config(self) -> DictConfig:
@@ -192,18 +196,21 @@ def method_dir_name(task_function: tp.Any, obj: tp.Any) -> str:
     return f"{module}.{function.__qualname__},{version}"
 
 
-def entry_of(task_function: tp.Any, folder: str | None, obj: tp.Any) -> Entry | None:
+def entry_of(
+    task_function: tp.Any, folder: str | None, obj: tp.Any, uid_cfg: dict[str, tp.Any] | None = None
+) -> Entry | None:
     """The cache entry of one job: ``<root>/<module.function>,<version>/<uid>`` (None: no cache)."""
     root = cache_folder_of(folder, obj)
     if root is None:
         return None
-    return Entry(root / method_dir_name(task_function, obj) / uid_string(uid_config(obj)))
+    uid = uid_string(uid_config(obj) if uid_cfg is None else uid_cfg)
+    return Entry(root / method_dir_name(task_function, obj) / uid)
 
 
 def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[Job]) -> None:
     for job in jobs:
-        job.entry = entry_of(task_function, folder, job.obj)
-        job.uid = None if job.entry is None else job.entry.uid
+        job.uid_cfg = uid_config(job.obj)
+        job.entry = entry_of(task_function, folder, job.obj, job.uid_cfg)
 
 
 def verify_entries(jobs: tp.Sequence[Job], statuses: tp.Sequence[str] | None = None) -> None:
@@ -219,7 +226,7 @@ def verify_entries(jobs: tp.Sequence[Job], statuses: tp.Sequence[str] | None = N
         status = statuses[i] if statuses is not None else job.entry.file_status()
         if status in ("completed", "failed"):
             try:
-                job.entry.verify(uid_config(job.obj), identity_config(job.obj))
+                job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj))
             except CacheError as e:
                 problems.append(f"  #{job.num} : {' '.join(filter_overrides(job.overrides))}\n      {e}")
     if problems:
@@ -253,7 +260,7 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
     try:
         for job in mine:
             if job.entry is not None and not job.entry.has_result():  # a result keeps its config
-                job.entry.write_configs(_full_config(job.obj), uid_config(job.obj))
+                job.entry.write_configs(_full_config(job.obj), job.uid_cfg or uid_config(job.obj))
         logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
         if others:
             logger.info("%d job(s) are being computed by another process: waiting for them", len(others))
