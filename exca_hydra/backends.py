@@ -3,6 +3,7 @@ collect their JobReturns in order, show progress, summarize."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import pickle
@@ -15,6 +16,7 @@ from pathlib import Path
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
+from . import executor as _exec
 from .job import Payload, SlurmJobCall, cached_return, failed_return, run_one
 from .store import JobFailure
 
@@ -39,19 +41,22 @@ class _Progress:
             except ImportError:
                 pass
 
-    def update(self, done: int, failed: int, running: int) -> None:
+    def update(self, done: int, failed: int, running: int, why_pending: str = "") -> None:
+        pending = self.total - done - running
         if self.bar is not None:
             self.bar.n = done
-            self.bar.set_postfix(failed=failed, running=running, pending=self.total - done - running)
+            extra = {"why": why_pending} if pending and why_pending else {}
+            self.bar.set_postfix(failed=failed, running=running, pending=pending, **extra)
             if done == self.total:
                 self.bar.close()
             return
         now = time.time()
         if now - self.last > 5 or done == self.total:
             self.last = now
+            why = f" ({why_pending})" if pending and why_pending else ""
             logger.info(
-                "Progress: %d/%d done, %d failed, %d running, %d pending",
-                done, self.total, failed, running, self.total - done - running,
+                "Progress: %d/%d done, %d failed, %d running, %d pending%s",
+                done, self.total, failed, running, pending, why,
             )
 
 
@@ -125,8 +130,6 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     import cloudpickle
     import submitit
 
-    from . import executor as _exec
-
     submitit_folder = Path(params.submitit_folder).absolute()  # relative to the cwd, like hydra.sweep.dir
     executor = submitit.AutoExecutor(folder=submitit_folder, cluster="slurm", slurm_max_num_timeout=params.max_num_timeout)
     executor.update_parameters(**params.submitit_parameters())
@@ -159,12 +162,14 @@ def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_j
     """Wait for every task; a killed task's jobs become FAILED JobReturns, the others are kept."""
     progress = _Progress(len(jobs))
     waiting = set(range(len(tasks)))
-    done = failed = 0
+    done = failed = running = 0
+    why_pending = ""
+    asked = 0.0
     delay = 0.2
     while waiting:
         for position in sorted(waiting):
             sub = sub_jobs[position]
-            if not sub.done():
+            if not _exec.job_done(sub):
                 continue
             waiting.discard(position)
             try:
@@ -186,10 +191,28 @@ def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_j
                     job.entry.write_error(ret._return_value, "")
                 failed += ret.status == JobStatus.FAILED
             done += len(tasks[position])
-        progress.update(done, failed, len(jobs) - done)
+        if time.time() - asked > 5 or not waiting:  # Slurm's view of the rest: one squeue call
+            asked = time.time()
+            running, why_pending = _queue_view(waiting, tasks, sub_jobs)
+        progress.update(done, failed, min(running, len(jobs) - done), why_pending)
         if waiting:
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)  # a stat of each result file: cheap, and the tail stays short
+
+
+def _queue_view(waiting: tp.Iterable[int], tasks: tp.Sequence[tp.Sequence[int]], sub_jobs: tp.Sequence[tp.Any]) -> tuple[int, str]:
+    """(jobs running, the commonest reason Slurm gives for the pending ones), e.g. a drained node."""
+    waiting = list(waiting)
+    queue = _exec.slurm_queue(str(sub_jobs[p].job_id) for p in waiting)
+    running = 0
+    reasons: collections.Counter[str] = collections.Counter()
+    for position in waiting:
+        state, reason = queue.get(str(sub_jobs[position].job_id), ("", ""))
+        if state == "RUNNING":
+            running += len(tasks[position])
+        elif state == "PENDING" and reason not in ("", "None"):
+            reasons[reason] += len(tasks[position])
+    return running, reasons.most_common(1)[0][0] if reasons else ""
 
 
 def _outcome(ret: JobReturn | None) -> str:

@@ -494,7 +494,7 @@ class TaskInfra(pydantic.BaseModel):
 
 def _wait(job: tp.Any) -> None:
     try:
-        job.result()
+        _exec.wait_done(job)
     except Exception:  # the outcome is read from the cache entry, which records the error
         pass
 

@@ -70,6 +70,24 @@ def _wait_running(jobs: tp.Sequence[Job]) -> None:
             delay = min(delay * 1.5, 10.0)
 
 
+def _launch_groups(jobs: tp.Sequence[Job], to_run: tp.Sequence[bool], exca_launcher: bool) -> list[list[Job]]:
+    """Jobs to skip one by one; jobs to run in as few launches as numbering allows. An exca
+    launcher takes each job's number from the job: all of a batch's jobs to run go out together
+    (e.g. one Slurm array for a retry of scattered failures). Another launcher numbers jobs from
+    ``initial_job_idx``: one launch per contiguous run keeps the numbers stable."""
+    groups: list[list[Job]] = []
+    if exca_launcher:
+        groups = [[job] for job in jobs if not to_run[job.num]]
+        running = [job for job in jobs if to_run[job.num]]
+        return groups + ([running] if running else [])
+    for job in jobs:
+        if groups and to_run[job.num] and to_run[groups[-1][0].num]:
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
 def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     params: SweeperParams = app.plugin_params([SweeperParams], sweeper.params, "sweeper")
     if hasattr(sweeper.launcher, "_exca_jobs"):  # an exca launcher: when every job is cached it is
@@ -107,17 +125,11 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
         batch_jobs = jobs[start : start + len(batch)]
         start += len(batch)
         results: dict[int, JobReturn] = {}
-        index = 0
-        while index < len(batch_jobs):  # one launch per contiguous run of jobs to run: numbers stay stable
-            if not to_run[batch_jobs[index].num]:
-                job = batch_jobs[index]
-                results[job.num] = cached_return(job, entry_status(job.entry) if job.entry else "not submitted")
-                index += 1
+        for chunk in _launch_groups(batch_jobs, to_run, uses_exca_launcher):
+            if not to_run[chunk[0].num]:
+                for job in chunk:
+                    results[job.num] = cached_return(job, entry_status(job.entry) if job.entry else "not submitted")
                 continue
-            end = index
-            while end < len(batch_jobs) and to_run[batch_jobs[end].num]:
-                end += 1
-            chunk = batch_jobs[index:end]
             for job in chunk:
                 # force/retry: the job side must not read the old outcome. Only what was there
                 # when we looked: an outcome that appeared since is another process's fresh one
@@ -128,7 +140,6 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
             rets = launcher.launch([job.overrides for job in chunk], initial_job_idx=chunk[0].num)
             for job, ret in zip(chunk, rets):
                 results[job.num] = ret
-            index = end
         returns.append([results[job.num] for job in batch_jobs])
     failed = [ret for batch in returns for ret in batch if ret.status == JobStatus.FAILED]
     logger.info(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,18 @@ def test_modes_cached_retry_force_read_only(ctx: Ctx) -> None:
     assert ctx.job_dirs() == [] and len(ctx.lines()) == 2
     ok = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1", "hydra.sweeper.mode=read-only")
     assert ok.code == 0 and len(ctx.lines()) == 2
+
+
+def test_retry_of_scattered_failures_is_one_launch_with_the_old_numbers(ctx: Ctx) -> None:
+    sweep = ("hydra/sweeper=exca", "model=conv,transformer", "lr=0.5,0.1")  # jobs 0 and 2 fail
+    first = ctx.run(APP, *sweep)
+    assert first.code != 0 and len(ctx.lines()) == 2
+    retry = ctx.run(APP, *sweep, "hydra.sweeper.mode=retry")
+    out = retry.out + retry.err
+    assert ctx.job_dirs() == ["0", "2"] and len(ctx.lines()) == 2  # the failed ones, nothing else
+    # one launch (one Slurm array on exca_slurm), not one per contiguous run of failed jobs
+    assert re.findall(r"launching (\d+) validated job", out) == ["2"], out
+    assert "Exca sweeper: 4 job(s): 2 cached, 0 running, 2 to run (mode=retry)" in out, out
 
 
 def test_batches_keep_numbers_and_validate_the_whole_sweep_first(ctx: Ctx) -> None:
