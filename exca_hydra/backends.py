@@ -158,10 +158,21 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     _collect(jobs, tasks, sub_jobs)
 
 
+RESULT_GRACE_S = 10.0  # a shared file system can show a result file late (submitit waits 15 s per job)
+
+
+def _task_failure(sub: tp.Any, detail: str) -> JobFailure:
+    log = getattr(getattr(sub, "paths", None), "stderr", "?")
+    said = _exec.slurm_says(log)
+    lines = [f"Slurm job {sub.job_id} ({sub.state}) {detail}", *([f"Slurm: {said}"] if said else []), f"log: {log}"]
+    return JobFailure("\n".join(lines))
+
+
 def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_jobs: tp.Sequence[tp.Any]) -> None:
     """Wait for every task; a killed task's jobs become FAILED JobReturns, the others are kept."""
     progress = _Progress(len(jobs))
     waiting = set(range(len(tasks)))
+    no_result_since: dict[int, float] = {}  # ended tasks whose result file is not visible yet
     done = failed = running = 0
     why_pending = ""
     asked = 0.0
@@ -171,13 +182,18 @@ def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_j
             sub = sub_jobs[position]
             if not _exec.job_done(sub):
                 continue
+            error: JobFailure | None = None
+            if not sub.paths.result_pickle.exists():
+                if time.time() - no_result_since.setdefault(position, time.time()) < RESULT_GRACE_S:
+                    continue
+                error = _task_failure(sub, "ended without a result (killed, out of time or memory?)")
+            else:
+                try:
+                    results = sub.result()
+                except Exception as e:
+                    error = _task_failure(sub, f"failed: {e}")
             waiting.discard(position)
-            try:
-                results = sub.result()
-            except Exception as e:
-                log = getattr(getattr(sub, "paths", None), "stderr", "?")
-                error = JobFailure(f"Slurm job {sub.job_id} ({sub.state}) failed: {e}\nlog: {log}")
-                # a packed task may have finished some of its jobs before it died: keep those
+            if error is not None:  # a packed task may have finished some of its jobs before it died: keep those
                 results = [
                     cached_return(jobs[i], "completed") if jobs[i].entry is not None and jobs[i].entry.has_result()
                     else failed_return(jobs[i], error)

@@ -303,10 +303,25 @@ def ref_is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, st
     return False, "UNKNOWN"
 
 
+def slurm_says(log: tp.Any) -> str:
+    """Slurm's own word in a job's log, e.g. '*** JOB 12 ON vm CANCELLED AT ... DUE TO NODE
+    FAILURE ... ***' (sacct's Reason column is 'None' for most ended jobs)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read().decode("utf8", errors="replace")
+    except (OSError, TypeError):
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if "slurmstepd" in line and "***" in line]
+    return lines[-1] if lines else ""
+
+
 def failure_from_job(ref: dict[str, tp.Any], state: str) -> JobFailure:
+    said = slurm_says(ref.get("stderr"))
     return JobFailure(
         f"Job {ref['job_id']} ended with state {state} without a result or a Python error "
-        f"(killed, out of time or memory?). Its log: {ref.get('stderr', '?')}"
+        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''} Its log: {ref.get('stderr', '?')}"
     )
 
 

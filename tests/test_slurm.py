@@ -258,14 +258,25 @@ class App:
         self.log = tmp / "ran.txt"
         self.sweep_dir = tmp / "sweep"
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
         # the job processes import launcher_models: put the app folder on their path
         env["PYTHONPATH"] = os.pathsep.join([str(TRAINER), env.get("PYTHONPATH", "")])
-        env.update(EXCA_HYDRA_CACHE=str(self.cache), EXCA_TEST_LOG=str(self.log))
-        cmd = [sys.executable, str(TRAINER / "app.py"), "-m", "hydra/launcher=exca_slurm",
-               "hydra.launcher.timeout_min=5", *args, f"hydra.sweep.dir={self.sweep_dir}"]  # fmt: skip
-        return subprocess.run(cmd, cwd=self.tmp, env=env, capture_output=True, text=True, timeout=300)
+        env.update(EXCA_HYDRA_CACHE=str(self.cache), EXCA_TEST_LOG=str(self.log), **extra)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, str(TRAINER / "app.py"), "-m", "hydra/launcher=exca_slurm",
+                "hydra.launcher.timeout_min=5", *args, f"hydra.sweep.dir={self.sweep_dir}"]  # fmt: skip
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args), cwd=self.tmp, env=self.env(**env), capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """The sweep in the background; its output merged into .stdout."""
+        return subprocess.Popen(self.command(*args), cwd=self.tmp, env=self.env(**env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
     def lines(self) -> list[str]:
         return sorted(self.log.read_text().splitlines()) if self.log.exists() else []

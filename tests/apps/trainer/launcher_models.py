@@ -52,6 +52,7 @@ def work(trainer: Trainer) -> str:
         raise ValueError("lr=0.5 diverges")
     release = os.environ.get("EXCA_TEST_RELEASE")  # wait for this file: a job observably running
     if release:
+        release = release.replace("{lr}", str(trainer.lr))  # one file per job, if asked
         import time
 
         for _ in range(600):
