@@ -197,7 +197,7 @@ def test_drained_node_finishes_running_tasks_and_holds_the_rest(tmp_path: Path, 
         wait_for(lambda: sum((e / "result.pkl").exists() for e in entries.values()) == 2, 60, "the 2 running to finish")
         held = [lr for lr in lrs if not (entries[lr] / "result.pkl").exists()]
         wait_for(lambda: all("DRAINED" in squeue_state(ids[lr]) for lr in held), 30, "Slurm to hold the rest")
-        subprocess.run(["sleep", "6"])  # a progress line (every 5 s) while they are held
+        subprocess.run(["sleep", "9"])  # a progress line (Slurm asked every 5 s, polls up to 2 s apart)
         assert not any((entries[lr] / "result.pkl").exists() for lr in held)
         resume(node)
         out, _ = proc.communicate(timeout=120)
