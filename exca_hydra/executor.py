@@ -230,7 +230,7 @@ def _queued_state(job_id: str) -> str | None:
 
 def job_done(job: tp.Any) -> bool:
     """submitit's ``done()``, corrected for requeues: sacct shows NODE_FAIL or PREEMPTED for a
-    second or so after slurmctld has requeued the job (measured on slurm-wlm 22-24). A job that
+    second or so after slurmctld has requeued the job (measured with Slurm 22.05.8). A job that
     ended without a result is confirmed with squeue, and watched again if Slurm requeued it."""
     if type(job).__name__ == "LocalJob" and getattr(job, "_process", None) is None:
         # reattached by another process: submitit cannot poll it, its pid can be checked

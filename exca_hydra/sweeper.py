@@ -78,8 +78,8 @@ def _launch_groups(jobs: tp.Sequence[Job], to_run: tp.Sequence[bool], exca_launc
     groups: list[list[Job]] = []
     if exca_launcher:
         groups = [[job] for job in jobs if not to_run[job.num]]
-        running = [job for job in jobs if to_run[job.num]]
-        return groups + ([running] if running else [])
+        to_launch = [job for job in jobs if to_run[job.num]]
+        return groups + ([to_launch] if to_launch else [])
     for job in jobs:
         if groups and to_run[job.num] and to_run[groups[-1][0].num]:
             groups[-1].append(job)
