@@ -218,16 +218,6 @@ _SLURM_UNFINISHED = frozenset(
 )
 
 
-def _queued_state(job_id: str) -> str | None:
-    """The job's state in slurmctld's memory if it has not ended, else None."""
-    try:
-        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    states = [s for s in proc.stdout.split() if s in _SLURM_UNFINISHED]
-    return states[0] if states else None
-
-
 def job_done(job: tp.Any) -> bool:
     """submitit's ``done()``, corrected for requeues: sacct shows NODE_FAIL or PREEMPTED for a
     second or so after slurmctld has requeued the job (measured with Slurm 22.05.8). A job that
@@ -240,8 +230,8 @@ def job_done(job: tp.Any) -> bool:
         return False
     if type(job).__name__ != "SlurmJob" or job.paths.result_pickle.exists():
         return True
-    state = _queued_state(str(job.job_id))
-    if state is None:
+    state = slurm_queue([str(job.job_id)]).get(str(job.job_id), ("", ""))[0]
+    if state not in _SLURM_UNFINISHED:
         return True
     watcher = job.watcher  # submitit caches finished states: forget this one
     getattr(watcher, "_finished", set()).discard(str(job.job_id))
