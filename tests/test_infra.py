@@ -574,3 +574,18 @@ def test_version_given_as_a_number_is_text(tmp_path: Path) -> None:
     assert task.infra.version == "2" and task.infra.method_dir().name.endswith(",2")
     with pytest.raises(pydantic.ValidationError, match="version"):
         MyTask(x=1, infra={"folder": tmp_path, "version": "../up"})
+
+
+@pytest.mark.parametrize(
+    "squeue_id, expected",
+    [
+        ("12", ["12"]),
+        ("12_3", ["12_3"]),
+        ("12_[4-6,9%2]", ["12_4", "12_5", "12_6", "12_9"]),  # pending range with a parallelism limit
+        ("7_[0-10:5]", ["7_0", "7_5", "7_10"]),
+    ],
+)
+def test_squeue_array_ids_are_expanded_to_tasks(squeue_id: str, expected: list[str]) -> None:
+    from exca_hydra.executor import _task_ids
+
+    assert _task_ids(squeue_id) == expected
