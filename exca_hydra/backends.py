@@ -178,10 +178,10 @@ def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_j
     asked = 0.0
     delay = 0.2
     while waiting:
-        for position in sorted(waiting):
+        positions = sorted(waiting)
+        ended = _exec.jobs_done([sub_jobs[p] for p in positions])  # at most one squeue call
+        for position in (p for p, is_done in zip(positions, ended) if is_done):
             sub = sub_jobs[position]
-            if not _exec.job_done(sub):
-                continue
             error: JobFailure | None = None
             if not sub.paths.result_pickle.exists():
                 if time.time() - no_result_since.setdefault(position, time.time()) < RESULT_GRACE_S:

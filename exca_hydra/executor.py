@@ -218,25 +218,37 @@ _SLURM_UNFINISHED = frozenset(
 )
 
 
-def job_done(job: tp.Any) -> bool:
+def jobs_done(jobs: tp.Sequence[tp.Any]) -> list[bool]:
     """submitit's ``done()``, corrected for requeues: sacct shows NODE_FAIL or PREEMPTED for a
-    second or so after slurmctld has requeued the job (measured with Slurm 22.05.8). A job that
-    ended without a result is confirmed with squeue, and watched again if Slurm requeued it."""
-    if type(job).__name__ == "LocalJob" and getattr(job, "_process", None) is None:
-        # reattached by another process: submitit cannot poll it, its pid can be checked
-        job_id = str(job.job_id)
-        return job.paths.result_pickle.exists() or not (job_id.isdigit() and pid_alive(int(job_id)))
-    if not job.done():
-        return False
-    if type(job).__name__ != "SlurmJob" or job.paths.result_pickle.exists():
-        return True
-    state = slurm_queue([str(job.job_id)]).get(str(job.job_id), ("", ""))[0]
-    if state not in _SLURM_UNFINISHED:
-        return True
-    watcher = job.watcher  # submitit caches finished states: forget this one
-    getattr(watcher, "_finished", set()).discard(str(job.job_id))
-    getattr(watcher, "_info_dict", {})[str(job.job_id)] = {"State": state}
-    return False
+    second or so after slurmctld has requeued the job (measured with Slurm 22.05.8). Jobs that
+    ended without a result are confirmed with one squeue call, and watched again if requeued."""
+    done = []
+    unconfirmed = []
+    for job in jobs:
+        if type(job).__name__ == "LocalJob" and getattr(job, "_process", None) is None:
+            # reattached by another process: submitit cannot poll it, its pid can be checked
+            job_id = str(job.job_id)
+            done.append(job.paths.result_pickle.exists() or not (job_id.isdigit() and pid_alive(int(job_id))))
+            continue
+        ended = job.done()
+        done.append(ended)
+        if ended and type(job).__name__ == "SlurmJob" and not job.paths.result_pickle.exists():
+            unconfirmed.append(len(done) - 1)
+    if unconfirmed:
+        queue = slurm_queue(str(jobs[i].job_id) for i in unconfirmed)
+        for i in unconfirmed:
+            job_id = str(jobs[i].job_id)
+            state = queue.get(job_id, ("", ""))[0]
+            if state in _SLURM_UNFINISHED:
+                watcher = jobs[i].watcher  # submitit caches finished states: forget this one
+                getattr(watcher, "_finished", set()).discard(job_id)
+                getattr(watcher, "_info_dict", {})[job_id] = {"State": state}
+                done[i] = False
+    return done
+
+
+def job_done(job: tp.Any) -> bool:
+    return jobs_done([job])[0]
 
 
 def wait_done(job: tp.Any, max_delay: float = 5.0) -> None:
