@@ -239,24 +239,58 @@ def _outcome(ret: JobReturn | None) -> str:
     text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
     lines = text.strip().splitlines() or [""]
     line = lines[-1] if isinstance(value, BaseException) else lines[0]
-    return line if len(line) <= 60 else line[:57] + "..."
+    return _fit(line, 60)
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short_uid(uid: str | None, width: int = 44) -> str:
+    """The uid, shortened in the middle: its trailing hash is what tells two folders apart."""
+    if not uid:
+        return "-"
+    if len(uid) <= width:
+        return uid
+    head, sep, digest = uid.rpartition("-")
+    tail = sep + digest if head else uid[-16:]
+    return uid[: max(1, width - len(tail) - 1)] + "…" + tail
 
 
 def summary(jobs: tp.Sequence[Job]) -> str:
-    """End-of-sweep table: number, status, duration, uid, overrides, result or error."""
-    lines = ["Sweep summary:", f"  {'#':>4}  {'status':<9} {'time':>7}  {'uid':<36} {'overrides':<30} result"]
+    """End-of-sweep table: number, status, time (or "cached"), uid, overrides, result or the
+    error's last line; then where the results are. Past 50 jobs, only those not completed."""
+    counts = collections.Counter(
+        "cached" if job.from_cache and _ok(job) else "completed" if _ok(job) else "failed" for job in jobs
+    )
+    head = f"Sweep summary: {len(jobs)} job(s): " + ", ".join(
+        f"{counts[k]} {k}" for k in ("completed", "cached", "failed") if counts[k]
+    )
     shown = list(jobs)
-    if len(shown) > 50:  # a long sweep: list the failures only
-        shown = [job for job in jobs if job.result is None or job.result.status != JobStatus.COMPLETED]
-        lines[0] = f"Sweep summary: {len(jobs) - len(shown)} of {len(jobs)} jobs completed; the others:"
+    if len(shown) > 50:  # a long sweep: list the others only
+        shown = [job for job in jobs if not _ok(job)]
+        head += "; not completed:" if shown else ""
+    rows = []
     for job in shown:
         status = job.result.status.name if job.result is not None else "?"
-        seconds = f"{job.ended - job.started:.1f}s" if job.ended else "-"
-        overrides = " ".join(filter_overrides(job.overrides))
-        lines.append(
-            f"  {job.num:>4}  {status:<9} {seconds:>7}  {(job.uid or '-')[:36]:<36} {overrides:<30} {_outcome(job.result)}"
-        )
+        seconds = "cached" if job.from_cache else f"{job.ended - job.started:.1f}s" if job.ended else "-"
+        overrides = _fit(" ".join(filter_overrides(job.overrides)) or "(no overrides)", 40)
+        rows.append((str(job.num), status, seconds, _short_uid(job.uid), overrides, _outcome(job.result)))
+    lines = [head]
+    if rows:
+        titles = ("#", "status", "time", "uid", "overrides", "result")
+        widths = [max(len(title), *(len(row[i]) for row in rows)) for i, title in enumerate(titles)]
+        for row in [titles, *rows]:
+            cells = [cell.rjust(w) if i in (0, 2) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+            lines.append("  " + "  ".join(cells).rstrip())
+    folders = sorted({str(job.entry.folder.parent) for job in jobs if job.entry is not None})
+    if folders:
+        lines.append("results: " + ", ".join(f"{folder}/<uid>" for folder in folders))
     return "\n".join(lines)
+
+
+def _ok(job: Job) -> bool:
+    return job.result is not None and job.result.status == JobStatus.COMPLETED
 
 
 def wait_for_others(jobs: tp.Sequence[Job]) -> None:
@@ -274,7 +308,7 @@ def wait_for_others(jobs: tp.Sequence[Job]) -> None:
                 still.append(job)
             else:
                 job.result = cached_return(job, status, "the process computing it stopped without a result")
-                job.ended = time.time()
+                job.from_cache = status != "not submitted"  # computed by the other process
         waiting = still
         if waiting:
             time.sleep(delay)

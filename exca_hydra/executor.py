@@ -34,7 +34,9 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: 
     except SystemExit:  # e.g. submitit's exit after requeuing the job: not the task's failure
         raise
     except BaseException as e:
-        entry.write_error(e, traceback.format_exc())
+        # from the task's own frame on: this function is not what the user wants to read
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)))
         raise
     finally:
         _RUNNING.remove(obj)

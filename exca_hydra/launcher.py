@@ -87,6 +87,7 @@ class Job:
     result: JobReturn | None = field(default=None, repr=False)
     started: float = 0.0
     ended: float = 0.0
+    from_cache: bool = False  # its outcome was read from the cache, not computed in this sweep
 
     @property
     def uid(self) -> str | None:
@@ -250,6 +251,7 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
     sweep_dir.mkdir(parents=True, exist_ok=True)
     jobs: list[Job] | None = getattr(launcher, "_exca_jobs", None)
     launcher._exca_jobs = None  # composed and validated by the exca sweeper: used once
+    by_sweeper = jobs is not None  # then the sweeper sums up the whole sweep, cached jobs included
     if jobs is None:
         jobs = prepare(launcher, job_overrides, initial_job_idx)
         assign_entries(launcher.task_function, params.folder, jobs)
@@ -276,7 +278,8 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
                 job.entry.release()
     wait_for_others(others)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    logger.info(summary(jobs))
+    if not by_sweeper:
+        logger.info(summary(jobs))
     return [job.result for job in jobs]  # type: ignore[misc]
 
 

@@ -12,13 +12,15 @@ import pydantic
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 from . import app
 from .executor import entry_status
+from .backends import summary
 from .job import cached_return
 from .launcher import Job, assign_entries, launcher_params, prepare, verify_entries
-from .store import Status
+from .store import ERROR_TEXT, Status
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +130,9 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
         for chunk in _launch_groups(batch_jobs, to_run, uses_exca_launcher):
             if not to_run[chunk[0].num]:
                 for job in chunk:
-                    results[job.num] = cached_return(job, entry_status(job.entry) if job.entry else "not submitted")
+                    status = entry_status(job.entry) if job.entry else "not submitted"
+                    results[job.num] = job.result = cached_return(job, status)
+                    job.from_cache = status in ("completed", "failed")
                 continue
             for job in chunk:
                 # force/retry: the job side must not read the old outcome. Only what was there
@@ -139,13 +143,31 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
                 launcher._exca_jobs = chunk
             rets = launcher.launch([job.overrides for job in chunk], initial_job_idx=chunk[0].num)
             for job, ret in zip(chunk, rets):
-                results[job.num] = ret
+                results[job.num] = job.result = ret
         returns.append([results[job.num] for job in batch_jobs])
-    failed = [ret for batch in returns for ret in batch if ret.status == JobStatus.FAILED]
-    logger.info(
-        "Exca sweeper: done: %d job(s), %d from the cache, %d run, %d failed",
-        len(jobs), len(jobs) - sum(to_run), sum(to_run), len(failed),
-    )
-    if failed:
-        _ = failed[0].return_value  # like Hydra's basic sweeper: raise the first failure, after every job ran
+    logger.info(summary(jobs))
+    failed = [job for job in jobs if job.result is not None and job.result.status == JobStatus.FAILED]
+    if failed:  # like Hydra's basic sweeper, raise after every job ran; but one message for all
+        raise SweepFailed(failed, len(jobs))
     return returns
+
+
+class SweepFailed(CompactHydraException):
+    """Some jobs failed: each with its overrides, its error and where its traceback is, then the
+    first one's traceback (the task's own frames, as the job recorded them)."""
+
+    def __init__(self, failed: tp.Sequence[Job], total: int) -> None:
+        lines = [f"{len(failed)} of {total} job(s) failed (the other jobs' results are kept):"]
+        for job in failed:
+            error = job.result._return_value if job.result is not None else None
+            lines.append(f"  #{job.num} : {' '.join(filter_overrides(job.overrides)) or '(no overrides)'}")
+            lines.extend(f"      {line}" for line in f"{type(error).__name__}: {error}".splitlines())
+            if job.entry is not None and job.entry.error_text():
+                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")
+        first = failed[0].entry.error_text().rstrip() if failed[0].entry is not None else ""
+        if first:
+            lines += [f"Traceback of job #{failed[0].num}:", first]
+        lines.append("hydra.sweeper.mode=retry runs the failed jobs again.")
+        super().__init__("\n".join(lines))
+        self.jobs = list(failed)
+

@@ -88,6 +88,44 @@ def test_modes_cached_retry_force_read_only(ctx: Ctx) -> None:
     assert ok.code == 0 and len(ctx.lines()) == 2
 
 
+def _summary_rows(text: str) -> dict[int, list[str]]:
+    """Rows of the last sweep summary in ``text``, by job number: [status, time, uid, ...]."""
+    table = text[text.rindex("Sweep summary:") :].split("\nresults: ")[0].splitlines()[2:]
+    return {int(row.split()[0]): row.split()[1:] for row in table}
+
+
+def test_summary_covers_the_whole_sweep_and_failures_point_at_the_user_code(ctx: Ctx) -> None:
+    assert ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.5").code != 0
+    run = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.5,0.2")  # runs #2 only
+    assert run.code == 1 and len(ctx.lines()) == 2
+    assert "Sweep summary: 3 job(s): 1 completed, 1 cached, 1 failed" in run.out, run.out
+    rows = _summary_rows(run.out)
+    entries = _entries(ctx)
+    assert {num: row[:2] for num, row in rows.items()} == {
+        0: ["COMPLETED", "cached"], 1: ["FAILED", "cached"], 2: ["COMPLETED", rows[2][1]]
+    }
+    assert re.fullmatch(r"\d+\.\ds", rows[2][1])  # a duration: it ran in this sweep
+    assert all(row[2] in entries for row in rows.values())  # whole uids: the folders on disk
+    assert f"results: {ctx.cache / 'app.main,0'}/<uid>" in run.out
+    # the failure: its overrides, its error, its traceback file, then the task's own frames only
+    report = run.err[run.err.index("1 of 3 job(s) failed") :]
+    error_txt = next(p for name, p in entries.items() if "lr=0.5" in name) / "error.txt"
+    assert "#1 : model=conv lr=0.5\n      ValueError: lr=0.5 diverges" in report
+    assert f"traceback: {error_txt}" in report
+    assert "launcher_models.py" in report and "raise ValueError" in report
+    assert "exca_hydra" not in error_txt.read_text() and "exca_hydra/" not in report
+    assert "hydra.sweeper.mode=retry" in report
+
+
+def test_summary_keeps_the_hash_of_a_long_uid() -> None:
+    from exca_hydra.backends import _short_uid
+
+    uid = "model.embeddings=256," * 10 + "optimizer=SGD-067ff636618b3d6b"
+    short = _short_uid(uid, 44)
+    assert len(short) == 44 and short.endswith("…-067ff636618b3d6b") and short.startswith("model.emb")
+    assert _short_uid("lr=0.2-725f5427fa588369") == "lr=0.2-725f5427fa588369" and _short_uid(None) == "-"
+
+
 def test_retry_of_scattered_failures_is_one_launch_with_the_old_numbers(ctx: Ctx) -> None:
     sweep = ("hydra/sweeper=exca", "model=conv,transformer", "lr=0.5,0.1")  # jobs 0 and 2 fail
     first = ctx.run(APP, *sweep)
