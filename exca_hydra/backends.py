@@ -145,10 +145,11 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     submitted_at = time.time()
     for job in jobs:
         job.started = submitted_at  # durations include the time in the queue
+    import_path = _exec.script_dir()
     for start in range(0, len(tasks), max(1, size)):
         with executor.batch():
             for task in tasks[start : start + size]:
-                sub_jobs.append(executor.submit(SlurmJobCall(str(payload_path), task)))
+                sub_jobs.append(executor.submit(SlurmJobCall(str(payload_path), task, import_path)))
     for task, sub in zip(tasks, sub_jobs):
         for index in task:
             job = jobs[index]
@@ -232,21 +233,19 @@ def _queue_view(waiting: tp.Iterable[int], tasks: tp.Sequence[tp.Sequence[int]],
 
 
 def _outcome(ret: JobReturn | None) -> str:
-    """The result, or the error's last line, in one short line."""
+    """The result, or the error's line (as a traceback's last line shows it), in one short line."""
     if ret is None:
         return "?"
     value = ret._return_value
     text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
-    lines = text.strip().splitlines() or [""]
-    line = lines[-1] if isinstance(value, BaseException) else lines[0]
-    return _fit(line, 60)
+    return _fit((text.strip().splitlines() or [""])[0], 60)  # an error's first line is its "Type: message"
 
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _short_uid(uid: str | None, width: int = 44) -> str:
+def _short_uid(uid: str | None, width: int = 60) -> str:
     """The uid, shortened in the middle: its trailing hash is what tells two folders apart."""
     if not uid:
         return "-"

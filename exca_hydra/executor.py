@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import subprocess
+import sys
 import time
 import traceback
 import typing as tp
@@ -54,6 +56,33 @@ def checkpoint_running() -> None:
             hook()
 
 
+def script_dir() -> str | None:
+    """The folder of the script this process runs (``python app.py``). Python put it first on
+    sys.path, so the app's own modules (``from models import Trainer``) import from there; a job
+    process (``python -m submitit...``, started in the submission's cwd) needs it too."""
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    if file is None or getattr(main, "__spec__", None) is not None:  # python -m, a notebook
+        return None
+    return os.path.dirname(os.path.abspath(file))
+
+
+def add_import_path(path: str | None) -> None:
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+
+
+class ImportPath:
+    """Unpickled before what follows it in a pickle: puts the launching script's folder on the
+    job's sys.path, so that the config's classes from the app's own modules can be unpickled."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[tp.Any, ...]:
+        return (add_import_path, (self.path,))
+
+
 class StoreCall:
     """The callable submitted for one config. Without a ``checkpoint`` method submitit requeues
     it (from scratch) on preemption only, and fails it on timeout: a rerun would time out again."""
@@ -70,13 +99,14 @@ class StoreCall:
     # wrapper), so cloudpickle would copy it by value, with a private copy of its module's
     # globals: pickle its infra name and find it again through the class (by reference).
     def __getstate__(self) -> dict[str, tp.Any]:
-        state = dict(self.__dict__)
+        state = {"import_path": ImportPath(script_dir()), **self.__dict__}  # first: before obj
         for name, (method, _) in getattr(type(self.obj), "__exca_infras__", {}).items():
             if method is self.function:
                 state["function"] = name
         return state
 
     def __setstate__(self, state: dict[str, tp.Any]) -> None:
+        state.pop("import_path", None)
         self.__dict__.update(state)
         if isinstance(self.function, str):
             self.function = type(self.obj).__exca_infras__[self.function][0]

@@ -86,14 +86,19 @@ class SlurmJobCall:
     """The callable submitit pickles for each array task: the payload's path and the indices of
     the jobs this task runs (several when ``jobs_per_task`` packs short jobs), a few bytes."""
 
-    def __init__(self, payload_path: str, indices: tp.Sequence[int]) -> None:
+    def __init__(self, payload_path: str, indices: tp.Sequence[int], import_path: str | None = None) -> None:
         self.payload_path = payload_path
         self.indices = list(indices)
+        self.import_path = import_path  # the launching script's folder (executor.script_dir)
 
     def __call__(self) -> list[JobReturn]:
         payload = _LOADED.get(self.payload_path)
         if payload is None:
             import cloudpickle
+
+            from .executor import add_import_path
+
+            add_import_path(self.import_path)  # the app's own modules, as in the launcher
 
             with open(self.payload_path, "rb") as f:
                 payload = cloudpickle.load(f)
@@ -113,7 +118,7 @@ class SlurmJobCall:
         from .executor import checkpoint_running
 
         checkpoint_running()
-        return submitit.helpers.DelayedSubmission(SlurmJobCall(self.payload_path, self.indices))
+        return submitit.helpers.DelayedSubmission(SlurmJobCall(self.payload_path, self.indices, self.import_path))
 
 
 # ----- JobReturns of jobs that did not run here -----

@@ -152,21 +152,28 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     return returns
 
 
+SHOWN_FAILURES = 20  # past this, the summary table lists the rest
+
+
 class SweepFailed(CompactHydraException):
     """Some jobs failed: each with its overrides, its error and where its traceback is, then the
     first one's traceback (the task's own frames, as the job recorded them)."""
 
     def __init__(self, failed: tp.Sequence[Job], total: int) -> None:
         lines = [f"{len(failed)} of {total} job(s) failed (the other jobs' results are kept):"]
-        for job in failed:
+        first_traceback = ""
+        for job in failed[:SHOWN_FAILURES]:
             error = job.result._return_value if job.result is not None else None
             lines.append(f"  #{job.num} : {' '.join(filter_overrides(job.overrides)) or '(no overrides)'}")
             lines.extend(f"      {line}" for line in f"{type(error).__name__}: {error}".splitlines())
-            if job.entry is not None and job.entry.error_text():
-                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")
-        first = failed[0].entry.error_text().rstrip() if failed[0].entry is not None else ""
-        if first:
-            lines += [f"Traceback of job #{failed[0].num}:", first]
+            text = job.entry.error_text().rstrip() if job.entry is not None else ""
+            if text:  # a killed job left none: its error names its log
+                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")  # type: ignore[union-attr]
+                first_traceback = first_traceback or f"Traceback of job #{job.num}:\n{text}"
+        if len(failed) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(failed) - SHOWN_FAILURES} more (the summary above lists them)")
+        if first_traceback:
+            lines.append(first_traceback)
         lines.append("hydra.sweeper.mode=retry runs the failed jobs again.")
         super().__init__("\n".join(lines))
         self.jobs = list(failed)

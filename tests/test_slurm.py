@@ -253,6 +253,45 @@ def test_requeue_with_checkpoint_resumes(tmp_path: Path) -> None:
     assert task.infra.status() == "completed"
 
 
+SCRIPT_MODELS = """
+import pydantic
+from exca_hydra import TaskInfra
+
+class Square(pydantic.BaseModel):
+    x: int
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def compute(self) -> int:
+        return self.x ** 2
+"""
+
+SCRIPT = """
+import sys
+from models_next_to_script import Square
+
+task = Square(x=int(sys.argv[1]), infra={"folder": sys.argv[2], "cluster": "slurm"})
+print("result", task.compute(), task.infra.job().job_id)
+"""
+
+
+def test_a_script_run_from_elsewhere_finds_its_own_modules_on_slurm(tmp_path: Path) -> None:
+    """``python project/run.py`` from another folder: Python puts project/ on the script's path,
+    not on the job's (its cwd is the submission's); the classes next to the script still unpickle."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "models_next_to_script.py").write_text(SCRIPT_MODELS)
+    (project / "run.py").write_text(SCRIPT)
+    env = dict(os.environ)
+    assert str(project) not in env.get("PYTHONPATH", "")
+    cache = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, str(project / "run.py"), "7", str(cache)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result, job_id = proc.stdout.split()[1:]
+    assert result == "49" and re.fullmatch(r"\d+", job_id), proc.stdout  # computed by a Slurm job
+
+
 # ----- 2, 3, 4: the exca_slurm launcher on tests/apps/trainer -----
 class App:
     def __init__(self, tmp: Path) -> None:
@@ -263,8 +302,8 @@ class App:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-        # the job processes import launcher_models: put the app folder on their path
-        env["PYTHONPATH"] = os.pathsep.join([str(TRAINER), env.get("PYTHONPATH", "")])
+        # no PYTHONPATH for the app's folder, and the app runs from tmp: the Slurm tasks import
+        # launcher_models (next to app.py) from the folder the launcher ran the script from
         env.update(EXCA_HYDRA_CACHE=str(self.cache), EXCA_TEST_LOG=str(self.log), **extra)
         return env
 
@@ -406,7 +445,6 @@ def test_killed_launcher_attaches_to_its_running_jobs_when_run_again(tmp_path: P
     app = App(tmp_path)
     release = tmp_path / "release"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["PYTHONPATH"] = os.pathsep.join([str(TRAINER), env.get("PYTHONPATH", "")])
     env.update(EXCA_HYDRA_CACHE=str(app.cache), EXCA_TEST_LOG=str(app.log), EXCA_TEST_RELEASE=str(release))
 
     def launch(sweep_dir: Path) -> subprocess.Popen[str]:
