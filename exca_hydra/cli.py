@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import typing as tp
@@ -82,16 +83,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(entry: Entry) -> dict[str, tp.Any]:
+    try:
+        return yaml.safe_load((entry.folder / CONFIG).read_text("utf8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
 def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
-    """Cached entries ordered by how many uid fields differ from ``wanted`` (flattened)."""
+    """Cached entries ordered by how many fields differ from ``wanted`` (dotted keys). A wanted
+    key is compared with the entry's full config (so a value equal to the default matches); a
+    non-default field of the entry that ``wanted`` does not name differs from the default."""
     out = []
     for entry in iter_entries(root):
-        cached = flatten(_uid_cfg(entry))
-        diff = {
-            key: (wanted.get(key, "<default>"), cached.get(key, "<default>"))
-            for key in sorted(set(wanted) | set(cached))
-            if wanted.get(key, "<default>") != cached.get(key, "<default>")
-        }
+        full, differing = flatten(_config(entry)), flatten(_uid_cfg(entry))
+        diff = {key: (value, full.get(key, differing.get(key, "<absent>"))) for key, value in wanted.items()}
+        diff.update({key: ("<default>", value) for key, value in differing.items() if key not in wanted})
+        diff = {key: pair for key, pair in sorted(diff.items()) if pair[0] != pair[1]}
         out.append((len(diff), entry, diff))
     return sorted(out, key=lambda item: item[0])
 
@@ -162,7 +170,11 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(run=cmd_clear)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:  # e.g. `exca-hydra list cache | head`
+        sys.stderr = open(os.devnull, "w")  # nothing more to say, and no traceback at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,17 @@ def test_explain_a_miss_names_the_differing_field(cache: Path, capsys: pytest.Ca
     assert "Miss" in out and "x: wanted 5, cached" in out
     assert main(["explain", str(cache), "x=2"]) == 0
     assert "Cached:" in capsys.readouterr().out
+    # naming a field at its default is no difference: the entry's recorded full config says so
+    assert main(["explain", str(cache), "x=2", "y=blublu"]) == 0, capsys.readouterr().out
+    assert "Cached:" in capsys.readouterr().out
+    assert main(["explain", str(cache), "x=2", "y=other"]) == 1
+    assert "y: wanted \"other\", cached \"blublu\"" in capsys.readouterr().out
+
+
+def test_list_into_a_closed_pipe_is_quiet(cache: Path) -> None:
+    proc = subprocess.run(f"{sys.executable} -m exca_hydra.cli list {cache} | head -1", shell=True,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_clear_failed_keeps_results(cache: Path) -> None:
