@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pydantic
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
 from . import app
@@ -280,7 +280,20 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     if not by_sweeper:
         logger.info(summary(jobs))
+        for job in jobs:
+            _note_job_traceback(job)
     return [job.result for job in jobs]  # type: ignore[misc]
+
+
+def _note_job_traceback(job: Job) -> None:
+    """The error came from another process, without its frames: Hydra's sweeper re-raises it
+    here, so add the task's traceback (from the job's error.txt) as a note that Python prints."""
+    if job.result is None or job.result.status != JobStatus.FAILED or job.entry is None:
+        return
+    error, text = job.result._return_value, job.entry.error_text().rstrip()
+    note = f"Job #{job.num} ({' '.join(filter_overrides(job.overrides))}); its traceback:\n{text}"
+    if text and hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):  # Python 3.11+
+        error.add_note(note)
 
 
 def claim_entries(jobs: tp.Sequence[Job]) -> tuple[list[Job], list[Job]]:

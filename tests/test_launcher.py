@@ -166,6 +166,9 @@ def test_failed_and_killed_jobs_keep_the_others(ctx: Ctx) -> None:
     r = ctx.run(TRAINER / "app.py", "lr=0.1,0.5,0.25,0.2", "hydra.launcher.array_parallelism=4")
     assert r.code != 0
     assert "lr=0.5 diverges" in r.err  # Hydra re-raises the first failure after the batch
+    # ...with the task's own frames from the job process, as a note under the exception
+    note = r.err[r.err.index("Job #1 (lr=0.5); its traceback:") :]
+    assert "launcher_models.py" in note and 'raise ValueError("lr=0.5 diverges")' in note, r.err
     assert sorted(ctx.lines()) == ["0 ConvCfg lr=0.1", "3 ConvCfg lr=0.2"]
     out = r.out + r.err
     for num, status in ((0, "COMPLETED"), (1, "FAILED"), (2, "FAILED"), (3, "COMPLETED")):
