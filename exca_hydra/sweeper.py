@@ -16,8 +16,8 @@ from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 from . import app
-from .executor import entry_status
 from .backends import summary
+from .executor import entry_status
 from .job import cached_return
 from .launcher import Job, assign_entries, launcher_params, prepare, verify_entries
 from .store import ERROR_TEXT, Status
