@@ -50,13 +50,13 @@ def _pydantic_errors(error: "pydantic.ValidationError") -> list[FieldError]:
 
 def task_container(cfg: DictConfig) -> dict[str, tp.Any]:
     """The task part of a composed config, resolved: ``???`` and broken interpolations raise."""
-    keys = [key for key in cfg if key != "hydra"]
+    keys = [str(key) for key in cfg if key != "hydra"]
     task_cfg = OmegaConf.masked_copy(cfg, keys) if "hydra" in cfg else cfg
     return OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
 
 
 def convert(
-    cfg: DictConfig, model: type | None, container: tp.Callable[[DictConfig], tp.Any] = task_container
+    cfg: DictConfig, model: type[pydantic.BaseModel] | None, container: tp.Callable[[DictConfig], tp.Any] = task_container
 ) -> tuple[tp.Any, list[FieldError]]:
     """(instance or resolved dict, errors): every problem of one config, not just the first."""
     try:
@@ -156,7 +156,8 @@ def main(
         if caller.f_globals.get("__name__") != getattr(function, "__module__", None):
             # e.g. main(...)(Trainer.run) with Trainer imported: Hydra locates config_path and names
             # the job from the task's module (after unwrapping __wrapped__); make that the caller's
-            task.__wrapped__ = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
+            locator = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
+            task.__wrapped__ = locator  # type: ignore[attr-defined]
         hydra_main = hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
 
         def run(cfg_passthrough: tp.Any = None) -> tp.Any:

@@ -196,8 +196,7 @@ def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_j
             waiting.discard(position)
             if error is not None:  # a packed task may have finished some of its jobs before it died: keep those
                 results = [
-                    cached_return(jobs[i], "completed") if jobs[i].entry is not None and jobs[i].entry.has_result()
-                    else failed_return(jobs[i], error)
+                    cached_return(jobs[i], "completed") if _has_result(jobs[i]) else failed_return(jobs[i], error)
                     for i in tasks[position]
                 ]
             for index, ret in zip(tasks[position], results):
@@ -215,6 +214,10 @@ def _collect(jobs: tp.Sequence[Job], tasks: tp.Sequence[tp.Sequence[int]], sub_j
         if waiting:
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)  # a stat of each result file: cheap, and the tail stays short
+
+
+def _has_result(job: Job) -> bool:
+    return job.entry is not None and job.entry.has_result()
 
 
 def _queue_view(waiting: tp.Iterable[int], tasks: tp.Sequence[tp.Sequence[int]], sub_jobs: tp.Sequence[tp.Any]) -> tuple[int, str]:

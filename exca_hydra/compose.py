@@ -213,13 +213,13 @@ def _apply(base: Base, parsed: tp.Sequence[tp.Any], plain_bits: int) -> DictConf
     ConfigLoaderImpl._apply_overrides_to_config(plain, cfg)
     # what `cfg.hydra.overrides.task = [...]` and `cfg.hydra.job.override_dirname = ...` do on
     # these existing (typed, writable) nodes, without the attribute-path overhead
-    hydra = cfg._get_node("hydra")
+    hydra: tp.Any = cfg._get_node("hydra")  # a DictConfig node: Hydra composed it
     hydra._get_node("overrides")._get_node("task")._set_value([o.input_line for o in parsed])
     job = hydra._get_node("job")
     dirname = job.config.override_dirname
     job._get_node("override_dirname")._set_value(
         get_overrides_dirname(
-            overrides=parsed,
+            overrides=tp.cast(list, parsed),
             kv_sep=dirname.kv_sep,
             item_sep=dirname.item_sep,
             exclude_keys=dirname.exclude_keys,

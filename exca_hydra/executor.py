@@ -237,7 +237,9 @@ def job_from_ref(ref: dict[str, tp.Any]) -> tp.Any:
     if ref["backend"] == "SlurmJob":
         return submitit.SlurmJob(ref["folder"], ref["job_id"])
     if ref["backend"] == "LocalJob":
-        return submitit.local.local.LocalJob(ref["folder"], ref["job_id"])
+        from submitit.local.local import LocalJob
+
+        return LocalJob(ref["folder"], ref["job_id"])
     if ref["backend"] == "DebugJob":
         return None
     raise ValueError(f"Unknown job backend in job reference: {ref}")
@@ -295,7 +297,7 @@ def _task_ids(squeue_id: str) -> list[str]:
     if "[" not in squeue_id:
         return [squeue_id]
     array, spec = squeue_id.split("_[", 1)
-    ids = []
+    ids: list[str] = []
     for part in spec.rstrip("]").split("%")[0].split(","):
         first, _, last = part.partition("-")
         last, _, step = last.partition(":")

@@ -36,7 +36,10 @@ def _patch(cls: type) -> None:
 
 
 def _forget(key: int) -> tp.Callable[[tp.Any], None]:
-    return lambda _: _frozen.pop(key, None)
+    def forget(_: tp.Any) -> None:
+        _frozen.pop(key, None)
+
+    return forget
 
 
 def freeze(obj: tp.Any) -> None:

@@ -8,6 +8,7 @@ import getpass
 import inspect
 import logging
 import sys
+import types
 import typing as tp
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def _forbid_extra_in_submodels(owner: type) -> None:
     """Sub-configs without an explicit ``extra`` setting become strict too (as the owner): an
     unknown key anywhere in the config must fail validation, not vanish silently."""
     localns: dict[str, tp.Any] = {}
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     for _ in range(8):  # classes defined in a function: their names live in its frame
         if frame is None:
             break
@@ -128,7 +129,7 @@ def _forbid_extra_in_submodels(owner: type) -> None:
         hints = tp.get_type_hints(owner, localns=localns)
     except Exception:  # unresolved forward references: leave those sub-configs as declared
         hints = dict(getattr(owner, "__annotations__", {}))
-    found: set[type] = set()
+    found: set[tp.Any] = set()  # pydantic model classes
     for annotation in hints.values():
         _submodels(annotation, found)
     for cls in found:

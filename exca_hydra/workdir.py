@@ -39,7 +39,7 @@ class WorkDir(pydantic.BaseModel):
 
         return ignore
 
-    def copy(self, root: Path) -> Path:
+    def copy(self, root: Path) -> Path:  # type: ignore[override]  # pydantic's deprecated copy()
         """Copy the paths into a new folder under ``root`` and return it."""
         target = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         skip = {root.resolve()}
