@@ -14,7 +14,7 @@ import typing as tp
 from pathlib import Path
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus
 
 from . import executor as _exec
 from .job import Payload, SlurmJobCall, cached_return, failed_return, run_one
@@ -153,7 +153,7 @@ def run_slurm(launcher: tp.Any, params: LauncherParams, jobs: tp.Sequence[Job]) 
     for task, sub in zip(tasks, sub_jobs):
         for index in task:
             job = jobs[index]
-            logger.info("\t#%d : %s -> Slurm job %s", job.num, " ".join(filter_overrides(job.overrides)), sub.job_id)
+            logger.info("\t#%d : %s -> Slurm job %s", job.num, job.shown_overrides, sub.job_id)
             if job.entry is not None:
                 job.entry.write_job(_exec.job_ref(sub))
     _collect(jobs, tasks, sub_jobs)
@@ -276,7 +276,7 @@ def summary(jobs: tp.Sequence[Job]) -> str:
     for job in shown:
         status = job.result.status.name if job.result is not None else "?"
         seconds = "cached" if job.from_cache else f"{job.ended - job.started:.1f}s" if job.ended else "-"
-        overrides = _fit(" ".join(filter_overrides(job.overrides)) or "(no overrides)", 40)
+        overrides = _fit(job.shown_overrides or "(no overrides)", 40)
         rows.append((str(job.num), status, seconds, _short_uid(job.uid), overrides, _outcome(job.result)))
     lines = [head]
     if rows:

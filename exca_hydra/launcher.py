@@ -90,6 +90,11 @@ class Job:
     from_cache: bool = False  # its outcome was read from the cache, not computed in this sweep
 
     @property
+    def shown_overrides(self) -> str:
+        """The overrides the user typed, as Hydra names a job in messages."""
+        return " ".join(filter_overrides(self.overrides))
+
+    @property
     def uid(self) -> str | None:
         return None if self.entry is None else self.entry.uid
 
@@ -229,7 +234,7 @@ def verify_entries(jobs: tp.Sequence[Job], statuses: tp.Sequence[str] | None = N
             try:
                 job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj))
             except CacheError as e:
-                problems.append(f"  #{job.num} : {' '.join(filter_overrides(job.overrides))}\n      {e}")
+                problems.append(f"  #{job.num} : {job.shown_overrides}\n      {e}")
     if problems:
         raise app.ConfigValidationError(
             f"{len(problems)} cached entr{'y' if len(problems) == 1 else 'ies'} cannot be reused; nothing was "
@@ -270,7 +275,7 @@ def launch(launcher: tp.Any, job_overrides: tp.Sequence[tp.Sequence[str]], initi
             run_slurm(launcher, params, mine)
         else:
             for job in mine:
-                logger.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+                logger.info("\t#%d : %s", job.num, job.shown_overrides)
             run_local(launcher, params, mine)
     finally:
         for job in mine:
@@ -291,7 +296,7 @@ def _note_job_traceback(job: Job) -> None:
     if job.result is None or job.result.status != JobStatus.FAILED or job.entry is None:
         return
     error, text = job.result._return_value, job.entry.error_text().rstrip()
-    note = f"Job #{job.num} ({' '.join(filter_overrides(job.overrides))}); its traceback:\n{text}"
+    note = f"Job #{job.num} ({job.shown_overrides}); its traceback:\n{text}"
     if text and hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):  # Python 3.11+
         error.add_note(note)
 

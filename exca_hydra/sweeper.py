@@ -11,7 +11,7 @@ from pathlib import Path
 import pydantic
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
@@ -56,7 +56,7 @@ def dry_run_table(jobs: tp.Sequence[Job], statuses: tp.Sequence[str]) -> str:
     lines = [f"{'#':>5}  {'status':<13} {'uid':<50} overrides"]
     names = {"completed": "cached", "not submitted": "missing"}
     for job, status in zip(jobs, statuses):
-        lines.append(f"{job.num:>5}  {names.get(status, status):<13} {(job.uid or '-'):<50} {' '.join(filter_overrides(job.overrides))}")
+        lines.append(f"{job.num:>5}  {names.get(status, status):<13} {(job.uid or '-'):<50} {job.shown_overrides}")
     return "\n".join(lines)
 
 
@@ -164,7 +164,7 @@ class SweepFailed(CompactHydraException):
         first_traceback = ""
         for job in failed[:SHOWN_FAILURES]:
             error = job.result._return_value if job.result is not None else None
-            lines.append(f"  #{job.num} : {' '.join(filter_overrides(job.overrides)) or '(no overrides)'}")
+            lines.append(f"  #{job.num} : {job.shown_overrides or '(no overrides)'}")
             lines.extend(f"      {line}" for line in f"{type(error).__name__}: {error}".splitlines())
             text = job.entry.error_text().rstrip() if job.entry is not None else ""
             if text:  # a killed job left none: its error names its log
