@@ -349,15 +349,26 @@ def slurm_says(log: tp.Any) -> str:
             tail = f.read().decode("utf8", errors="replace")
     except (OSError, TypeError):
         return ""
-    lines = [line.strip() for line in tail.splitlines() if "slurmstepd" in line and "***" in line]
-    return lines[-1] if lines else ""
+    lines = tail.splitlines()
+    stepd = [line.strip() for line in lines if "slurmstepd" in line and "***" in line]
+    # else srun's line on how the step died, e.g. 'srun: error: vm: task 0: User defined signal 2'
+    srun = [line.strip() for line in lines if line.startswith("srun: error:") and ": task " in line]
+    return (stepd or srun or [""])[-1]
+
+
+# submitit's --signal=USR2@<signal_delay_s>: Slurm's warning before the time limit (or a preemption)
+_EARLY_USR2 = (
+    ". SIGUSR2 is the warning Slurm sends signal_delay_s before the time limit (or on preemption); it came"
+    " before the job could handle it: is timeout_min shorter than signal_delay_s?"
+)
 
 
 def failure_from_job(ref: dict[str, tp.Any], state: str) -> JobFailure:
     said = slurm_says(ref.get("stderr"))
+    why = _EARLY_USR2 if said.endswith("User defined signal 2") else ""
     return JobFailure(
         f"Job {ref['job_id']} ended with state {state} without a result or a Python error "
-        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''} Its log: {ref.get('stderr', '?')}"
+        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''}{why} Its log: {ref.get('stderr', '?')}"
     )
 
 

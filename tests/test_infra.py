@@ -589,3 +589,18 @@ def test_squeue_array_ids_are_expanded_to_tasks(squeue_id: str, expected: list[s
     from exca_hydra.executor import _task_ids
 
     assert _task_ids(squeue_id) == expected
+
+
+def test_a_step_killed_by_the_early_timeout_warning_is_explained(tmp_path: Path) -> None:
+    """srun's line is Slurm's word when no slurmstepd '***' line exists; an early SIGUSR2 (the
+    time limit's warning, before Python's handler) is named for what it is."""
+    from exca_hydra.executor import failure_from_job, slurm_says
+
+    log = tmp_path / "244_0_log.err"
+    log.write_text("starting\nsrun: error: vm: task 0: User defined signal 2\n")
+    message = str(failure_from_job({"job_id": "244", "stderr": str(log)}, "FAILED"))
+    assert "Slurm: srun: error: vm: task 0: User defined signal 2. SIGUSR2 is the warning" in message
+    assert "timeout_min shorter than signal_delay_s" in message and str(log) in message
+    log.write_text("srun: error: vm: task 0: Killed\nslurmstepd: error: *** JOB 12 ON vm CANCELLED AT t DUE TO TIME LIMIT ***\n")
+    assert slurm_says(log).endswith("DUE TO TIME LIMIT ***")  # slurmstepd's line first
+    assert "SIGUSR2" not in str(failure_from_job({"job_id": "12", "stderr": str(log)}, "TIMEOUT"))
