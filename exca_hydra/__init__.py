@@ -10,20 +10,21 @@ _EXPORTS = {
     "TaskInfra": "infra",
     "Mode": "infra",
     "WorkDir": "workdir",
-    "Status": "store",
-    "compute_uid": "uid",
-    "uid_config": "uid",
-    "uid_string": "uid",
-    "main": "app",
-    "to_model": "app",
+    "Status": "cache.store",
+    "compute_uid": "cache.uid",
+    "uid_config": "cache.uid",
+    "uid_string": "cache.uid",
+    "main": "bridge.app",
+    "to_model": "bridge.convert",
 }
 __all__ = list(_EXPORTS)
 
 if tp.TYPE_CHECKING:
-    from .app import main, to_model
+    from .bridge.app import main
+    from .bridge.convert import to_model
+    from .cache.store import Status
+    from .cache.uid import compute_uid, uid_config, uid_string
     from .infra import Mode, TaskInfra
-    from .store import Status
-    from .uid import compute_uid, uid_config, uid_string
     from .workdir import WorkDir
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from .store import CONFIG, JOB, UID_CONFIG, Entry
-from .uid import flatten
+from .cache.store import CONFIG, JOB, UID_CONFIG, Entry
+from .cache.uid import flatten
 
 
 def _is_entry(folder: Path) -> bool:
@@ -34,9 +34,9 @@ def iter_entries(root: Path) -> tp.Iterator[Entry]:
 
 def status_of(entry: Entry, ask_backend: bool) -> str:
     if ask_backend:
-        from .executor import entry_status
+        from .execution.plan import read_status
 
-        return entry_status(entry)
+        return read_status(entry)[0]
     status = entry.file_status()
     if status is not None:
         return status

@@ -1,4 +1,5 @@
-"""TaskInfra: resources next to a computation's parameters, and a cached ``@infra.apply`` method."""
+"""TaskInfra: resources next to a computation's parameters, and a cached ``@infra.apply`` method.
+Calls go through the execution engine (plan -> claim -> backend -> outcome in the entry)."""
 
 from __future__ import annotations
 
@@ -7,138 +8,29 @@ import functools
 import getpass
 import inspect
 import logging
-import sys
-import types
 import typing as tp
 from pathlib import Path
 
 import pydantic
 
-from . import executor as _exec
-from .frozen import freeze
-from .store import Entry, Status, dump_yaml
-from .uid import identity_config, uid_config, uid_string
+from .cache.frozen import freeze
+from .cache.layout import method_folder, method_name
+from .cache.store import Entry, Status, dump_yaml
+from .cache.uid import identity_config, uid_config, uid_string
+from .execution import engine
+from .execution.backends import Backend, InlineBackend, SubmititBackend, is_running, job_from_ref
+from .execution.options import SLURM_FIELDS, Cluster, Mode, Resources, SlurmOptions
+from .execution.plan import Step, plan, read_status
+from .execution.worker import MethodBatch
+from .owner import NOTHING, Binding, Method, bind_infras, forbid_extra_in_submodels, hook_owner
 from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
 
-Mode = tp.Literal["cached", "retry", "force", "read-only"]
-Cluster = _exec.Cluster
-Method = tp.Callable[[tp.Any], tp.Any]
-_NOTHING: tp.Any = object()
-
-# TaskInfra fields that are submitit parameters, under submitit's names
-_SUBMITIT_NAMES = {
-    "timeout_min": "timeout_min",
-    "nodes": "nodes",
-    "tasks_per_node": "tasks_per_node",
-    "cpus_per_task": "cpus_per_task",
-    "gpus_per_node": "gpus_per_node",
-    "mem_gb": "mem_gb",
-    "slurm_partition": "slurm_partition",
-    "slurm_constraint": "slurm_constraint",
-    "slurm_account": "slurm_account",
-    "slurm_qos": "slurm_qos",
-    "slurm_additional_parameters": "slurm_additional_parameters",
-    "slurm_setup": "slurm_setup",
-    "slurm_use_srun": "slurm_use_srun",
-}
+__all__ = ["TaskInfra", "Mode", "Cluster"]
 
 
-def module_name(cls: type) -> str:
-    return import_name(cls.__module__)
-
-
-def import_name(module: str) -> str:
-    """A module's import name; ``__main__`` becomes the script's name."""
-    if module == "__main__":
-        main = sys.modules["__main__"]
-        spec = getattr(main, "__spec__", None)
-        if spec is not None and spec.name:
-            return str(spec.name)
-        file = getattr(main, "__file__", None)
-        return Path(file).stem if file else module
-    return module
-
-
-class _Binding:
-    """What an infra instance knows about the config that holds it."""
-
-    __slots__ = ("obj", "name", "method", "exclude", "uid", "computed", "ram")
-
-    def __init__(self, obj: pydantic.BaseModel, name: str, method: Method, exclude: tuple[str, ...]):
-        self.obj = obj
-        self.name = name
-        self.method = method
-        self.exclude = exclude
-        self.uid: str | None = None
-        self.computed = False
-        self.ram: tp.Any = _NOTHING
-
-
-def _bind_infras(obj: pydantic.BaseModel) -> None:
-    for name, (method, exclude) in type(obj).__exca_infras__.items():  # type: ignore[attr-defined]
-        infra = obj.__dict__.get(name)
-        if isinstance(infra, TaskInfra):
-            infra._bind(obj, name, method, exclude)
-
-
-def _hook_owner(owner: type) -> None:
-    """Bind infras to their config after validation and after unpickling."""
-    if owner.__dict__.get("__exca_hooked__"):
-        return
-    post_init = owner.model_post_init  # type: ignore[attr-defined]
-
-    def model_post_init(self: pydantic.BaseModel, context: tp.Any, /) -> None:
-        post_init(self, context)
-        _bind_infras(self)
-
-    set_state = owner.__setstate__  # type: ignore[attr-defined]
-
-    def __setstate__(self: pydantic.BaseModel, state: tp.Any) -> None:
-        set_state(self, state)
-        _bind_infras(self)
-
-    owner.model_post_init = model_post_init  # type: ignore[attr-defined]
-    owner.__setstate__ = __setstate__  # type: ignore[attr-defined]
-    owner.__exca_hooked__ = True  # type: ignore[attr-defined]
-
-
-def _submodels(annotation: tp.Any, out: set[type]) -> None:
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        if annotation not in out:
-            out.add(annotation)
-            for info in annotation.model_fields.values():
-                _submodels(info.annotation, out)
-        return
-    for arg in tp.get_args(annotation):
-        _submodels(arg, out)
-
-
-def _forbid_extra_in_submodels(owner: type) -> None:
-    """Sub-configs without an explicit ``extra`` setting become strict too (as the owner): an
-    unknown key anywhere in the config must fail validation, not vanish silently."""
-    localns: dict[str, tp.Any] = {}
-    frame: types.FrameType | None = sys._getframe(1)
-    for _ in range(8):  # classes defined in a function: their names live in its frame
-        if frame is None:
-            break
-        localns = {**frame.f_locals, **localns}
-        frame = frame.f_back
-    try:
-        hints = tp.get_type_hints(owner, localns=localns)
-    except Exception:  # unresolved forward references: leave those sub-configs as declared
-        hints = dict(getattr(owner, "__annotations__", {}))
-    found: set[tp.Any] = set()  # pydantic model classes
-    for annotation in hints.values():
-        _submodels(annotation, found)
-    for cls in found:
-        if "extra" not in cls.model_config and not getattr(cls, "_exca_is_infra", False):
-            cls.model_config["extra"] = "forbid"
-            cls.model_rebuild(force=True)
-
-
-class TaskInfra(pydantic.BaseModel):
+class TaskInfra(Resources):
     """Where and how a decorated method runs, and where its result is cached.
 
     Only ``version`` enters the uid; every other field is a resource or a setting.
@@ -155,20 +47,27 @@ class TaskInfra(pydantic.BaseModel):
     keep_in_ram: bool = False
     job_name: str | None = None
     logs: str = "{folder}/logs/{user}/%j"
-    timeout_min: int | None = None
-    nodes: int | None = 1
-    tasks_per_node: int | None = 1
-    cpus_per_task: int | None = None
-    gpus_per_node: int | None = None
-    mem_gb: float | None = None
+    # Resources' fields (timeout_min, nodes, tasks_per_node, cpus_per_task, gpus_per_node, mem_gb),
+    # then SlurmOptions' with a slurm_ prefix, same types and defaults (tests/test_options.py)
     slurm_partition: str | None = None
-    slurm_constraint: str | None = None
-    slurm_account: str | None = None
     slurm_qos: str | None = None
-    slurm_additional_parameters: dict[str, int | str | float | bool] | None = None
+    slurm_comment: str | None = None
+    slurm_constraint: str | None = None
+    slurm_exclude: str | None = None
+    slurm_gres: str | None = None
+    slurm_cpus_per_gpu: int | None = None
+    slurm_gpus_per_task: int | None = None
+    slurm_mem_per_gpu: str | None = None
+    slurm_mem_per_cpu: str | None = None
+    slurm_account: str | None = None
+    slurm_signal_delay_s: int = 120
+    slurm_max_num_timeout: int = 0
+    slurm_additional_parameters: dict[str, tp.Any] = {}
     slurm_setup: list[str] | None = None
+    slurm_srun_args: list[str] | None = None
+    slurm_python: str | None = None
+    slurm_use_srun: bool = True
     slurm_array_parallelism: int = 256
-    slurm_use_srun: bool = True  # Slurm's timeout/preemption signals reach job steps only
     workdir: WorkDir | None = None
 
     @pydantic.field_validator("folder")
@@ -220,11 +119,11 @@ class TaskInfra(pydantic.BaseModel):
             )
         # an infra makes its owner strict: typos in a config must fail before anything runs
         owner.model_config.setdefault("extra", "forbid")  # type: ignore[attr-defined]
-        _forbid_extra_in_submodels(owner)
+        forbid_extra_in_submodels(owner)
         infras = dict(getattr(owner, "__exca_infras__", {}))
         infras[name] = applied
         owner.__exca_infras__ = infras  # type: ignore[attr-defined]
-        _hook_owner(owner)
+        hook_owner(owner)
         object.__setattr__(self, "_exca", None)
 
     def apply(
@@ -251,7 +150,7 @@ class TaskInfra(pydantic.BaseModel):
                     infra_name.extend(n for n, (f, _) in type(obj).__exca_infras__.items() if f is function)  # type: ignore[attr-defined]
                 infra = obj.__dict__[infra_name[0]]
                 if infra._binding_or_none() is None or infra._exca.obj is not obj:
-                    _bind_infras(obj)
+                    bind_infras(obj)
                 return infra._call()
 
             cached_method.__exca_method__ = function  # type: ignore[attr-defined]
@@ -262,15 +161,15 @@ class TaskInfra(pydantic.BaseModel):
     # ----- binding -----
     def _bind(self, obj: pydantic.BaseModel, name: str, method: Method, exclude: tuple[str, ...]) -> None:
         current = getattr(self, "_exca", None)
-        if isinstance(current, _Binding) and current.obj is obj:
+        if isinstance(current, Binding) and current.obj is obj:
             return
-        object.__setattr__(self, "_exca", _Binding(obj, name, method, exclude))
+        object.__setattr__(self, "_exca", Binding(obj, name, method, exclude))
 
-    def _binding_or_none(self) -> _Binding | None:
+    def _binding_or_none(self) -> Binding | None:
         binding = getattr(self, "_exca", None)
-        return binding if isinstance(binding, _Binding) else None
+        return binding if isinstance(binding, Binding) else None
 
-    def _binding(self) -> _Binding:
+    def _binding(self) -> Binding:
         binding = self._binding_or_none()
         if binding is None:
             raise RuntimeError(
@@ -293,7 +192,7 @@ class TaskInfra(pydantic.BaseModel):
             return None
         binding = self._binding()
         cls = type(binding.obj)
-        return self.folder / f"{module_name(cls)}.{cls.__qualname__}.{binding.method.__name__},{self.version}"
+        return method_folder(self.folder, method_name(cls, binding.method.__name__), self.version)
 
     def uid_folder(self, create: bool = False) -> Path | None:
         """The config's own folder (for checkpoints...), or None without a cache folder."""
@@ -335,27 +234,25 @@ class TaskInfra(pydantic.BaseModel):
         return type(obj).model_validate(data)
 
     # ----- execution -----
+    def slurm_options(self) -> SlurmOptions:
+        return SlurmOptions(**{name: getattr(self, f"slurm_{name}") for name in SLURM_FIELDS})
+
+    def backend(self, max_workers: int | None = None) -> Backend:
+        """Where this infra's jobs run: here (cluster=None) or through submitit."""
+        if self.cluster is None:
+            return InlineBackend()
+        binding = self._binding()
+        logs = Path(self.logs.format(folder=self.method_dir(), user=getpass.getuser()))
+        options = self.slurm_options()
+        if max_workers is not None:
+            options.array_parallelism = max_workers
+        name = self.job_name or f"{type(binding.obj).__name__}.{binding.method.__name__}"
+        return SubmititBackend(None if self.cluster == "auto" else self.cluster, logs, self, options, name=name)
+
     def executor(self) -> tp.Any:
         """The submitit executor for this infra's resources (None for cluster=None)."""
-        if self.cluster is None:
-            return None
-        import submitit
-
-        method_dir = self.method_dir()
-        logs = self.logs.format(folder=method_dir, user=getpass.getuser())
-        cluster = None if self.cluster == "auto" else self.cluster
-        executor = submitit.AutoExecutor(folder=logs, cluster=cluster)
-        binding = self._binding()
-        params: dict[str, tp.Any] = {
-            name: getattr(self, field)
-            for field, name in _SUBMITIT_NAMES.items()
-            if getattr(self, field) is not None
-        }
-        params["name"] = self.job_name or f"{type(binding.obj).__name__}.{binding.method.__name__}"
-        if executor.cluster == "slurm":
-            params["slurm_array_parallelism"] = self.slurm_array_parallelism
-        executor.update_parameters(**params)
-        return executor
+        backend = self.backend()
+        return getattr(backend, "executor", None)
 
     def _effective_mode(self) -> Mode:
         # force/retry act once per object: later calls reuse what they computed
@@ -363,7 +260,7 @@ class TaskInfra(pydantic.BaseModel):
 
     def status(self) -> Status:
         entry = self._entry()
-        return "not submitted" if entry is None else _exec.entry_status(entry)
+        return "not submitted" if entry is None else read_status(entry)[0]
 
     def job(self) -> tp.Any:
         """The job computing this config: reattached if submitted, submitted otherwise."""
@@ -371,21 +268,16 @@ class TaskInfra(pydantic.BaseModel):
         if entry is None:
             raise RuntimeError("job() requires a cache folder (infra.folder)")
         mode = self._effective_mode()
-        if mode == "force":
-            self.clear_job()
-        status = self.status()
-        if status == "failed" and mode == "retry":
-            self.clear_job()
-            status = "not submitted"
-        if status == "not submitted":
-            if mode == "read-only":
-                raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed")
-            return _submit(self, [self])[0]
+        step = plan([entry], mode)[0]
+        if step.action == "skip" and step.status == "not submitted":
+            raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed")
+        if step.action == "run":
+            job = _submit(self, [self], [step])[0]
+            if job is not None:
+                return job
         ref = entry.read_job()
-        job = _exec.job_from_ref(ref) if ref is not None else None
-        if job is not None:
-            return job
-        return _exec.EntryWaiter(entry) if status == "running" else _exec.InlineJob(entry)
+        job = job_from_ref(ref) if ref is not None else None
+        return job if job is not None else engine.EntryJob(entry)
 
     def clear_job(self) -> None:
         """Cancel a running job and forget the result or error (the configs stay)."""
@@ -394,35 +286,36 @@ class TaskInfra(pydantic.BaseModel):
             return
         ref = entry.read_job()
         if ref is not None and not entry.has_result():
-            job = _exec.job_from_ref(ref)
-            running, _ = _exec.ref_is_running(ref)
+            job = job_from_ref(ref)
+            running, _ = is_running(ref)
             if running and job is not None:
                 job.cancel(check=False)
         entry.clear()
 
     def _call(self) -> tp.Any:
         binding = self._binding()
-        if binding.ram is not _NOTHING:
+        if binding.ram is not NOTHING:
             return binding.ram
         entry = self._entry()
         if entry is None:  # no cache folder: a plain call
             value = binding.method(binding.obj)
         else:
             mode = self._effective_mode()
-            status = self.status()
-            if mode == "read-only" and status != "completed":
-                if status == "failed":
-                    raise entry.load_error()
-                raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed ({status})")
-            if status in ("completed", "failed") and mode != "force":
+            step = plan([entry], mode)[0]
+            if step.status in ("completed", "failed") and mode != "force":
                 self._verify(entry)  # a stale or foreign entry must never be returned
-            if status == "failed" and mode == "cached":
-                raise entry.load_error()
-            if status != "completed" or mode == "force":
-                job = self.job()
-                _wait(job)
-            if self.status() != "completed":  # status() records why a job ended without result
-                raise entry.load_error()
+            if step.action == "skip" and step.status != "completed":
+                if step.status == "failed":
+                    raise step.failure or entry.load_error()
+                raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed ({step.status})")
+            if step.action != "skip":
+                if step.action == "run":
+                    _submit(self, [self], [step])
+                status, failure = engine.wait_for([entry])[0]
+                if status != "completed":
+                    if failure is not None:
+                        engine.record_lost(entry, failure)
+                    raise failure or entry.load_error()
             value = entry.load_result()
         if self.keep_in_ram:
             binding.ram = value
@@ -474,71 +367,41 @@ class TaskInfra(pydantic.BaseModel):
                 continue
             seen[uid] = index
             unique.append(infra)
-        mode = self.mode
-        missing = []
-        for infra in unique:
-            status = infra.status()
-            if status == "not submitted" or (status == "failed" and mode in ("retry", "force")) or mode == "force":
-                if status != "not submitted":
-                    infra.clear_job()
-                missing.append(infra)
-        if mode == "read-only" and missing:
+        steps = plan([infra._entry() for infra in unique], self.mode)
+        missing = [step for step in steps if step.action == "run" or (self.mode == "read-only" and step.status != "completed")]
+        if self.mode == "read-only" and missing:
             raise RuntimeError(f"mode='read-only' but {len(missing)} item(s) of the job array are not computed")
-        if missing:
-            _submit(self, missing, max_workers=max_workers)
+        to_run = [(infra, step) for infra, step in zip(unique, steps) if step.action == "run"]
+        if to_run:
+            _submit(self, [infra for infra, _ in to_run], [step for _, step in to_run], max_workers=max_workers)
         logger.info(
-            "Job array: submitted %d job(s), %d already computed or running", len(missing), len(unique) - len(missing)
+            "Job array: submitted %d job(s), %d already computed or running", len(to_run), len(unique) - len(to_run)
         )
         for infra in infras:
             infra._binding().computed = True
 
 
-def _wait(job: tp.Any) -> None:
-    try:
-        _exec.wait_done(job)
-    except Exception:  # the outcome is read from the cache entry, which records the error
-        pass
-
-
-def _submit(base: TaskInfra, infras: tp.Sequence[TaskInfra], max_workers: int | None = None) -> list[tp.Any]:
-    """Claim each entry, record the configs, then run here (cluster=None) or submit one batch
-    with base's resources. An entry another process claimed is waited for, not run twice."""
+def _submit(base: TaskInfra, infras: tp.Sequence[TaskInfra], steps: tp.Sequence[Step], max_workers: int | None = None) -> list[tp.Any]:
+    """Claim, record the configs, run here or submit one array with base's resources. A config
+    another process claimed is waited for, not run twice. Returns each config's job (None: none here)."""
     jobs: list[tp.Any] = [None] * len(infras)
-    mine: list[tuple[int, TaskInfra, Entry]] = []
-    for index, infra in enumerate(infras):
-        entry = infra._entry()
-        assert entry is not None
+    for infra in infras:
         infra._binding().computed = True
-        # after the claim, look again: the previous holder may have just finished or submitted
-        if not entry.claim() or entry.file_status() is not None or entry.read_job() is not None:
-            entry.release()
-            jobs[index] = _exec.EntryWaiter(entry)
-            continue
-        entry.write_configs(infra.config(), infra.config(uid=True))
-        mine.append((index, infra, entry))
-    executor = base.executor()
-    try:
-        if executor is None:
-            for index, infra, entry in mine:
-                binding = infra._binding()
-                try:
-                    _exec.run_and_store(binding.method, binding.obj, str(entry.folder))
-                except Exception:  # recorded in the entry; raised again when the result is read
-                    logger.debug("Job %s failed", entry.folder, exc_info=True)
-                jobs[index] = _exec.InlineJob(entry)
+    with engine.claimed(steps) as positions:
+        if not positions:
             return jobs
-        if max_workers is not None and executor.cluster == "slurm":
-            executor.update_parameters(slurm_array_parallelism=max_workers)
-        calls = [(_exec.store_call(i._binding().method, i._binding().obj, str(e.folder)), ()) for _, i, e in mine]
+        for p in positions:
+            infras[p]._entry().write_configs(infras[p].config(), infras[p].config(uid=True))  # type: ignore[union-attr]
+        backend = base.backend(max_workers)  # inside the claim: a bad option releases it
+        calls = [(infras[p]._binding().method, infras[p]._binding().obj, infras[p]._entry()) for p in positions]
         workdir = base.workdir
-        context = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
-        with context:
-            submitted = _exec.submit_array(executor, calls) if calls else []
-        for (index, _, entry), job in zip(mine, submitted):
-            if type(job).__name__ != "DebugJob":
-                entry.write_job(_exec.job_ref(job))
-            jobs[index] = job
-        return jobs
-    finally:
-        for _, _, entry in mine:  # job.json or the outcome now says what the claim said
-            entry.release()
+        activate = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
+        with activate:
+            handles = backend.submit(MethodBatch(calls), [[i] for i in range(len(positions))])  # type: ignore[arg-type]
+        for p, handle in zip(positions, handles):
+            ref = handle.ref()
+            entry = infras[p]._entry()
+            if ref is not None and entry is not None:
+                entry.write_job(ref)  # job.json now says what the claim said
+            jobs[p] = getattr(handle, "job", None)
+    return jobs

@@ -23,7 +23,7 @@ from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from exca_hydra.compose import FastComposer
+from exca_hydra.bridge.compose import FastComposer
 
 CONF = Path(__file__).parent / "apps" / "compose" / "conf"
 
@@ -169,21 +169,18 @@ def test_random_sweeps_identical_to_hydra(loader: tp.Any, sweep: list[list[str]]
 
 
 def test_launcher_compose_sets_job_id_and_num_as_hydra(loader: tp.Any) -> None:
-    """launcher.compose() == load_sweep_config + BasicLauncher's `hydra.job.id/num = ...`."""
-    from types import SimpleNamespace
-
+    """The launcher's compose == load_sweep_config + BasicLauncher's `hydra.job.id/num = ...`."""
     from omegaconf import open_dict
 
-    from exca_hydra.launcher import compose
+    from exca_hydra.bridge.compose import composer_for
 
     master = master_config(loader, MASTERS[1])
-    fake = SimpleNamespace(hydra_context=SimpleNamespace(config_loader=loader), config=master)
     for num, (overrides, _) in enumerate(CORPUS[:34]):  # the jobs Hydra composes without error
         expected = loader.load_sweep_config(master, list(overrides))
         with open_dict(expected):
             expected.hydra.job.id = f"{num}"
             expected.hydra.job.num = num
-        got = compose(fake, overrides, num)
+        got = composer_for(loader, master).compose_job(overrides, num)[0]
         assert OmegaConf.to_container(got, resolve=False) == OmegaConf.to_container(expected, resolve=False)
         assert got.hydra.job.num == num and got.hydra.job.id == f"{num}"
 
@@ -196,7 +193,7 @@ def test_pickled_recipes_rebuild_hydras_configs(loader: tp.Any) -> None:
 
     from omegaconf import open_dict
 
-    from exca_hydra import compose as compose_module
+    from exca_hydra.bridge import compose as compose_module
 
     master = master_config(loader, MASTERS[1])
     composer = FastComposer(loader, master)

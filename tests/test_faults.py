@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exca_hydra.store import Entry
+from exca_hydra.cache.store import Entry
 from fault_models import Slow
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from exca_hydra import TaskInfra
-from exca_hydra.store import CacheError, Entry, JobFailure
+from exca_hydra.cache.store import CacheError, Entry, JobFailure
 
 import models
 from models import Gated, MyTask, Snapshot, Trainer, TransformerCfg, Unpicklable, calls
@@ -586,7 +586,7 @@ def test_version_given_as_a_number_is_text(tmp_path: Path) -> None:
     ],
 )
 def test_squeue_array_ids_are_expanded_to_tasks(squeue_id: str, expected: list[str]) -> None:
-    from exca_hydra.executor import _task_ids
+    from exca_hydra.execution.slurm import _task_ids
 
     assert _task_ids(squeue_id) == expected
 
@@ -594,7 +594,7 @@ def test_squeue_array_ids_are_expanded_to_tasks(squeue_id: str, expected: list[s
 def test_a_step_killed_by_the_early_timeout_warning_is_explained(tmp_path: Path) -> None:
     """srun's line is Slurm's word when no slurmstepd '***' line exists; an early SIGUSR2 (the
     time limit's warning, before Python's handler) is named for what it is."""
-    from exca_hydra.executor import failure_from_job, slurm_says
+    from exca_hydra.execution.slurm import failure_from_job, slurm_says
 
     log = tmp_path / "244_0_log.err"
     log.write_text("starting\nsrun: error: vm: task 0: User defined signal 2\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exca_hydra.uid import uid_config, uid_string
+from exca_hydra.cache.uid import uid_config, uid_string
 
 APPS = Path(__file__).resolve().parent / "apps"
 TRAINER = APPS / "trainer"

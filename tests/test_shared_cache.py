@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from exca_hydra.store import CacheError, Entry
+from exca_hydra.cache.store import CacheError, Entry
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -271,7 +271,7 @@ def test_results_of_another_user_load_only_from_trusted_folders(users: Users) ->
 def foreign(monkeypatch: pytest.MonkeyPatch) -> tp.Callable[[Path], None]:
     """Make a file look written by another user: chown it (root), or change who we are."""
     if os.geteuid() != 0:
-        monkeypatch.setattr("exca_hydra.store.os.geteuid", lambda: os.getuid() + 4242)
+        monkeypatch.setattr("exca_hydra.cache.store.os.geteuid", lambda: os.getuid() + 4242)
 
     def make(path: Path) -> None:
         if os.geteuid() == 0:

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
-from exca_hydra import executor as _exec
-from exca_hydra.store import JobFailure
-from exca_hydra.uid import uid_config, uid_string
+from exca_hydra.execution import slurm as _exec
+from exca_hydra.cache.store import JobFailure
+from exca_hydra.cache.uid import uid_config, uid_string
 
 from slurm_models import Forever, Gated, Resumable, Timed  # noqa: E402  (tests/ is on sys.path)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from exca_hydra.store import JobFailure
+from exca_hydra.cache.store import JobFailure
 from slurm_models import Gated
 from test_slurm import App, _alive, _kill_own, _load, infra, job_ref, marks_dir, scancel, squeue_state, wait_for
 

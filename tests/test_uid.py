@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exca_hydra import TaskInfra, compute_uid, uid_config, uid_string
-from exca_hydra.frozen import FrozenConfigError
-from exca_hydra.uid import UidError
+from exca_hydra.cache.frozen import FrozenConfigError
+from exca_hydra.cache.uid import UidError
 
 from models import MyTask, Trainer, WithExclude
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from exca_hydra import TaskInfra
-from exca_hydra.uid import compute_uid, uid_config, uid_string
+from exca_hydra.cache.uid import compute_uid, uid_config, uid_string
 
 from test_launcher import TRAINER, Trainer
 
@@ -119,7 +119,7 @@ def hydra_compose(tmp_path_factory: pytest.TempPathFactory) -> tp.Iterator[tp.Ca
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from exca_hydra.app import to_model
+    from exca_hydra.bridge.convert import to_model
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(TRAINER / "conf"), version_base="1.3"):

@@ -3,7 +3,8 @@ hydra-submitit-launcher where the meaning is the same).
 
 Plain dicts rather than dataclasses: Hydra imports this module on every app start, and building
 and converting dataclasses costs ~3 ms there. Types are checked by pydantic when launching
-(exca_hydra.launcher.LauncherParams, exca_hydra.sweeper.SweeperParams); struct mode still
+(exca_hydra.bridge.launcher.LauncherParams, exca_hydra.bridge.sweeper.SweeperParams, the
+same keys and defaults: tests/test_options.py); struct mode still
 rejects unknown keys at composition.
 """
 
@@ -24,7 +25,7 @@ EXCA_SLURM = {
     "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",
     "max_array_size": None,  # null: Slurm's MaxArraySize
     "jobs_per_task": 1,  # >1 packs short jobs: one Python start-up per task, not per job
-    "timeout_min": 60,
+    "timeout_min": None,  # null: the partition's default time limit
     "cpus_per_task": None,
     "gpus_per_node": None,
     "tasks_per_node": 1,
@@ -47,6 +48,9 @@ EXCA_SLURM = {
     "max_num_timeout": 0,
     "additional_parameters": {},
     "setup": None,
+    "srun_args": None,
+    "python": None,
+    "use_srun": True,
 }
 
 EXCA_SWEEPER = {

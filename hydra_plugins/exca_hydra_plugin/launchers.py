@@ -1,36 +1,11 @@
-from typing import Any, Sequence
-
-from hydra.core.utils import JobReturn
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+# The logic lives in exca_hydra.bridge: Hydra only accepts plugin classes defined in a module
+# under hydra_plugins, hence these subclasses.
+from exca_hydra.bridge.plugin import ExcaLauncher
 
 
-class BaseExcaLauncher(Launcher):
-    cluster = ""
-
-    def __init__(self, **params: Any) -> None:
-        self.params = params
-        self.config: Any = None
-        self.hydra_context: Any = None
-        self.task_function: Any = None
-        self._exca_jobs: Any = None  # jobs already composed and validated by the exca sweeper
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
-        self.hydra_context = hydra_context
-        self.task_function = task_function
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        # deferred: pydantic and submitit cost ~150 ms and Hydra imports this module on every start
-        from exca_hydra.launcher import launch
-
-        return launch(self, job_overrides, initial_job_idx)
-
-
-class ExcaLocalLauncher(BaseExcaLauncher):
+class ExcaLocalLauncher(ExcaLauncher):
     cluster = "local"
 
 
-class ExcaSlurmLauncher(BaseExcaLauncher):
+class ExcaSlurmLauncher(ExcaLauncher):
     cluster = "slurm"

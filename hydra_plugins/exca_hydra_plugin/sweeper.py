@@ -24,6 +24,6 @@ class ExcaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         # deferred: pydantic and the library cost ~100 ms and Hydra imports this module on every start
-        from exca_hydra.sweeper import sweep
+        from exca_hydra.bridge.sweeper import sweep
 
         return sweep(self, arguments)

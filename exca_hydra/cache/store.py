@@ -257,8 +257,13 @@ class Entry:
             (self.folder / CLAIM).unlink(missing_ok=True)
 
     def clear(self) -> None:
-        """Forget the result, the error and the job; the configs stay (they define the uid)."""
-        for name in (RESULT, ERROR, ERROR_TEXT, JOB, CLAIM):
+        """Forget the result, the error, the job and the claim; the configs stay (they define the uid)."""
+        self.clear_outcome()
+        (self.folder / CLAIM).unlink(missing_ok=True)
+
+    def clear_outcome(self) -> None:
+        """Forget the result, the error and the job, to compute again under one's own claim."""
+        for name in (RESULT, ERROR, ERROR_TEXT, JOB):
             (self.folder / name).unlink(missing_ok=True)
 
 

@@ -334,7 +334,7 @@ def task_container(cfg: DictConfig) -> tp.Any:
     the root's resolver cache is the one a copy would have had (``cfg``'s is left untouched)."""
     content = cfg.__dict__["_content"]
     if not isinstance(content, dict) or "hydra" not in content:
-        from .app import task_container as slow
+        from .convert import task_container as slow
 
         return slow(cfg)
     meta = cfg._metadata

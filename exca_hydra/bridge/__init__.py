@@ -1,0 +1,1 @@
+"""The Hydra bridge: the app entry point, composition, the launchers and the sweeper."""

@@ -1,0 +1,132 @@
+"""The Hydra bridge: composed DictConfig -> the app's pydantic model, with errors that name the field.
+
+``exca_hydra.main`` wraps ``hydra.main`` for a task function annotated with a pydantic model; the
+launcher and the sweeper find that model on the task function (``__exca_model__``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import types
+import typing as tp
+
+from omegaconf import DictConfig
+
+from ..cache.layout import import_name
+from .convert import model_of, to_model
+
+
+def main(
+    config_path: str | None = None,
+    config_name: str | None = None,
+    version_base: str | None = "1.3",
+) -> tp.Callable[[tp.Callable[[tp.Any], tp.Any]], tp.Callable[[], None]]:
+    """``hydra.main`` for a task taking the app's pydantic model, e.g. ``def main(cfg: Trainer)``
+    (or an ``@infra.apply`` method such as ``Trainer.run``)."""
+    import hydra
+
+    def decorator(function: tp.Callable[[tp.Any], tp.Any]) -> tp.Callable[[], None]:
+        model = model_of(function)
+        if model is None:
+            raise TypeError(
+                f"exca_hydra.main: annotate the first parameter of {function.__qualname__} with "
+                "the app's pydantic model (def main(cfg: MyModel)), or use hydra.main for a DictConfig task"
+            )
+        task = _Task(function, model)
+        caller = sys._getframe(1)
+        if caller.f_globals.get("__name__") != getattr(function, "__module__", None):
+            # e.g. main(...)(Trainer.run) with Trainer imported: Hydra locates config_path and names
+            # the job from the task's module (after unwrapping __wrapped__); make that the caller's
+            locator = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
+            task.__wrapped__ = locator  # type: ignore[attr-defined]
+        hydra_main = hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
+
+        def run(cfg_passthrough: tp.Any = None) -> tp.Any:
+            if cfg_passthrough is None:
+                _check_override_syntax()
+            return hydra_main(cfg_passthrough)
+
+        run.__name__, run.__qualname__, run.__doc__ = hydra_main.__name__, hydra_main.__qualname__, hydra_main.__doc__
+        return run
+
+    return decorator
+
+
+def _check_override_syntax() -> None:
+    """Hydra reports some syntax errors of a command-line override without naming it (``lr=range(``
+    gives "no viable alternative at input 'range('"): name the override and its key, exit 1 as
+    Hydra does.  Anything else (and HYDRA_FULL_ERROR=1) is left to Hydra."""
+    import os
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    class _ArgsError(Exception):
+        pass
+
+    def error(message: str) -> tp.NoReturn:
+        raise _ArgsError(message)
+
+    args_parser = get_args_parser()
+    args_parser.error = error  # type: ignore[method-assign]  # Hydra reports bad arguments itself
+    try:
+        overrides = args_parser.parse_known_args()[0].overrides
+    except _ArgsError:
+        return
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except HydraException as e:
+            if override in str(e):
+                return  # Hydra's message names it
+            key = override.split("=", 1)[0]
+            sys.stderr.write(
+                f"Error parsing override '{override}' (key '{key}'):\n{e}\n\n"
+                "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+            )
+            sys.exit(1)
+        except Exception:
+            return
+
+
+def _locator(module: str, filename: str) -> tp.Callable[[], None]:
+    """A function that Hydra's calling-file/module detection attributes to ``module``/``filename``."""
+
+    def located() -> None:
+        pass
+
+    return types.FunctionType(located.__code__.replace(co_filename=filename), {"__name__": module})
+
+
+class _Task:
+    """The task function handed to Hydra: validates the config, then calls the user's function."""
+
+    def __init__(self, function: tp.Callable[[tp.Any], tp.Any], model: type) -> None:
+        self.__exca_function__ = function
+        self.__exca_model__ = model
+        # the import name of the function's module, fixed here: in a job process __main__ differs
+        self.__exca_module__ = import_name(function.__module__)
+        functools.update_wrapper(self, function)
+
+    def __call__(self, cfg: DictConfig) -> tp.Any:
+        obj = to_model(cfg, self.__exca_model__)
+        function = self.__exca_function__
+        if hasattr(function, "__exca_method__"):  # an @infra.apply method: its infra caches
+            return function(obj)
+        # a single run, or a job of a launcher other than exca's: cache under the model's
+        # infra folder, as the exca launchers do, so the exca sweeper can skip it next time
+        from ..cache.uid import uid_config
+        from ..execution.worker import run_cached
+        from .jobs import entry_of
+
+        uid_cfg = uid_config(obj)
+        entry = entry_of(self, None, obj, uid_cfg)
+        if entry is not None and not entry.has_result():
+            entry.write_configs(obj.model_dump(mode="json"), uid_cfg)
+        return run_cached(function, obj, entry)

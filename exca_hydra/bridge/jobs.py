@@ -1,0 +1,183 @@
+"""The jobs of a Hydra launch: compose and validate each one (every error listed), give it its
+cache entry, and check that the cached outcomes about to be reused are this config's."""
+
+from __future__ import annotations
+
+import gc
+import typing as tp
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydantic
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, filter_overrides
+from omegaconf import DictConfig, OmegaConf
+
+from ..cache.layout import import_name, method_folder, method_name
+from ..cache.store import CacheError, Entry, Status
+from ..cache.uid import identity_config, uid_config, uid_string
+from ..execution.plan import Step
+from .compose import FullRecipe, HydraView, Recipe, composer_for, task_container
+from .convert import ConfigValidationError, convert, format_errors
+
+
+@dataclass
+class HydraJob:
+    """One validated job of the sweep.  It keeps no composed config (~85 KB each): ``source``
+    rebuilds it on demand (``compose.Recipe``: the shared base config + this job's override
+    lines), unless Hydra's full compose made it (then the config itself, or a ``FullRecipe``)."""
+
+    num: int
+    overrides: list[str]
+    source: tp.Any  # Recipe | FullRecipe | DictConfig
+    obj: tp.Any
+    entry: Entry | None = None
+    uid_cfg: dict[str, tp.Any] | None = None  # what the uid is computed from (computed once)
+    step: Step | None = None  # its plan: status read once, what to do
+    result: JobReturn | None = field(default=None, repr=False)
+    started: float = 0.0
+    ended: float = 0.0
+    from_cache: bool = False  # its outcome was read from the cache, not computed in this sweep
+
+    @property
+    def shown_overrides(self) -> str:
+        """The overrides the user typed, as Hydra names a job in messages."""
+        return " ".join(filter_overrides(self.overrides))
+
+    @property
+    def uid(self) -> str | None:
+        return None if self.entry is None else self.entry.uid
+
+    @property
+    def status(self) -> Status:
+        return self.step.status if self.step is not None else "not submitted"
+
+    @property
+    def config(self) -> DictConfig:
+        """The job's composed config (a new one each time, except for a kept full compose)."""
+        return self.source if isinstance(self.source, DictConfig) else self.source.build()
+
+    def portable(self) -> tp.Any:
+        """What a job process rebuilds the config from: the recipe, or the config itself."""
+        return self.source if isinstance(self.source, (Recipe, DictConfig)) else self.source.build()
+
+
+class Context(tp.NamedTuple):
+    """What composing needs of a launcher or a sweeper (both carry these after ``setup``)."""
+
+    config: DictConfig
+    hydra_context: tp.Any
+    task_function: tp.Any
+
+
+def prepare(
+    context: Context, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int, keep_full: bool = True
+) -> list[HydraJob]:
+    """Compose and validate every job; raise one error listing every invalid job.  A job keeps
+    the recipe of its config, not the config; ``keep_full=False`` (a dry run) does not keep the
+    configs made by Hydra's full compose either."""
+    model = getattr(context.task_function, "__exca_model__", None)
+    composer = composer_for(context.hydra_context.config_loader, context.config)
+    jobs, failures = [], []
+    hydra_config = HydraConfig.instance()
+    cfg = None
+    try:
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            cfg, recipe = composer.compose_job(overrides, num)
+            # for ${hydra:...} in the task's values: what HydraConfig.set_config does, without its
+            # masked copy of the whole hydra node (~2 ms a job); the resolver reads cfg.hydra itself
+            OmegaConf.set_readonly(cfg.hydra, True)
+            hydra_config.cfg = HydraView(cfg.hydra)  # type: ignore[assignment]
+            obj, errors = convert(cfg, model, task_container)  # without copying the task part
+            if errors:
+                failures.append((num, filter_overrides(overrides), errors))
+            else:
+                if recipe is not None:
+                    source: tp.Any = recipe
+                elif keep_full:
+                    source = cfg
+                    OmegaConf.set_readonly(cfg.hydra, False)  # as Hydra composed it
+                else:
+                    source = FullRecipe(composer, tuple(overrides), num)
+                jobs.append(HydraJob(num, list(overrides), source, obj))
+            if i % 256 == 255:
+                # what the jobs keep (models, recipes) stays: keep the cyclic GC from rescanning it
+                # over and over; temporaries still go
+                gc.freeze()
+    finally:
+        gc.unfreeze()
+    if cfg is not None:
+        hydra_config.set_config(cfg)  # leave HydraConfig as set_config leaves it
+    if failures:
+        raise ConfigValidationError(format_errors(failures, len(job_overrides)), failures)
+    return jobs
+
+
+# ----- cache entries -----
+def cache_root(folder: str | None, obj: tp.Any) -> Path | None:
+    """The cache root: the launcher's (or sweeper's) ``folder``, else the model's infra folder."""
+    if folder:
+        return Path(folder).expanduser().absolute()
+    for infra in _infras(obj):
+        if infra.folder is not None:
+            return Path(infra.folder)
+    return None
+
+
+def _infras(obj: tp.Any) -> list[tp.Any]:
+    if isinstance(obj, pydantic.BaseModel):
+        return [v for v in obj.__dict__.values() if getattr(v, "_exca_is_infra", False)]
+    return []
+
+
+def task_name(task_function: tp.Any, obj: tp.Any) -> str:
+    """The name of what a job computes, as its cache folder says it."""
+    function = getattr(task_function, "__exca_function__", task_function)
+    method = getattr(function, "__exca_method__", None)
+    if method is not None:
+        return method_name(type(obj), method.__name__)  # the folder of obj.method() from Python
+    # named when decorated: in a job process, __main__ is whatever started the job
+    module = getattr(task_function, "__exca_module__", None) or import_name(function.__module__)
+    return f"{module}.{function.__qualname__}"
+
+
+def entry_of(task_function: tp.Any, folder: str | None, obj: tp.Any, uid_cfg: dict[str, tp.Any] | None = None) -> Entry | None:
+    """The cache entry of one job (None: no cache)."""
+    root = cache_root(folder, obj)
+    if root is None:
+        return None
+    infras = _infras(obj)
+    version = infras[0].version if infras else "0"
+    uid = uid_string(uid_config(obj) if uid_cfg is None else uid_cfg)
+    return Entry(method_folder(root, task_name(task_function, obj), version) / uid)
+
+
+def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[HydraJob]) -> None:
+    for job in jobs:
+        job.uid_cfg = uid_config(job.obj)
+        job.entry = entry_of(task_function, folder, job.obj, job.uid_cfg)
+
+
+def full_config(obj: tp.Any) -> dict[str, tp.Any]:
+    if isinstance(obj, pydantic.BaseModel):
+        return obj.model_dump(mode="json")
+    return tp.cast(dict, obj)
+
+
+def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
+    """Every cached outcome about to be reused must be this config's: report all that are not
+    (edited files, changed defaults) before anything runs."""
+    problems = []
+    for job in jobs:
+        if job.entry is None or job.status not in ("completed", "failed"):
+            continue
+        try:
+            job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj))
+        except CacheError as e:
+            problems.append(f"  #{job.num} : {job.shown_overrides}\n      {e}")
+    if problems:
+        raise ConfigValidationError(
+            f"{len(problems)} cached entr{'y' if len(problems) == 1 else 'ies'} cannot be reused; nothing was "
+            "launched (hydra.sweeper.mode=force recomputes them):\n" + "\n".join(problems)
+        )

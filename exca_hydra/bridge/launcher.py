@@ -1,0 +1,234 @@
+"""The launchers: compose -> validate every job -> uid -> plan (status read once) -> claim ->
+submit (forked local processes or a Slurm array) -> collect -> report.
+
+``launch`` is Hydra's entry (override lists, e.g. under Hydra's basic sweeper); ``launch_plan``
+takes the jobs the exca sweeper already composed, validated and planned. The plugin classes in
+``hydra_plugins`` only forward to these.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as tp
+from pathlib import Path
+
+import pydantic
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+
+from ..execution import engine
+from ..execution.backends import Backend, ForkBackend, SubmititBackend
+from ..execution.options import Mode, Resources, SlurmOptions
+from ..execution.plan import plan
+from ..execution.slurm import slurm_queue
+from .convert import plugin_params
+from .hydra_job import HydraBatch, cached_return, failed_return
+from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
+from .report import Progress, summary
+
+logger = logging.getLogger("exca_hydra.launcher")
+
+
+class LauncherParams(Resources, SlurmOptions):
+    """Every ``hydra.launcher`` key of ``exca_slurm``, validated: an unknown key fails before
+    anything runs (the plugin's config node must list the same keys with the same defaults)."""
+
+    folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
+    array_parallelism: int | None = None  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
+    max_array_size: int | None = None  # None: Slurm's MaxArraySize
+    jobs_per_task: int = 1  # several short jobs run one after the other in one array task
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    name: str | None = None
+    stderr_to_stdout: bool = False
+
+
+class LocalLauncherParams(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    folder: str | None = None
+    array_parallelism: int | None = None
+
+
+class PlanLauncher(tp.Protocol):
+    """What the exca launchers are to this module (the plugin classes in ``hydra_plugins``)."""
+
+    cluster: str
+    params: dict[str, tp.Any]
+    config: tp.Any
+    hydra_context: tp.Any
+    task_function: tp.Any
+
+
+# an exca launcher alone (under Hydra's basic sweeper) reuses results and recomputes failures
+LAUNCHER_MODE: Mode = "retry"
+
+
+def launcher_params(launcher: PlanLauncher) -> LauncherParams | LocalLauncherParams:
+    model = LauncherParams if launcher.cluster == "slurm" else LocalLauncherParams
+    return plugin_params([model], launcher.params, "launcher")  # type: ignore[no-any-return]
+
+
+def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's launch: every job of the batch is validated before anything runs."""
+    params = launcher_params(launcher)
+    _setup(launcher)
+    context = Context(launcher.config, launcher.hydra_context, launcher.task_function)
+    jobs = prepare(context, job_overrides, initial_job_idx)
+    assign_entries(launcher.task_function, params.folder, jobs)
+    plan_jobs(jobs, LAUNCHER_MODE)
+    verify_entries(jobs)
+    for job in jobs:  # each job still goes through run_job (its folder, .hydra/), reading its result
+        if job.step is not None and job.step.status == "completed":
+            job.step.action = "read"
+    run_plan(launcher, params, jobs)
+    logger.info(summary(jobs))
+    for job in jobs:
+        _note_job_traceback(job)
+    return [job.result for job in jobs]  # type: ignore[misc]
+
+
+def launch_plan(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> list[JobReturn]:
+    """The exca sweeper's hand-off: jobs composed, validated and planned for the whole sweep
+    (the sweeper reports them)."""
+    params = launcher_params(launcher)
+    _setup(launcher)
+    run_plan(launcher, params, jobs)
+    return [job.result for job in jobs]  # type: ignore[misc]
+
+
+def plan_jobs(jobs: tp.Sequence[HydraJob], mode: Mode) -> None:
+    """Each job's status, read once, and what to do with it."""
+    for job, step in zip(jobs, plan([job.entry for job in jobs], mode)):
+        job.step = step
+
+
+def _setup(launcher: PlanLauncher) -> None:
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+
+
+def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
+    """Run what the plan says; every job ends with a ``result`` (computed, cached or failed)."""
+    steps = [job.step for job in jobs]
+    assert all(step is not None for step in steps), "run_plan needs planned jobs"
+    with engine.claimed(steps) as positions:  # type: ignore[arg-type]
+        mine = [jobs[p] for p in positions]
+        for job in mine:
+            if job.entry is not None and not job.entry.has_result():  # a result keeps its config
+                job.entry.write_configs(full_config(job.obj), job.uid_cfg or {})
+        others = [job for job in jobs if job.step.action == "wait"]  # type: ignore[union-attr]
+        logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
+        if others:
+            logger.info("%d job(s) are being computed by another process: waiting for them", len(others))
+        if mine:
+            _submit_and_collect(launcher, params, mine)
+    _wait_for_others(others)
+    for job in jobs:
+        if job.result is None:  # skipped: its cached outcome
+            job.result = cached_return(job)
+            job.from_cache = job.status in ("completed", "failed")
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+
+
+def _backend(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams) -> Backend:
+    if isinstance(params, LauncherParams):
+        extra = {"stderr_to_stdout": True} if params.stderr_to_stdout else {}
+        return SubmititBackend(
+            "slurm", Path(params.submitit_folder), params, params, name=params.name,
+            max_array_size=params.max_array_size, extra=extra,
+        )  # fmt: skip
+    return ForkBackend(Path(str(launcher.config.hydra.sweep.dir)) / ".exca", params.array_parallelism)
+
+
+def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
+    backend = _backend(launcher, params)
+    per_task = max(1, getattr(params, "jobs_per_task", 1))
+    tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]
+    batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
+    if launcher.cluster != "slurm":
+        for job in jobs:
+            logger.info("\t#%d : %s", job.num, job.shown_overrides)
+    submitted_at = time.time()
+    handles = backend.submit(batch, tasks)
+    for task, handle in zip(tasks, handles):
+        ref = handle.ref()
+        for index in task:
+            job = jobs[index]
+            job.started = submitted_at  # durations include the time in the queue
+            if launcher.cluster == "slurm":
+                logger.info("\t#%d : %s -> Slurm job %s", job.num, job.shown_overrides, handle.job_id)
+            if ref is not None and job.entry is not None and launcher.cluster == "slurm":
+                job.entry.write_job(ref)
+    progress = Progress(len(jobs))
+    counts = {"done": 0, "failed": 0}
+    queue = {"asked": 0.0, "running": 0, "why": ""}  # Slurm's view, asked every 5 s: one squeue call
+
+    def on_end(index: int, outcome: engine.Outcome) -> None:
+        job = jobs[index]
+        job.ended = time.time()
+        if outcome.lost is not None:
+            engine.record_lost(job.entry, outcome.lost)
+            # a packed task may have finished some of its jobs before it died: keep those
+            if job.entry is not None and job.entry.has_result():
+                job.step.status = "completed"  # type: ignore[union-attr]
+                job.result = cached_return(job)
+            else:
+                job.result = failed_return(job, outcome.lost)
+        elif isinstance(outcome.value, BaseException):  # the job's return could not be sent back
+            job.result = failed_return(job, outcome.value)
+        else:
+            job.result = outcome.value
+        ret = job.result
+        if ret is not None and ret.status == JobStatus.FAILED and job.entry is not None and not job.entry.file_status():
+            job.entry.write_error(ret._return_value, "")  # e.g. a failure before the task ran
+        counts["done"] += 1
+        counts["failed"] += ret is not None and ret.status == JobStatus.FAILED
+
+    def on_pass(waiting: list[int]) -> None:
+        if launcher.cluster != "slurm":
+            running, why = sum(len(tasks[p]) for p in waiting), ""
+        else:
+            if time.time() - tp.cast(float, queue["asked"]) > 5 or not waiting:
+                queue["running"], queue["why"] = _queue_view(waiting, tasks, handles)
+                queue["asked"] = time.time()
+            running, why = tp.cast(int, queue["running"]), tp.cast(str, queue["why"])
+        progress.update(counts["done"], counts["failed"], min(running, len(jobs) - counts["done"]), why)
+
+    engine.collect(backend, handles, tasks, on_end, on_pass)
+
+
+def _queue_view(waiting: tp.Sequence[int], tasks: tp.Sequence[tp.Sequence[int]], handles: tp.Sequence[tp.Any]) -> tuple[int, str]:
+    """(jobs running, the commonest reason Slurm gives for the pending ones), e.g. a drained node."""
+    import collections
+
+    queue = slurm_queue(handles[p].job_id for p in waiting)
+    running = 0
+    reasons: collections.Counter[str] = collections.Counter()
+    for position in waiting:
+        state, reason = queue.get(handles[position].job_id, ("", ""))
+        if state == "RUNNING":
+            running += len(tasks[position])
+        elif state == "PENDING" and reason not in ("", "None"):
+            reasons[reason] += len(tasks[position])
+    return running, reasons.most_common(1)[0][0] if reasons else ""
+
+
+def _wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
+    """Jobs another process is computing: wait for their outcome in the cache."""
+    waiting = [job for job in jobs if job.entry is not None]
+    for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]
+        assert job.step is not None
+        job.step.status, job.step.failure = status, failure
+        job.result = cached_return(job, "the process computing it stopped without a result")
+        job.from_cache = status != "not submitted"  # computed by the other process
+
+
+def _note_job_traceback(job: HydraJob) -> None:
+    """The error came from another process, without its frames: Hydra's sweeper re-raises it
+    here, so add the task's traceback (from the job's error.txt) as a note that Python prints."""
+    if job.result is None or job.result.status != JobStatus.FAILED or job.entry is None:
+        return
+    error, text = job.result._return_value, job.entry.error_text().rstrip()
+    note = f"Job #{job.num} ({job.shown_overrides}); its traceback:\n{text}"
+    if text and hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):  # Python 3.11+
+        error.add_note(note)

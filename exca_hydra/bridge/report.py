@@ -1,0 +1,140 @@
+"""What the user sees of a sweep: a progress display while it runs, one summary table at the
+end (cached jobs included), and one error listing every failed job."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import time
+import typing as tp
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
+
+from ..cache.store import ERROR_TEXT
+from .jobs import HydraJob
+
+logger = logging.getLogger("exca_hydra.launcher")
+
+
+class Progress:
+    """A live bar on a terminal (tqdm); plain log lines, at most every 5 s, otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.last = 0.0
+        self.bar: tp.Any = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="job", desc="sweep", leave=False)
+            except ImportError:
+                pass
+
+    def update(self, done: int, failed: int, running: int, why_pending: str = "") -> None:
+        pending = self.total - done - running
+        if self.bar is not None:
+            self.bar.n = done
+            extra = {"why": why_pending} if pending and why_pending else {}
+            self.bar.set_postfix(failed=failed, running=running, pending=pending, **extra)
+            if done == self.total:
+                self.bar.close()
+            return
+        now = time.time()
+        if now - self.last > 5 or done == self.total:
+            self.last = now
+            why = f" ({why_pending})" if pending and why_pending else ""
+            logger.info(
+                "Progress: %d/%d done, %d failed, %d running, %d pending%s",
+                done, self.total, failed, running, pending, why,
+            )
+
+
+def _outcome(ret: JobReturn | None) -> str:
+    """The result, or the error's line (as a traceback's last line shows it), in one short line."""
+    if ret is None:
+        return "?"
+    value = ret._return_value
+    text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
+    return _fit((text.strip().splitlines() or [""])[0], 60)  # an error's first line is its "Type: message"
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short_uid(uid: str | None, width: int = 60) -> str:
+    """The uid, shortened in the middle: its trailing hash is what tells two folders apart."""
+    if not uid:
+        return "-"
+    if len(uid) <= width:
+        return uid
+    head, sep, digest = uid.rpartition("-")
+    tail = sep + digest if head else uid[-16:]
+    return uid[: max(1, width - len(tail) - 1)] + "…" + tail
+
+
+def summary(jobs: tp.Sequence[HydraJob]) -> str:
+    """End-of-sweep table: number, status, time (or "cached"), uid, overrides, result or the
+    error's last line; then where the results are. Past 50 jobs, only those not completed."""
+    counts = collections.Counter(
+        "cached" if job.from_cache and _ok(job) else "completed" if _ok(job) else "failed" for job in jobs
+    )
+    head = f"Sweep summary: {len(jobs)} job(s): " + ", ".join(
+        f"{counts[k]} {k}" for k in ("completed", "cached", "failed") if counts[k]
+    )
+    shown = list(jobs)
+    if len(shown) > 50:  # a long sweep: list the others only
+        shown = [job for job in jobs if not _ok(job)]
+        head += "; not completed:" if shown else ""
+    rows = []
+    for job in shown:
+        status = job.result.status.name if job.result is not None else "?"
+        seconds = "cached" if job.from_cache else f"{job.ended - job.started:.1f}s" if job.ended else "-"
+        overrides = _fit(job.shown_overrides or "(no overrides)", 40)
+        rows.append((str(job.num), status, seconds, _short_uid(job.uid), overrides, _outcome(job.result)))
+    lines = [head]
+    if rows:
+        titles = ("#", "status", "time", "uid", "overrides", "result")
+        widths = [max(len(title), *(len(row[i]) for row in rows)) for i, title in enumerate(titles)]
+        for row in [titles, *rows]:
+            cells = [cell.rjust(w) if i in (0, 2) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+            lines.append("  " + "  ".join(cells).rstrip())
+    folders = sorted({str(job.entry.folder.parent) for job in jobs if job.entry is not None})
+    if folders:
+        lines.append("results: " + ", ".join(f"{folder}/<uid>" for folder in folders))
+    return "\n".join(lines)
+
+
+def _ok(job: HydraJob) -> bool:
+    return job.result is not None and job.result.status == JobStatus.COMPLETED
+
+
+SHOWN_FAILURES = 20  # past this, the summary table lists the rest
+
+
+class SweepFailed(CompactHydraException):
+    """Some jobs failed: each with its overrides, its error and where its traceback is, then the
+    first one's traceback (the task's own frames, as the job recorded them)."""
+
+    def __init__(self, failed: tp.Sequence[HydraJob], total: int) -> None:
+        lines = [f"{len(failed)} of {total} job(s) failed (the other jobs' results are kept):"]
+        first_traceback = ""
+        for job in failed[:SHOWN_FAILURES]:
+            error = job.result._return_value if job.result is not None else None
+            lines.append(f"  #{job.num} : {job.shown_overrides or '(no overrides)'}")
+            lines.extend(f"      {line}" for line in f"{type(error).__name__}: {error}".splitlines())
+            text = job.entry.error_text().rstrip() if job.entry is not None else ""
+            if text:  # a killed job left none: its error names its log
+                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")  # type: ignore[union-attr]
+                first_traceback = first_traceback or f"Traceback of job #{job.num}:\n{text}"
+        if len(failed) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(failed) - SHOWN_FAILURES} more (the summary above lists them)")
+        if first_traceback:
+            lines.append(first_traceback)
+        lines.append("hydra.sweeper.mode=retry runs the failed jobs again.")
+        super().__init__("\n".join(lines))
+        self.jobs = list(failed)
+

@@ -1,0 +1,136 @@
+"""The cache-aware sweeper: expand the sweep, validate every job, skip the uids already computed,
+launch the rest with stable job numbers, and return one JobReturn per job in order."""
+
+from __future__ import annotations
+
+import logging
+import typing as tp
+from pathlib import Path
+
+import pydantic
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from ..execution.options import Mode
+from .convert import plugin_params
+from .hydra_job import cached_return
+from .jobs import Context, HydraJob, assign_entries, prepare, verify_entries
+from .launcher import launcher_params, plan_jobs
+from .plugin import ExcaLauncher
+from .report import SweepFailed, summary
+
+logger = logging.getLogger(__name__)
+
+
+class SweeperParams(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    mode: Mode = "cached"
+    dry_run: bool = False
+    folder: str | None = None  # cache root when the launcher has none
+
+
+def expand(sweeper: tp.Any, params: SweeperParams, arguments: list[str]) -> list[list[list[str]]]:
+    """Hydra's basic sweep syntax (lists, range, choice, glob), in batches of max_batch_size."""
+    extra = [f"{k}={v}" for k, v in (params.params or {}).items()]
+    parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
+    overrides = parser.parse_overrides(extra + list(arguments))
+    return BasicSweeper.split_arguments(overrides, params.max_batch_size)  # type: ignore[no-any-return]
+
+
+def dry_run_table(jobs: tp.Sequence[HydraJob]) -> str:
+    lines = [f"{'#':>5}  {'status':<13} {'uid':<50} overrides"]
+    names = {"completed": "cached", "not submitted": "missing"}
+    for job in jobs:
+        lines.append(f"{job.num:>5}  {names.get(job.status, job.status):<13} {(job.uid or '-'):<50} {job.shown_overrides}")
+    return "\n".join(lines)
+
+
+def _launch_groups(jobs: tp.Sequence[HydraJob]) -> list[list[HydraJob]]:
+    """Jobs to skip one by one; jobs to run in contiguous runs (another launcher numbers jobs
+    from ``initial_job_idx``: one launch per contiguous run keeps the numbers stable)."""
+    groups: list[list[HydraJob]] = []
+    for job in jobs:
+        if groups and _to_run(job) and _to_run(groups[-1][0]):
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
+def _to_run(job: HydraJob) -> bool:
+    return job.step is not None and job.step.action == "run"
+
+
+def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
+    params: SweeperParams = plugin_params([SweeperParams], sweeper.params, "sweeper")
+    launcher = sweeper.launcher
+    exca_launcher = isinstance(launcher, ExcaLauncher)
+    if exca_launcher:  # when every job is cached it is never called: check its parameters here
+        launcher_params(launcher)
+    batches = expand(sweeper, params, arguments)
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
+
+    # validate the whole sweep before the first batch runs
+    all_overrides = [job for batch in batches for job in batch]
+    context = Context(sweeper.config, sweeper.hydra_context, sweeper.task_function)
+    jobs = prepare(context, all_overrides, 0, keep_full=not params.dry_run)
+    folder = params.folder or (getattr(launcher, "params", None) or {}).get("folder")
+    assign_entries(sweeper.task_function, folder, jobs)
+    plan_jobs(jobs, params.mode)
+    if params.mode != "force":
+        verify_entries(jobs)
+
+    if params.dry_run:
+        print(dry_run_table(jobs))
+        return []
+    statuses = [job.status for job in jobs]
+    logger.info(
+        "Exca sweeper: %d job(s): %d cached, %d running, %d to run (mode=%s)",
+        len(jobs), statuses.count("completed"), statuses.count("running"), sum(map(_to_run, jobs)), params.mode,
+    )  # fmt: skip
+
+    returns: list[list[JobReturn]] = []
+    start = 0
+    for batch in batches:
+        batch_jobs = jobs[start : start + len(batch)]
+        start += len(batch)
+        if exca_launcher:  # the typed hand-off: the launcher runs the plan (waits, skips included)
+            launcher.launch_plan(batch_jobs)
+        else:
+            _launch_with(launcher, batch_jobs)
+        returns.append([job.result for job in batch_jobs])  # type: ignore[misc]
+    logger.info(summary(jobs))
+    failed = [job for job in jobs if job.result is not None and job.result.status == JobStatus.FAILED]
+    if failed:  # like Hydra's basic sweeper, raise after every job ran; but one message for all
+        raise SweepFailed(failed, len(jobs))
+    return returns
+
+
+def _launch_with(launcher: tp.Any, jobs: tp.Sequence[HydraJob]) -> None:
+    """Another launcher numbers jobs from ``initial_job_idx``: one launch per contiguous run of
+    jobs to run keeps the numbers stable; the others get their cached outcome (after waiting for
+    those another process is computing)."""
+    from ..execution import engine
+
+    waiting = [job for job in jobs if job.step is not None and job.step.action == "wait" and job.entry is not None]
+    for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]
+        job.step.status, job.step.failure = status, failure  # type: ignore[union-attr]
+    for chunk in _launch_groups(jobs):
+        if not _to_run(chunk[0]):
+            for job in chunk:
+                job.result = cached_return(job)
+                job.from_cache = job.status in ("completed", "failed")
+            continue
+        for job in chunk:
+            # force/retry: the job side must not read the old outcome (only what was there when we looked)
+            if job.entry is not None and job.status in ("completed", "failed"):
+                job.entry.clear_outcome()
+        rets = launcher.launch([job.overrides for job in chunk], initial_job_idx=chunk[0].num)
+        for job, ret in zip(chunk, rets):
+            job.result = ret

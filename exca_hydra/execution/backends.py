@@ -1,0 +1,343 @@
+"""Backends: where the tasks of a batch run. One interface (submitit's shape: submit returns
+handles, a pass tells which ended, a handle gives its task's returns), swappable backends:
+
+- ``InlineBackend``: in this process, at submission (``cluster=None``);
+- ``ForkBackend``: forked local processes, at most ``limit`` at once (``exca_local``): no
+  interpreter start-up, and a crashed job only loses itself;
+- ``SubmititBackend``: submitit's executors (Slurm arrays, local subprocesses, debug); the batch
+  is pickled once per launch, each task gets its path and its job indices.
+
+Each backend also answers "is this submitted job still running?" from its job reference
+(``is_running``), so a later process can tell a live job from a dead one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+import traceback
+import typing as tp
+from pathlib import Path
+
+from ..cache.store import JobFailure, pid_alive
+from . import slurm
+from .options import Resources, SlurmOptions, submitit_parameters
+from .worker import Batch, script_dir, task_call
+
+RESULT_GRACE_S = 10.0  # a shared file system can show a result file late (submitit waits 15 s per job)
+
+
+class TaskLost(Exception):
+    """A task ended without returning (killed, out of time or memory...): its failure."""
+
+    def __init__(self, failure: JobFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+class Handle(tp.Protocol):
+    job_id: str
+
+    def returns(self) -> list[tp.Any]:
+        """What the task's jobs returned, in order; raises TaskLost if it ended without."""
+
+    def ref(self) -> dict[str, tp.Any] | None:
+        """What job.json records to find the job again (None: nothing to find)."""
+
+
+class Backend(tp.Protocol):
+    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[tp.Any]:
+        """Start every task (job indices of the batch); non-blocking except in-process."""
+
+    def ended(self, handles: tp.Sequence[tp.Any]) -> list[bool]:
+        """Which tasks have ended, in one pass (one queue query at most)."""
+
+    def pause(self, delay: float) -> None:
+        """Wait before the next pass: sleep, or until a child process ends."""
+
+
+# ----- in this process -----
+class InlineHandle:
+    job_id = "inline"
+
+    def __init__(self, values: list[tp.Any], error: BaseException | None) -> None:
+        self.values = values
+        self.error = error
+
+    def returns(self) -> list[tp.Any]:
+        return self.values
+
+    def ref(self) -> None:
+        return None
+
+
+class InlineBackend:
+    """Runs each task at submission; a job's error stays in its entry (and in the handle)."""
+
+    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[InlineHandle]:
+        handles = []
+        for task in tasks:
+            values, error = [], None
+            for index in task:
+                try:
+                    values.append(batch.run(index, "inline"))
+                except Exception as e:  # recorded in the entry by the job side
+                    values.append(None)
+                    error = e
+            handles.append(InlineHandle(values, error))
+        return handles
+
+    def ended(self, handles: tp.Sequence[tp.Any]) -> list[bool]:
+        return [True] * len(handles)
+
+    def pause(self, delay: float) -> None:
+        pass
+
+
+# ----- forked local processes -----
+class ForkHandle:
+    def __init__(self, backend: ForkBackend, position: int, indices: tp.Sequence[int]) -> None:
+        self.backend = backend
+        self.position = position
+        self.indices = list(indices)
+        self.pid = 0
+        self.status: int | None = None  # os.wait status once ended
+
+    @property
+    def job_id(self) -> str:
+        return f"local_{self.position}"
+
+    def returns(self) -> list[tp.Any]:
+        path = self.backend.folder / f"{self.position}.pkl"
+        if path.exists():
+            with path.open("rb") as f:
+                values = pickle.load(f)
+            path.unlink()
+            return values  # type: ignore[no-any-return]
+        status = self.status or 0
+        reason = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
+        raise TaskLost(JobFailure(f"The job's process (pid {self.pid}) died ({reason}) before returning"))
+
+    def ref(self) -> dict[str, tp.Any]:
+        return {"backend": "ForkJob", "job_id": str(self.pid), "folder": str(self.backend.folder)}
+
+
+def _die_with_parent() -> None:
+    """A forked job must not outlive its launcher (Linux): its claim names the launcher, so a
+    re-run would compute the same uid again beside an orphan."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class ForkBackend:
+    def __init__(self, folder: Path, limit: int | None = None) -> None:
+        self.folder = Path(folder)
+        self.limit = max(1, limit or os.cpu_count() or 1)
+        self.batch: Batch | None = None
+        self.pending: list[ForkHandle] = []
+        self.running: dict[int, ForkHandle] = {}
+
+    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[ForkHandle]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.batch = batch
+        handles = [ForkHandle(self, position, task) for position, task in enumerate(tasks)]
+        self.pending.extend(handles)
+        self._start()
+        return handles
+
+    def _start(self) -> None:
+        while self.pending and len(self.running) < self.limit:
+            handle = self.pending.pop(0)
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # child: run the task, write its returns, leave without cleanup handlers
+                code = 0
+                try:
+                    _die_with_parent()
+                    if os.getppid() != parent:
+                        os._exit(1)
+                    assert self.batch is not None
+                    job_id = str(os.getpid())
+                    values = [self.batch.run(index, job_id) for index in handle.indices]
+                    _write_returns(self.folder / f"{handle.position}.pkl", values)
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                finally:
+                    os._exit(code)
+            handle.pid = pid
+            self.running[pid] = handle
+
+    def _reap(self, block: bool) -> None:
+        while self.running:
+            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            if pid == 0:
+                return
+            handle = self.running.pop(pid, None)
+            if handle is not None:
+                handle.status = status
+            block = False
+        self._start()
+
+    def ended(self, handles: tp.Sequence[ForkHandle]) -> list[bool]:  # type: ignore[override]
+        self._reap(block=False)
+        return [handle.status is not None for handle in handles]
+
+    def pause(self, delay: float) -> None:
+        if self.running:
+            self._reap(block=True)  # returns as soon as a child ends: no polling delay
+
+    def cancel(self) -> None:
+        """Ctrl-C of the launcher: the children get it too (same process group); reap them."""
+        self.pending.clear()
+        for pid in list(self.running):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _write_returns(path: Path, values: list[tp.Any]) -> None:
+    try:
+        data = pickle.dumps(values)
+    except Exception as e:  # e.g. an unpicklable return value
+        data = pickle.dumps([RuntimeError(f"The job's return value cannot be pickled: {e}")] * len(values))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ----- submitit: Slurm arrays, local subprocesses, debug -----
+class SubmititHandle:
+    def __init__(self, job: tp.Any) -> None:
+        self.job = job  # a submitit.Job
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.job_id)
+
+    def returns(self) -> list[tp.Any]:
+        job = self.job
+        if not job.paths.result_pickle.exists() and type(job).__name__ != "DebugJob":
+            raise TaskLost(task_failure(job, "ended without a result (killed, out of time or memory?)"))
+        try:
+            return job.result()  # type: ignore[no-any-return]
+        except Exception as e:
+            raise TaskLost(task_failure(job, f"failed: {e}")) from e
+
+    def ref(self) -> dict[str, tp.Any] | None:
+        return None if type(self.job).__name__ == "DebugJob" else job_ref(self.job)
+
+
+def task_failure(job: tp.Any, detail: str) -> JobFailure:
+    log = getattr(getattr(job, "paths", None), "stderr", "?")
+    said = slurm.slurm_says(log)
+    lines = [f"Slurm job {job.job_id} ({job.state}) {detail}", *([f"Slurm: {said}"] if said else []), f"log: {log}"]
+    return JobFailure("\n".join(lines))
+
+
+class SubmititBackend:
+    def __init__(
+        self,
+        cluster: str | None,
+        folder: Path,
+        resources: Resources,
+        slurm_options: SlurmOptions,
+        name: str | None = None,
+        max_array_size: int | None = None,
+        import_path: str | None = None,
+        extra: dict[str, tp.Any] | None = None,
+    ) -> None:
+        import submitit
+
+        self.folder = Path(folder).absolute()
+        executor = submitit.AutoExecutor(
+            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.max_num_timeout, slurm_python=slurm_options.python
+        )
+        parameters = submitit_parameters(resources, slurm_options, executor.cluster)
+        if name is not None:
+            parameters["name"] = name
+        parameters.update(extra or {})
+        executor.update_parameters(**parameters)
+        self.executor = executor
+        self.cluster = executor.cluster
+        self.max_array_size = max_array_size
+        self.import_path = import_path if import_path is not None else script_dir()
+        self.no_result_since: dict[str, float] = {}
+
+    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[SubmititHandle]:
+        import cloudpickle
+
+        # one pickle for the whole launch, beside the logs (their folder may be a %j template)
+        batch_dir = self.folder.parent if "%" in self.folder.name else self.folder
+        batch_dir.mkdir(parents=True, exist_ok=True)
+        path = batch_dir / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(batch):x}.pkl"
+        with path.open("wb") as f:
+            cloudpickle.dump(batch, f)
+        size = self.max_array_size or (slurm.max_array_size() if self.cluster == "slurm" else len(tasks))
+        jobs: list[tp.Any] = []
+        for start in range(0, len(tasks), max(1, size)):  # one array per MaxArraySize tasks
+            with self.executor.batch():
+                for task in tasks[start : start + size]:
+                    jobs.append(self.executor.submit(task_call(batch, str(path), task, self.import_path)))
+        return [SubmititHandle(job) for job in jobs]
+
+    def ended(self, handles: tp.Sequence[SubmititHandle]) -> list[bool]:  # type: ignore[override]
+        done = slurm.jobs_done([h.job for h in handles])  # at most one squeue call
+        now = time.time()
+        for i, handle in enumerate(handles):
+            # a task that ended without a result file: a shared file system may show it late
+            if done[i] and self.cluster == "slurm" and not handle.job.paths.result_pickle.exists():
+                since = self.no_result_since.setdefault(handle.job_id, now)
+                done[i] = now - since >= RESULT_GRACE_S
+        return done
+
+    def pause(self, delay: float) -> None:
+        time.sleep(delay)
+
+
+# ----- job references (job.json) -----
+def job_ref(job: tp.Any) -> dict[str, tp.Any]:
+    return {
+        "backend": type(job).__name__,
+        "job_id": str(job.job_id),
+        "folder": str(job.paths.folder),
+        "stderr": str(job.paths.stderr),
+    }
+
+
+def job_from_ref(ref: dict[str, tp.Any]) -> tp.Any:
+    """The submitit job of a reference (None: nothing to reattach to)."""
+    import submitit
+
+    if ref["backend"] == "SlurmJob":
+        return submitit.SlurmJob(ref["folder"], ref["job_id"])
+    if ref["backend"] == "LocalJob":
+        from submitit.local.local import LocalJob
+
+        return LocalJob(ref["folder"], ref["job_id"])
+    if ref["backend"] in ("DebugJob", "ForkJob"):
+        return None
+    raise ValueError(f"Unknown job backend in job reference: {ref}")
+
+
+def is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, str]:
+    """(running, state) of a submitted job, asked of its backend."""
+    backend = ref["backend"]
+    if backend in ("LocalJob", "ForkJob"):
+        if job is not None and getattr(job, "_process", None) is not None:
+            state = job.state
+            return state == "RUNNING", state
+        alive = ref["job_id"].isdigit() and pid_alive(int(ref["job_id"]))
+        return alive, "RUNNING" if alive else "FINISHED"
+    if backend == "SlurmJob":
+        job = job if job is not None else job_from_ref(ref)
+        done = slurm.jobs_done([job])[0]
+        return not done, str(job.state)
+    return False, "UNKNOWN"

@@ -1,0 +1,75 @@
+"""The plan of a launch: for each job, its cache entry, its status (read once, as data) and what
+to do with it. Reading a status writes nothing."""
+
+from __future__ import annotations
+
+import typing as tp
+from dataclasses import dataclass
+
+from ..cache.store import Entry, JobFailure, Status
+from .backends import is_running
+from .options import Mode
+from .slurm import failure_from_job
+
+# run: compute it; read: run it through the job side, which reads its result back (a launcher
+# that must give each job its own run, e.g. under Hydra's basic sweeper); wait: another process
+# computes it; skip: its recorded outcome (or its absence, read-only) is the answer
+Action = tp.Literal["skip", "wait", "run", "read"]
+
+
+@dataclass
+class Step:
+    """One job of a plan."""
+
+    entry: Entry | None  # None: no cache folder, always run
+    status: Status = "not submitted"
+    failure: JobFailure | None = None  # why a job ended without any record (not yet written)
+    action: Action = "run"
+    clear: bool = False  # run over an outcome found at planning time (force, retry)
+
+
+def read_status(entry: Entry) -> tuple[Status, JobFailure | None]:
+    """Files first (one stat each); the backend is asked only about submitted, unfinished jobs.
+    A job that ended without a result or an error file is "failed", with the reason (not written:
+    whoever acts on it records it)."""
+    status = entry.file_status()
+    if status is not None:
+        return status, None
+    ref = entry.read_job()
+    if ref is None:  # maybe another process is computing it right now
+        return ("not submitted" if entry.claim_is_stale() else "running"), None
+    running, state = is_running(ref)
+    if running:
+        return "running", None
+    status = entry.file_status()  # it may have finished in between
+    if status is not None:
+        return status, None
+    if ref.get("backend") == "ForkJob" and not entry.claim_is_stale():
+        return "running", None  # its launcher is alive and will record the outcome
+    return "failed", failure_from_job(ref, state)
+
+
+def decide(status: Status, mode: Mode) -> Action:
+    if mode == "read-only":
+        return "skip"
+    if status == "running":  # even under force: another process is computing it right now
+        return "wait"
+    if mode == "force":
+        return "run"
+    if status == "completed":
+        return "skip"
+    if status == "failed":
+        return "run" if mode == "retry" else "skip"
+    return "run"
+
+
+def plan(entries: tp.Sequence[Entry | None], mode: Mode) -> list[Step]:
+    steps = []
+    for entry in entries:
+        if entry is None:
+            steps.append(Step(None))
+            continue
+        status, failure = read_status(entry)
+        action = decide(status, mode)
+        steps.append(Step(entry, status, failure, action, clear=action == "run" and status in ("completed", "failed")))
+    return steps

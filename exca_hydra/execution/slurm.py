@@ -1,0 +1,129 @@
+"""Slurm glue: the cluster's array limit, requeue-aware job completion, squeue's view of a
+job's tasks, and what Slurm wrote in a job's log about how it ended."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import typing as tp
+
+from ..cache.store import JobFailure, pid_alive
+
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
+
+
+@functools.lru_cache(maxsize=1)
+def max_array_size() -> int:
+    """The cluster's MaxArraySize: array indices go from 0 to MaxArraySize - 1, so a job array
+    (submitit numbers tasks from 0) holds at most MaxArraySize tasks."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return DEFAULT_MAX_ARRAY_SIZE
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize":
+            return int(value.strip())
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
+# slurmctld's states of a job that has not ended (a requeued job is PENDING again)
+_SLURM_UNFINISHED = frozenset(
+    "PENDING RUNNING REQUEUED REQUEUE_HOLD REQUEUE_FED CONFIGURING COMPLETING SUSPENDED RESIZING "
+    "SIGNALING STAGE_OUT STOPPED RESV_DEL_HOLD".split()
+)
+
+
+def jobs_done(jobs: tp.Sequence[tp.Any]) -> list[bool]:
+    """submitit's ``done()``, corrected for requeues: sacct shows NODE_FAIL or PREEMPTED for a
+    second or so after slurmctld has requeued the job (measured with Slurm 22.05.8). Jobs that
+    ended without a result are confirmed with one squeue call, and watched again if requeued."""
+    done = []
+    unconfirmed = []
+    for job in jobs:
+        if type(job).__name__ == "LocalJob" and getattr(job, "_process", None) is None:
+            # reattached by another process: submitit cannot poll it, its pid can be checked
+            job_id = str(job.job_id)
+            done.append(job.paths.result_pickle.exists() or not (job_id.isdigit() and pid_alive(int(job_id))))
+            continue
+        ended = job.done()
+        done.append(ended)
+        if ended and type(job).__name__ == "SlurmJob" and not job.paths.result_pickle.exists():
+            unconfirmed.append(len(done) - 1)
+    if unconfirmed:
+        queue = slurm_queue(str(jobs[i].job_id) for i in unconfirmed)
+        for i in unconfirmed:
+            job_id = str(jobs[i].job_id)
+            state = queue.get(job_id, ("", ""))[0]
+            if state in _SLURM_UNFINISHED:
+                watcher = jobs[i].watcher  # submitit caches finished states: forget this one
+                getattr(watcher, "_finished", set()).discard(job_id)
+                getattr(watcher, "_info_dict", {})[job_id] = {"State": state}
+                done[i] = False
+    return done
+
+
+def _task_ids(squeue_id: str) -> list[str]:
+    """'12_3' -> ['12_3']; a pending range '12_[4-6,9%2]' -> ['12_4', '12_5', '12_6', '12_9']."""
+    if "[" not in squeue_id:
+        return [squeue_id]
+    array, spec = squeue_id.split("_[", 1)
+    ids: list[str] = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        last, _, step = last.partition(":")
+        ids.extend(f"{array}_{i}" for i in range(int(first), int(last or first) + 1, int(step or 1)))
+    return ids
+
+
+def slurm_queue(job_ids: tp.Iterable[str]) -> dict[str, tuple[str, str]]:
+    """{task id: (state, reason)} of these jobs' arrays in slurmctld's memory (one squeue call)."""
+    arrays = sorted({str(job_id).split("_")[0] for job_id in job_ids})
+    if not arrays:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(arrays), "-o", "%i|%T|%r"],
+                             capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    queue = {}
+    for line in out.splitlines():
+        squeue_id, state, reason = (line.split("|", 2) + ["", ""])[:3]
+        for task_id in _task_ids(squeue_id.strip()):
+            queue[task_id] = (state, reason)
+    return queue
+
+
+def slurm_says(log: tp.Any) -> str:
+    """Slurm's own word in a job's log, e.g. '*** JOB 12 ON vm CANCELLED AT ... DUE TO NODE
+    FAILURE ... ***' (sacct's Reason column is 'None' for most ended jobs)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read().decode("utf8", errors="replace")
+    except (OSError, TypeError):
+        return ""
+    lines = tail.splitlines()
+    stepd = [line.strip() for line in lines if "slurmstepd" in line and "***" in line]
+    # else srun's line on how the step died, e.g. 'srun: error: vm: task 0: User defined signal 2'
+    srun = [line.strip() for line in lines if line.startswith("srun: error:") and ": task " in line]
+    return (stepd or srun or [""])[-1]
+
+
+# submitit's --signal=USR2@<signal_delay_s>: Slurm's warning before the time limit (or a preemption)
+_EARLY_USR2 = (
+    ". SIGUSR2 is the warning Slurm sends signal_delay_s before the time limit (or on preemption); it came"
+    " before the job could handle it: is timeout_min shorter than signal_delay_s?"
+)
+
+
+def failure_from_job(ref: dict[str, tp.Any], state: str) -> JobFailure:
+    said = slurm_says(ref.get("stderr"))
+    why = _EARLY_USR2 if said.endswith("User defined signal 2") else ""
+    return JobFailure(
+        f"Job {ref['job_id']} ended with state {state} without a result or a Python error "
+        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''}{why} Its log: {ref.get('stderr', '?')}"
+    )

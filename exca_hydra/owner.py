@@ -1,0 +1,91 @@
+"""How a config class holds its infras: each infra instance is bound to the config object that
+holds it (after validation and after unpickling), and declaring an infra makes the class and its
+sub-configs strict (an unknown key fails validation)."""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing as tp
+
+import pydantic
+
+Method = tp.Callable[[tp.Any], tp.Any]
+NOTHING: tp.Any = object()  # no value kept in RAM
+
+
+class Binding:
+    """What an infra instance knows about the config that holds it."""
+
+    __slots__ = ("obj", "name", "method", "exclude", "uid", "computed", "ram")
+
+    def __init__(self, obj: pydantic.BaseModel, name: str, method: Method, exclude: tuple[str, ...]):
+        self.obj = obj
+        self.name = name
+        self.method = method
+        self.exclude = exclude
+        self.uid: str | None = None
+        self.computed = False
+        self.ram: tp.Any = NOTHING
+
+
+def bind_infras(obj: pydantic.BaseModel) -> None:
+    for name, (method, exclude) in type(obj).__exca_infras__.items():  # type: ignore[attr-defined]
+        infra = obj.__dict__.get(name)
+        if infra is not None and getattr(infra, "_exca_is_infra", False):
+            infra._bind(obj, name, method, exclude)
+
+
+def hook_owner(owner: type) -> None:
+    """Bind infras to their config after validation and after unpickling."""
+    if owner.__dict__.get("__exca_hooked__"):
+        return
+    post_init = owner.model_post_init  # type: ignore[attr-defined]
+
+    def model_post_init(self: pydantic.BaseModel, context: tp.Any, /) -> None:
+        post_init(self, context)
+        bind_infras(self)
+
+    set_state = owner.__setstate__  # type: ignore[attr-defined]
+
+    def __setstate__(self: pydantic.BaseModel, state: tp.Any) -> None:
+        set_state(self, state)
+        bind_infras(self)
+
+    owner.model_post_init = model_post_init  # type: ignore[attr-defined]
+    owner.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    owner.__exca_hooked__ = True  # type: ignore[attr-defined]
+
+
+def _submodels(annotation: tp.Any, out: set[type]) -> None:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        if annotation not in out:
+            out.add(annotation)
+            for info in annotation.model_fields.values():
+                _submodels(info.annotation, out)
+        return
+    for arg in tp.get_args(annotation):
+        _submodels(arg, out)
+
+
+def forbid_extra_in_submodels(owner: type) -> None:
+    """Sub-configs without an explicit ``extra`` setting become strict too (as the owner): an
+    unknown key anywhere in the config must fail validation, not vanish silently."""
+    localns: dict[str, tp.Any] = {}
+    frame: types.FrameType | None = sys._getframe(1)
+    for _ in range(8):  # classes defined in a function: their names live in its frame
+        if frame is None:
+            break
+        localns = {**frame.f_locals, **localns}
+        frame = frame.f_back
+    try:
+        hints = tp.get_type_hints(owner, localns=localns)
+    except Exception:  # unresolved forward references: leave those sub-configs as declared
+        hints = dict(getattr(owner, "__annotations__", {}))
+    found: set[tp.Any] = set()  # pydantic model classes
+    for annotation in hints.values():
+        _submodels(annotation, found)
+    for cls in found:
+        if "extra" not in cls.model_config and not getattr(cls, "_exca_is_infra", False):
+            cls.model_config["extra"] = "forbid"
+            cls.model_rebuild(force=True)

@@ -1,0 +1,157 @@
+"""Unit tests of the execution layer: the plan (status read once, nothing written), the engine's
+claims, the in-process and forked backends, the job side's batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import typing as tp
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from exca_hydra.cache.store import Entry, JobFailure
+from exca_hydra.execution import engine
+from exca_hydra.execution.backends import ForkBackend, InlineBackend, TaskLost
+from exca_hydra.execution.plan import decide, plan, read_status
+from exca_hydra.execution.worker import CheckpointableTaskCall, MethodBatch, TaskCall, task_call
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else {}
+
+
+# ----- plan -----
+@pytest.mark.parametrize(
+    "status,mode,action",
+    [
+        ("not submitted", "cached", "run"), ("completed", "cached", "skip"), ("failed", "cached", "skip"),
+        ("failed", "retry", "run"), ("completed", "retry", "skip"), ("completed", "force", "run"),
+        ("running", "force", "wait"), ("running", "cached", "wait"), ("not submitted", "read-only", "skip"),
+        ("completed", "read-only", "skip"),
+    ],
+)  # fmt: skip
+def test_decide(status: tp.Any, mode: tp.Any, action: str) -> None:
+    assert decide(status, mode) == action
+
+
+def test_plan_reads_each_status_once_and_writes_nothing(tmp_path: Path) -> None:
+    done, failed, dead = Entry(tmp_path / "done"), Entry(tmp_path / "failed"), Entry(tmp_path / "dead")
+    done.write_result(1)
+    failed.write_error(ValueError("x"), "tb")
+    # a job that a backend knows as ended, with neither result nor error: failed, with a reason
+    dead.folder.mkdir()
+    (dead.folder / "job.json").write_text(json.dumps({"backend": "LocalJob", "job_id": "999999999", "stderr": "/nowhere"}))
+    before = {e.uid: _files(e.folder) for e in (done, failed, dead)}
+    steps = plan([done, failed, dead, None], "retry")
+    assert [(s.status, s.action) for s in steps] == [("completed", "skip"), ("failed", "run"), ("failed", "run"), ("not submitted", "run")]
+    assert steps[1].clear and not steps[0].clear
+    assert isinstance(steps[2].failure, JobFailure) and steps[1].failure is None
+    assert {e.uid: _files(e.folder) for e in (done, failed, dead)} == before  # a status read writes nothing
+    assert read_status(dead)[0] == "failed" and not dead.has_error()
+
+
+# ----- engine: claims -----
+def test_claimed_releases_every_claim_on_error(tmp_path: Path) -> None:
+    entries = [Entry(tmp_path / str(i)) for i in range(3)]
+    steps = plan(entries, "cached")
+    with pytest.raises(RuntimeError, match="bad logs template"):
+        with engine.claimed(steps) as mine:
+            assert mine == [0, 1, 2] and all(e.claim_owner() for e in entries)
+            raise RuntimeError("bad logs template")
+    assert all(e.claim_owner() is None for e in entries)
+    assert [s.action for s in plan(entries, "cached")] == ["run"] * 3  # not "running" forever
+
+
+def test_claim_held_by_another_live_process_means_wait(tmp_path: Path) -> None:
+    entry = Entry(tmp_path / "a")
+    entry.folder.mkdir()
+    (entry.folder / "claim.json").write_text(json.dumps({"host": os.uname().nodename, "pid": os.getppid(), "time": 0}))
+    steps = plan([entry], "cached")
+    assert steps[0].status == "running" and steps[0].action == "wait"
+    with engine.claimed(steps) as mine:
+        assert mine == []
+    assert entry.claim_owner() is not None  # another's claim is left alone
+
+
+def test_force_clears_the_old_outcome_under_its_own_claim(tmp_path: Path) -> None:
+    entry = Entry(tmp_path / "a")
+    entry.write_result("old")
+    steps = plan([entry], "force")
+    with engine.claimed(steps) as mine:
+        assert mine == [0] and not entry.has_result() and entry.claim_owner()["pid"] == os.getpid()  # type: ignore[index]
+
+
+# ----- backends and the job side -----
+def _double(obj: tp.Any) -> tp.Any:
+    if obj["x"] == "boom":
+        raise ValueError("boom")
+    if obj["x"] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return obj["x"] * 2
+
+
+def test_inline_backend_runs_at_submission_and_stores(tmp_path: Path) -> None:
+    entries = [Entry(tmp_path / "a"), Entry(tmp_path / "b")]
+    batch = MethodBatch([(_double, {"x": 2}, entries[0]), (_double, {"x": "boom"}, entries[1])])
+    handles = InlineBackend().submit(batch, [[0], [1]])
+    assert entries[0].load_result() == 4 and handles[0].returns() == [None]
+    assert isinstance(handles[1].error, ValueError) and "boom" in entries[1].error_text()
+
+
+class _Returns:
+    """A batch whose jobs return values (as Hydra's JobReturns) and store into entries."""
+
+    checkpointable = False
+
+    def __init__(self, xs: list[tp.Any], entries: list[Entry]) -> None:
+        self.xs, self.entries = xs, entries
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def setup(self) -> None:
+        pass
+
+    def run(self, index: int, job_id: str) -> tp.Any:
+        from exca_hydra.execution.worker import run_and_store
+
+        return run_and_store(_double, {"x": self.xs[index]}, self.entries[index])
+
+
+def test_fork_backend_collects_returns_and_reports_a_dead_process(tmp_path: Path) -> None:
+    entries = [Entry(tmp_path / str(i)) for i in range(4)]
+    backend = ForkBackend(tmp_path / "returns", limit=2)
+    tasks = [[0], [1], [2, 3]]
+    handles = backend.submit(_Returns([1, "die", 3, 4], entries), tasks)
+    outcomes: dict[int, engine.Outcome] = {}
+    engine.collect(backend, handles, tasks, lambda i, o: outcomes.__setitem__(i, o))
+    assert outcomes[0].value == 2 and outcomes[2].value == 6 and outcomes[3].value == 8
+    assert outcomes[1].lost is not None and "signal 9" in str(outcomes[1].lost)
+    with pytest.raises(TaskLost):
+        handles[1].returns()
+    engine.record_lost(entries[1], outcomes[1].lost)
+    assert read_status(entries[1])[0] == "failed" and "signal 9" in str(entries[1].load_error())
+    engine.record_lost(entries[0], outcomes[1].lost)  # a result is never overwritten by a failure
+    assert entries[0].load_result() == 2
+
+
+class Model:
+    def __init__(self, checkpoint: bool) -> None:
+        if checkpoint:
+            self.checkpoint = lambda: None
+
+
+def test_task_call_is_checkpointable_only_when_a_config_has_a_hook(tmp_path: Path) -> None:
+    entry = Entry(tmp_path / "e")
+    plain = MethodBatch([(_double, Model(False), entry)])
+    hooked = MethodBatch([(_double, Model(False), entry), (_double, Model(True), entry)])
+    assert type(task_call(plain, "p", [0], None)) is TaskCall
+    assert type(task_call(hooked, "p", [0], None)) is CheckpointableTaskCall
+    # a batch is pickled once per launch: each task carries only its path and indices
+    assert len(pickle.dumps(task_call(hooked, "/some/batch.pkl", [0, 1], None))) < 300
+    restored = cloudpickle.loads(cloudpickle.dumps(plain))
+    assert restored.calls[0][2].folder == entry.folder and restored.checkpointable is False
