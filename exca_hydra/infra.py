@@ -61,7 +61,7 @@ class TaskInfra(Resources):
     slurm_mem_per_cpu: str | None = None
     slurm_account: str | None = None
     slurm_signal_delay_s: int = 120
-    slurm_max_num_timeout: int = 0
+    slurm_max_num_timeout: int = 3
     slurm_additional_parameters: dict[str, tp.Any] = {}
     slurm_setup: list[str] | None = None
     slurm_srun_args: list[str] | None = None

@@ -37,9 +37,10 @@ class CachedTask:
 class HydraBatch:
     """What every job of one launch shares; written once per array, not once per job."""
 
-    checkpointable = True  # the task's model may have a checkpoint() hook: requeue, then resume
-
     def __init__(self, hydra_context: tp.Any, task_function: tp.Any, jobs: tp.Sequence[HydraJob]) -> None:
+        # a model with a checkpoint() hook is requeued on timeout or preemption, then resumes
+        model = getattr(task_function, "__exca_model__", None)
+        self.checkpointable = callable(getattr(model, "checkpoint", None))
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.singleton_state = Singleton.get_state()

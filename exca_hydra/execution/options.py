@@ -40,7 +40,7 @@ class SlurmOptions(pydantic.BaseModel):
     mem_per_cpu: str | None = None
     account: str | None = None
     signal_delay_s: int = 120  # Slurm's warning before the time limit (the checkpoint hook's time)
-    max_num_timeout: int = 0  # requeues after a timeout (preemptions always requeue)
+    max_num_timeout: int = 3  # requeues after a timeout, for configs with a checkpoint() hook (submitit's default)
     additional_parameters: dict[str, tp.Any] = {}
     setup: list[str] | None = None
     srun_args: list[str] | None = None  # extra arguments of the job step's srun

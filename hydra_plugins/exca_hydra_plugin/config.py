@@ -45,7 +45,7 @@ EXCA_SLURM = {
     "mem_per_cpu": None,
     "account": None,
     "signal_delay_s": 120,
-    "max_num_timeout": 0,
+    "max_num_timeout": 3,  # requeues after a timeout, for a model with a checkpoint() hook
     "additional_parameters": {},
     "setup": None,
     "srun_args": None,
