@@ -46,7 +46,12 @@ def main(
         def run(cfg_passthrough: tp.Any = None) -> tp.Any:
             if cfg_passthrough is None:
                 _check_override_syntax()
-            return hydra_main(cfg_passthrough)
+            try:
+                return hydra_main(cfg_passthrough)
+            except (SystemExit, Exception) as e:
+                if not (isinstance(e, SystemExit) and e.code in (0, None)):
+                    _hint_invisible_plugins()  # only after a failure: nothing on a normal start
+                raise
 
         run.__name__, run.__qualname__, run.__doc__ = hydra_main.__name__, hydra_main.__qualname__, hydra_main.__doc__
         return run
@@ -130,3 +135,38 @@ class _Task:
         if entry is not None and not entry.has_result():
             entry.write_configs(obj.model_dump(mode="json"), uid_cfg)
         return run_cached(function, obj, entry)
+
+
+def _hint_invisible_plugins() -> None:
+    """Hydra failed: if it cannot see exca's plugins (it then says "Could not find
+    'hydra/sweeper/exca'"), say why and how to fix the install."""
+    import importlib
+    import pkgutil
+
+    try:
+        import hydra_plugins
+
+        path, init = list(hydra_plugins.__path__), getattr(hydra_plugins, "__file__", None)
+    except Exception:
+        path, init = [], None
+    if any(m.name == "exca_hydra_plugin" for m in pkgutil.iter_modules(path)):  # Hydra's scan finds them
+        return
+    try:
+        where = importlib.import_module("hydra_plugins.exca_hydra_plugin").__file__
+    except Exception:
+        where = None
+    if init:
+        fix = f"{init} makes hydra_plugins a regular package, hiding the namespace: remove that file"
+    elif where:
+        fix = (
+            f"they import (from {where}) through an import hook, not from a folder of hydra_plugins.__path__ "
+            f"{path} that Hydra scans (setuptools' editable finder): reinstall with `pip install -e .` "
+            "(an older exca-hydra checkout: add `--config-settings editable_mode=compat`)"
+        )
+    else:
+        fix = f"not installed for {sys.executable}: `pip install -e .` in exca-hydra's checkout"
+    sys.stderr.write(
+        "exca-hydra: the exca plugins (hydra/sweeper=exca, hydra/launcher=exca_local|exca_slurm) are not "
+        f"visible to Hydra: {fix}. Check with `python -c 'import hydra_plugins.exca_hydra_plugin'` and "
+        "`python example_app/app.py --info plugins` (lists ExcaSweeper).\n"
+    )
