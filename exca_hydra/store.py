@@ -12,13 +12,14 @@ import json
 import os
 import pickle
 import socket
-import stat
 import time
 import typing as tp
 import uuid
 from pathlib import Path
 
 import yaml
+
+from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
 
@@ -260,25 +261,6 @@ class Entry:
         """Forget the result, the error and the job; the configs stay (they define the uid)."""
         for name in (RESULT, ERROR, ERROR_TEXT, JOB, CLAIM):
             (self.folder / name).unlink(missing_ok=True)
-
-
-def check_trusted(f: tp.BinaryIO, path: Path) -> None:
-    """Unpickling runs code: a pickle written by another user (neither this user nor root) is
-    loaded only if no folder above it is writable by everyone without the sticky bit (anyone
-    could have put it there).  One fstat of the open file; the folders only for a foreign file."""
-    owner = os.fstat(f.fileno()).st_uid
-    if owner in (os.geteuid(), 0):
-        return
-    for folder in path.absolute().parents:
-        mode = folder.stat().st_mode
-        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-            raise CacheError(
-                f"Refusing to load {path}: it was written by uid {owner}, not by you (uid "
-                f"{os.geteuid()}), and {folder} is writable by everyone (mode {stat.filemode(mode)}), "
-                "so anyone could have put it there, and loading a pickle runs its code. Remove write "
-                f"access for others (chmod o-w {folder}) if you trust its content, or delete {path} "
-                "to recompute."
-            )
 
 
 def pid_alive(pid: int) -> bool:
