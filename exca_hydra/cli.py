@@ -126,24 +126,42 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 1
 
 
+def _own_folder(root: Path, folder: Path) -> Path | None:
+    """``folder``'s real path when it is inside ``root`` with no symbolic link below ``root``."""
+    real = Path(os.path.realpath(folder))
+    expected = Path(os.path.normpath(Path(os.path.realpath(root)) / folder.relative_to(root)))
+    return real if real == expected else None
+
+
 def cmd_clear(args: argparse.Namespace) -> int:
-    chosen = []
-    for entry in iter_entries(Path(args.folder)):
+    root, chosen, skipped, failed = Path(args.folder), [], 0, 0
+    for entry in iter_entries(root):
         if args.uid and entry.uid not in args.uid:
             continue
         if args.failed and entry.file_status() != "failed":
             continue
-        chosen.append(entry)
-    for entry in chosen:
-        print(("would clear " if args.dry_run else "clearing ") + str(entry.folder))
+        real = _own_folder(root, entry.folder)
+        if real is None:  # never delete outside the folder given
+            print(f"skipping {entry.folder}: a symbolic link (or inside one) to {os.path.realpath(entry.folder)}; "
+                  "clear it in its own cache", file=sys.stderr)  # fmt: skip
+            skipped += 1
+        else:
+            chosen.append((entry.folder, Entry(real)))
+    for folder, entry in chosen:
+        print(("would clear " if args.dry_run else "clearing ") + str(folder))
         if args.dry_run:
             continue
-        if args.failed:
-            entry.clear()  # the configs stay; the next run recomputes
-        else:
-            shutil.rmtree(entry.folder)
-    print(f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'} {'selected' if args.dry_run else 'cleared'}")
-    return 0
+        try:
+            if args.failed:
+                entry.clear()  # the configs stay; the next run recomputes
+            else:
+                shutil.rmtree(entry.folder)
+        except OSError as e:
+            print(f"could not clear {folder}: {e}", file=sys.stderr)
+            failed += 1
+    count = len(chosen) - failed
+    print(f"{count} entr{'y' if count == 1 else 'ies'} {'selected' if args.dry_run else 'cleared'}")
+    return 1 if skipped or failed else 0
 
 
 def main(argv: tp.Sequence[str] | None = None) -> int:

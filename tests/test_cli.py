@@ -11,6 +11,8 @@ import pytest
 from exca_hydra.cli import main
 from models import MyTask
 
+METHOD = "models.MyTask.compute,0"
+
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -73,3 +75,36 @@ def test_clear_failed_keeps_results(cache: Path) -> None:
 def test_console_script_is_installed(cache: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "exca_hydra.cli", "list", str(cache)], capture_output=True, text=True)
     assert out.returncode == 0 and "4 entries" in out.stdout
+
+
+def test_clear_never_deletes_outside_the_folder_given(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: symbolic links below the folder given are skipped, with a message, not followed."""
+    other = tmp_path / "other"  # another cache, reachable through a linked method folder
+    (tmp_path / "fail").unlink()
+    assert MyTask(x=1, infra={"folder": other}).compute() == 2
+    uid = MyTask(x=1, infra={"folder": other}).infra.uid()
+    (cache / "linked.Method,0").symlink_to(other / METHOD)
+    unrelated = tmp_path / "unrelated"  # a linked uid folder leading anywhere
+    unrelated.mkdir()
+    (unrelated / "uid.yaml").write_text("x: 9\n")
+    (unrelated / "notes.txt").write_text("keep me")
+    (cache / METHOD / "x=9-0123456789abcdef").symlink_to(unrelated)
+
+    assert main(["clear", str(cache), "--uid", uid, "x=9-0123456789abcdef"]) == 1
+    captured = capsys.readouterr()
+    assert f"skipping {cache / 'linked.Method,0' / uid}: a symbolic link" in captured.err
+    assert f"skipping {cache / METHOD / 'x=9-0123456789abcdef'}: a symbolic link" in captured.err
+    assert "1 entry cleared" in captured.out and "Traceback" not in captured.err
+    assert not (cache / METHOD / uid).exists()  # the folder given: its entry is cleared
+    assert (other / METHOD / uid / "result.pkl").exists()  # the other cache's is not
+    assert (unrelated / "notes.txt").read_text() == "keep me"
+    # --failed through a linked method folder: the other cache's failure stays
+    (other / METHOD / uid / "result.pkl").rename(other / METHOD / uid / "error.pkl")
+    assert main(["clear", str(cache), "--failed"]) == 1
+    assert (other / METHOD / uid / "error.pkl").exists()
+    assert MyTask(x=4, infra={"folder": cache}).infra.status() == "not submitted"
+    # the folder given may itself be a link: what it leads to is the folder given
+    (tmp_path / "cache-link").symlink_to(cache)
+    x2 = MyTask(x=2, infra={"folder": cache}).infra.uid()
+    assert main(["clear", str(tmp_path / "cache-link"), "--uid", x2]) == 0
+    assert not (cache / METHOD / x2).exists() and (other / METHOD / uid).exists()
