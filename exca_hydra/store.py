@@ -3,14 +3,17 @@
 Layout: ``<folder>/<module.Class.method>,<version>/<uid>/`` with
 ``config.yaml`` (full config), ``uid.yaml`` (what the uid was computed from), ``result.pkl``
 (written to a temporary name then renamed, so its presence means "completed"), ``error.pkl`` and
-``error.txt`` for a failure, and ``job.json`` (the reference of the job computing it).
+``error.txt`` for a failure, ``outcome.json`` (status, duration and a preview of the result, to
+look at without unpickling) and ``job.json`` (the reference of the job computing it).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import pickle
+import reprlib
 import socket
 import time
 import typing as tp
@@ -30,6 +33,7 @@ JOB = "job.json"
 CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
+OUTCOME = "outcome.json"
 
 
 class CacheError(RuntimeError):
@@ -151,7 +155,18 @@ class Entry:
                 "infra.version, or remove that folder."
             )
 
-    def write_result(self, value: tp.Any) -> None:
+    def write_outcome(self, status: Status, duration: float | None, shown: tp.Any) -> None:
+        data = {"status": status, "duration": duration, "finished_at": time.time(), "preview": shown}
+        atomic_write(self.folder / OUTCOME, json.dumps(data).encode("utf8"))
+
+    def read_outcome(self) -> dict[str, tp.Any] | None:
+        try:
+            data = json.loads((self.folder / OUTCOME).read_text("utf8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_result(self, value: tp.Any, duration: float | None = None) -> None:
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # e.g. a lambda: the job fails with this message, nothing is stored
@@ -162,6 +177,11 @@ class Entry:
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in (ERROR, ERROR_TEXT):
             (self.folder / name).unlink(missing_ok=True)
+        try:
+            shown = preview(value)
+        except Exception:  # e.g. a recursion: no preview rather than no result
+            shown = None
+        self.write_outcome("completed", duration, shown)  # before the result: it says "completed"
         atomic_write(self.folder / RESULT, data)
 
     def load_result(self) -> tp.Any:
@@ -178,8 +198,9 @@ class Entry:
                 "remove it (or use mode='force') to recompute."
             ) from e
 
-    def write_error(self, error: BaseException, traceback_text: str) -> None:
+    def write_error(self, error: BaseException, traceback_text: str, duration: float | None = None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.write_outcome("failed", duration, f"{type(error).__name__}: {_short(error, str)}")
         try:
             data = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
@@ -259,8 +280,63 @@ class Entry:
 
     def clear(self) -> None:
         """Forget the result, the error and the job; the configs stay (they define the uid)."""
-        for name in (RESULT, ERROR, ERROR_TEXT, JOB, CLAIM):
+        for name in (RESULT, ERROR, ERROR_TEXT, OUTCOME, JOB, CLAIM):
             (self.folder / name).unlink(missing_ok=True)
+
+
+PREVIEW_WIDTH, PREVIEW_KEYS = 80, 50
+
+
+class _Repr(reprlib.Repr):
+    def repr_instance(self, x: tp.Any, level: int) -> str:
+        return _short(x, repr)
+
+
+_repr = _Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother = 2, PREVIEW_WIDTH, PREVIEW_WIDTH
+
+
+def _short(value: tp.Any, text: tp.Callable[[tp.Any], str]) -> str:
+    """``text(value)`` cut to PREVIEW_WIDTH; ``<Type>`` when it raises."""
+    try:
+        out = text(value)
+    except Exception:
+        out = f"<{type(value).__name__}>"
+    return out if len(out) <= PREVIEW_WIDTH else out[: PREVIEW_WIDTH - 3] + "..."
+
+
+def _scalar(value: tp.Any) -> tp.Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return _short(value, str)
+    return _short(value, _repr.repr)
+
+
+def preview(value: tp.Any) -> tp.Any:
+    """What ``outcome.json`` shows of a result: a scalar as it is (a string cut to 80 characters),
+    a dict as its leaves under dotted keys (each a scalar or a short repr, at most 50), anything
+    else as its short repr (``<Type>`` when its ``__repr__`` raises)."""
+    if not isinstance(value, dict):
+        return _scalar(value)
+    out: dict[str, tp.Any] = {}
+    _leaves(value, "", out)
+    return out
+
+
+def _leaves(node: dict[tp.Any, tp.Any], prefix: str, out: dict[str, tp.Any], depth: int = 0) -> None:
+    for key, item in node.items():
+        if len(out) >= PREVIEW_KEYS:
+            out["..."] = "more keys"
+            return
+        if isinstance(item, dict) and item and depth < 4:
+            _leaves(item, f"{prefix}{key}.", out, depth + 1)
+        else:
+            out[f"{prefix}{key}"] = _scalar(item)
 
 
 def pid_alive(pid: int) -> bool:
