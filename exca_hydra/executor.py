@@ -30,15 +30,16 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, folder: 
     """Job side: compute, then store the result (or the error) in the cache entry."""
     entry = Entry(folder)
     _RUNNING.append(obj)
+    start = time.time()
     try:
         value = function(obj)
-        entry.write_result(value)
+        entry.write_result(value, duration=time.time() - start)
     except SystemExit:  # e.g. submitit's exit after requeuing the job: not the task's failure
         raise
     except BaseException as e:
         # from the task's own frame on: this function is not what the user wants to read
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)))
+        entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)), duration=time.time() - start)
         raise
     finally:
         _RUNNING.remove(obj)
