@@ -16,12 +16,14 @@ _EXPORTS = {
     "uid_string": "uid",
     "main": "app",
     "to_model": "app",
+    "results": "results",
 }
 __all__ = list(_EXPORTS)
 
 if tp.TYPE_CHECKING:
     from .app import main, to_model
     from .infra import Mode, TaskInfra
+    from .results import results
     from .store import Status
     from .uid import compute_uid, uid_config, uid_string
     from .workdir import WorkDir

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import subprocess
 import sys
+import typing as tp
 from pathlib import Path
 
 import pytest
 
 from exca_hydra.cli import main
+from exca_hydra.store import Entry
 from models import MyTask
 
 METHOD = "models.MyTask.compute,0"
@@ -108,3 +113,45 @@ def test_clear_never_deletes_outside_the_folder_given(cache: Path, tmp_path: Pat
     x2 = MyTask(x=2, infra={"folder": cache}).infra.uid()
     assert main(["clear", str(tmp_path / "cache-link"), "--uid", x2]) == 0
     assert not (cache / METHOD / x2).exists() and (other / METHOD / uid).exists()
+
+
+class Marker:
+    """Unpickling it creates a folder: shows whether a pickle was loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[tp.Any, ...]:
+        return (os.mkdir, (self.path,))
+
+
+def test_looking_writes_nothing_and_unpickles_nothing(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Issue 13: list/show (--check too) and table on a read-only cache: nothing written, nothing loaded."""
+    killed = MyTask(x=4, infra={"folder": cache}).infra.uid_folder()
+    Entry(killed).clear()  # x=4: submitted to a local process that died without an outcome
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    log = str(tmp_path / "x4.err")
+    (killed / "job.json").write_text(json.dumps({"backend": "LocalJob", "job_id": str(dead.pid), "folder": str(tmp_path), "stderr": log}))
+    marker = tmp_path / "pwned"
+    done = MyTask(x=1, infra={"folder": cache}).infra.uid_folder()
+    (done / "result.pkl").write_bytes(pickle.dumps(Marker(marker)))
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in cache.rglob("*")}
+
+    def read_only(*args: tp.Any, **kwargs: tp.Any) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("exca_hydra.store.atomic_write", read_only)
+    assert main(["list", str(cache), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("completed") == 3 and f"failed        {METHOD}/{killed.name}" in out, out
+    assert main(["list", str(cache)]) == 0
+    assert f"submitted     {METHOD}/{killed.name}" in capsys.readouterr().out
+    assert main(["show", str(killed), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "status:  failed" in out and f"log:     {log}" in out, out
+    assert main(["show", str(done)]) == 0 and "preview: " in capsys.readouterr().out
+    assert main(["table", str(cache)]) == 0 and main(["explain", str(cache), "x=1"]) == 0
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in cache.rglob("*")} == before
+    assert not (killed / "error.pkl").exists() and not marker.exists()

@@ -184,7 +184,7 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     uid_folder = Path(out["folder"])
     assert uid_folder.parent == cache / METHOD_DIR
     files = sorted(uid_folder.iterdir())
-    assert [p.name for p in files] == ["config.yaml", "result.pkl", "uid.yaml"]
+    assert [p.name for p in files] == ["config.yaml", "outcome.json", "result.pkl", "uid.yaml"]
     for folder in (cache / METHOD_DIR, uid_folder):  # the kernel's setgid inheritance, umask 002
         assert folder.stat().st_uid == a_uid and folder.stat().st_gid == users.gid
         assert _mode(folder) == 0o2775, oct(_mode(folder))
