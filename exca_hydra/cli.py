@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .results import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status, read_yaml, rows
+from .results import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status
+from .results import read_yaml, rows
 from .store import CONFIG, UID_CONFIG, Entry
 from .uid import flatten
 
@@ -59,7 +60,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"duration: {done['duration']:.2f} s")
     if status == "completed":
         print("preview: " + (describe_preview(done.get("preview")) if done else "no preview (an older entry)"))
-    error = entry.error_text().strip().splitlines() or ([str(done.get("preview"))] if done and status == "failed" else [])
+    error = entry.error_text().strip().splitlines()
+    if not error and done and status == "failed":  # e.g. a killed job: no traceback
+        error = [str(done.get("preview"))]
     if error:
         print("error:   " + error[-1])
     print("--- uid config ---\n" + yaml.safe_dump(_uid_cfg(entry), sort_keys=False), end="")

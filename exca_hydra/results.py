@@ -151,7 +151,7 @@ def results(
     try:
         import pandas as pd
     except ImportError as e:
-        raise ImportError("results(..., as_frame=True) needs pandas (pip install pandas); without it, use the rows") from e
+        raise ImportError("results(..., as_frame=True) needs pandas (pip install pandas), or use the rows") from e
     return pd.DataFrame(table, columns=list(table[0]) if table else list(FIXED))
 
 
@@ -185,7 +185,7 @@ def format_table(table: list[dict[str, tp.Any]], fmt: str = "markdown") -> str:
 def describe_preview(shown: tp.Any) -> str:
     """One line for ``exca-hydra show``."""
     if isinstance(shown, dict):
-        return ", ".join(f"{key}={_cell(value) if isinstance(value, str) else json.dumps(value)}" for key, value in shown.items())
+        return ", ".join(f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in shown.items())
     return shown if isinstance(shown, str) else json.dumps(shown)
 
 

@@ -82,7 +82,9 @@ def test_console_script_is_installed(cache: Path) -> None:
     assert out.returncode == 0 and "4 entries" in out.stdout
 
 
-def test_clear_never_deletes_outside_the_folder_given(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_clear_never_deletes_outside_the_folder_given(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Issue 13: symbolic links below the folder given are skipped, with a message, not followed."""
     other = tmp_path / "other"  # another cache, reachable through a linked method folder
     (tmp_path / "fail").unlink()
@@ -133,7 +135,8 @@ def test_looking_writes_nothing_and_unpickles_nothing(cache: Path, tmp_path: Pat
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     log = str(tmp_path / "x4.err")
-    (killed / "job.json").write_text(json.dumps({"backend": "LocalJob", "job_id": str(dead.pid), "folder": str(tmp_path), "stderr": log}))
+    ref = {"backend": "LocalJob", "job_id": str(dead.pid), "folder": str(tmp_path), "stderr": log}
+    (killed / "job.json").write_text(json.dumps(ref))
     marker = tmp_path / "pwned"
     done = MyTask(x=1, infra={"folder": cache}).infra.uid_folder()
     (done / "result.pkl").write_bytes(pickle.dumps(Marker(marker)))

@@ -48,7 +48,9 @@ def _no_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(trust.ENV, raising=False)
 
 
-def test_folders_created_first_by_another_user_in_a_sticky_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_folders_created_first_by_another_user_in_a_sticky_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tmp = tmp_path / "tmp"  # like /tmp: world-writable, sticky, root's
     tmp.mkdir()
     os.chmod(tmp, 0o1777)
