@@ -16,6 +16,7 @@ _EXPORTS = {
     "uid_string": "cache.uid",
     "main": "bridge.app",
     "to_model": "bridge.convert",
+    "results": "table",
 }
 __all__ = list(_EXPORTS)
 
@@ -25,6 +26,7 @@ if tp.TYPE_CHECKING:
     from .cache.store import Status
     from .cache.uid import compute_uid, uid_config, uid_string
     from .infra import Mode, TaskInfra
+    from .table import results
     from .workdir import WorkDir
 
 

@@ -1,4 +1,5 @@
-"""``exca-hydra``: look into a cache folder: list entries, show one, explain a miss, clear entries."""
+"""``exca-hydra``: look into a cache folder: list entries, show one, a results table, explain a
+miss, clear entries. Looking writes nothing and unpickles nothing."""
 
 from __future__ import annotations
 
@@ -12,71 +13,56 @@ from pathlib import Path
 
 import yaml
 
-from .cache.store import CONFIG, JOB, UID_CONFIG, Entry
+from .table import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status
+from .table import read_yaml, rows
+from .cache.store import CONFIG, UID_CONFIG, Entry
 from .cache.uid import flatten
 
 
-def _is_entry(folder: Path) -> bool:
-    return (folder / UID_CONFIG).exists()
-
-
-def iter_entries(root: Path) -> tp.Iterator[Entry]:
-    """Entries under a cache root, a method folder, or one uid folder."""
-    if _is_entry(root):
-        yield Entry(root)
-        return
-    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    for method_dir in candidates:
-        for folder in sorted(method_dir.iterdir()) if method_dir.is_dir() else []:
-            if folder.is_dir() and _is_entry(folder):
-                yield Entry(folder)
-
-
-def status_of(entry: Entry, ask_backend: bool) -> str:
-    if ask_backend:
-        from .execution.plan import read_status
-
-        return read_status(entry)[0]
-    status = entry.file_status()
-    if status is not None:
-        return status
-    return "submitted" if (entry.folder / JOB).exists() else "not submitted"
+STATUSES = ["completed", "failed", "running", "submitted", "not submitted"]
 
 
 def _uid_cfg(entry: Entry) -> dict[str, tp.Any]:
-    try:
-        return yaml.safe_load((entry.folder / UID_CONFIG).read_text("utf8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
+    return read_yaml(entry, UID_CONFIG)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = []
+    lines = []
     for entry in iter_entries(Path(args.folder)):
-        status = status_of(entry, args.check)
+        status = read_status(entry, args.check)  # writes nothing, unpickles nothing
         if args.status and status != args.status:
             continue
         values = ", ".join(f"{k}={v}" for k, v in flatten(_uid_cfg(entry)).items()) or "(defaults)"
-        rows.append((entry.folder.parent.name, status, entry.uid, values))
-    for method, status, uid, values in rows:
+        lines.append((entry.folder.parent.name, status, entry.uid, values))
+    for method, status, uid, values in lines:
         print(f"{status:<13} {method}/{uid}\n              {values}")
-    print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+    print(f"{len(lines)} entr{'y' if len(lines) == 1 else 'ies'}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     entry = Entry(Path(args.entry))
-    if not _is_entry(entry.folder):
+    if not is_entry(entry.folder):
         print(f"{entry.folder} is not a cache entry (no {UID_CONFIG})", file=sys.stderr)
         return 1
-    print(f"entry:   {entry.folder}\nstatus:  {status_of(entry, args.check)}")
+    status = read_status(entry, args.check)
+    print(f"entry:   {entry.folder}\nstatus:  {status}")
     for name in (CONFIG, UID_CONFIG, "result.pkl", "error.txt"):
         path = entry.path(name)
         print(f"{name + ':':<12} {path if path.exists() else '-'}")
     job = entry.read_job()
     if job:
-        print(f"job:     {job.get('backend')} {job.get('job_id')}  log: {job.get('stderr')}")
+        print(f"job:     {job.get('backend')} {job.get('job_id')}")
+        if job.get("stderr"):
+            print(f"log:     {job['stderr']}")
+    done = outcome(entry, status)  # outcome.json: nothing is unpickled
+    if done and done.get("duration") is not None:
+        print(f"duration: {done['duration']:.2f} s")
+    if status == "completed":
+        print("preview: " + (describe_preview(done.get("preview")) if done else "no preview (an older entry)"))
     error = entry.error_text().strip().splitlines()
+    if not error and done and status == "failed":  # e.g. a killed job: no traceback
+        error = [str(done.get("preview"))]
     if error:
         print("error:   " + error[-1])
     print("--- uid config ---\n" + yaml.safe_dump(_uid_cfg(entry), sort_keys=False), end="")
@@ -84,10 +70,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _config(entry: Entry) -> dict[str, tp.Any]:
-    try:
-        return yaml.safe_load((entry.folder / CONFIG).read_text("utf8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
+    return read_yaml(entry, CONFIG)
 
 
 def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
@@ -118,7 +101,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     count, entry, diff = ranked[0]
     if count == 0:
-        print(f"Cached: {entry.folder} ({status_of(entry, False)})")
+        print(f"Cached: {entry.folder} ({read_status(entry)})")
         return 0
     print(f"Miss. Nearest cached entry: {entry.folder}")
     for key, (want, have) in diff.items():
@@ -126,23 +109,51 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 1
 
 
+def _own_folder(root: Path, folder: Path) -> Path | None:
+    """``folder``'s real path when it is inside ``root`` with no symbolic link below ``root``."""
+    real = Path(os.path.realpath(folder))
+    expected = Path(os.path.normpath(Path(os.path.realpath(root)) / folder.relative_to(root)))
+    return real if real == expected else None
+
+
 def cmd_clear(args: argparse.Namespace) -> int:
-    chosen = []
-    for entry in iter_entries(Path(args.folder)):
+    root, chosen, skipped, failed = Path(args.folder), [], 0, 0
+    for entry in iter_entries(root):
         if args.uid and entry.uid not in args.uid:
             continue
         if args.failed and entry.file_status() != "failed":
             continue
-        chosen.append(entry)
-    for entry in chosen:
-        print(("would clear " if args.dry_run else "clearing ") + str(entry.folder))
+        real = _own_folder(root, entry.folder)
+        if real is None:  # never delete outside the folder given
+            print(f"skipping {entry.folder}: a symbolic link (or inside one) to {os.path.realpath(entry.folder)}; "
+                  "clear it in its own cache", file=sys.stderr)  # fmt: skip
+            skipped += 1
+        else:
+            chosen.append((entry.folder, Entry(real)))
+    for folder, entry in chosen:
+        print(("would clear " if args.dry_run else "clearing ") + str(folder))
         if args.dry_run:
             continue
-        if args.failed:
-            entry.clear()  # the configs stay; the next run recomputes
-        else:
-            shutil.rmtree(entry.folder)
-    print(f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'} {'selected' if args.dry_run else 'cleared'}")
+        try:
+            if args.failed:
+                entry.clear()  # the configs stay; the next run recomputes
+            else:
+                shutil.rmtree(entry.folder)
+        except OSError as e:
+            print(f"could not clear {folder}: {e}", file=sys.stderr)
+            failed += 1
+    count = len(chosen) - failed
+    print(f"{count} entr{'y' if count == 1 else 'ies'} {'selected' if args.dry_run else 'cleared'}")
+    return 1 if skipped or failed else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    try:
+        table = rows(args.folder, status=args.status, method=args.method, sort=args.sort)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(format_table(table, args.format))
     return 0
 
 
@@ -151,13 +162,20 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="entries with status and uid values")
     p.add_argument("folder")
-    p.add_argument("--status", choices=["completed", "failed", "running", "submitted", "not submitted"])
+    p.add_argument("--status", choices=STATUSES)
     p.add_argument("--check", action="store_true", help="ask Slurm/the OS about submitted jobs")
     p.set_defaults(run=cmd_list)
     p = sub.add_parser("show", help="one entry: status, files, job, last error line")
     p.add_argument("entry")
     p.add_argument("--check", action="store_true")
     p.set_defaults(run=cmd_show)
+    p = sub.add_parser("table", help="one row per entry: status, duration, non-default values, result preview")
+    p.add_argument("folder")
+    p.add_argument("--format", choices=FORMATS, default="markdown")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--method", help="a method folder's name, or its end: MyTask.compute")
+    p.add_argument("--sort", help="a column; -column for descending")
+    p.set_defaults(run=cmd_table)
     p = sub.add_parser("explain", help="why key=value... is a miss: the nearest entry and what differs")
     p.add_argument("folder")
     p.add_argument("values", nargs="*")

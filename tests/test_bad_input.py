@@ -173,7 +173,7 @@ def test_unpicklable_return_value(ctx: Ctx, sweeper: str, cached: bool) -> None:
     failed = entry(ctx.cache, "app.main,0", model={"name": "conv"}, lr=0.7)
     after = snapshot(ctx.cache)
     if cached:  # ...its failure is recorded, and no result
-        assert sorted(p.name for p in failed.iterdir()) == ["config.yaml", "error.pkl", "error.txt", "uid.yaml"]
+        assert sorted(p.name for p in failed.iterdir()) == ["config.yaml", "error.pkl", "error.txt", "outcome.json", "uid.yaml"]
         assert "cannot be pickled" in (failed / "error.txt").read_text()
         added = {key for key in after if key not in before}
         assert added == {str(p.relative_to(ctx.cache)) for p in [failed, *failed.iterdir()]}

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import subprocess
 import sys
+import typing as tp
 from pathlib import Path
 
 import pytest
 
 from exca_hydra.cli import main
+from exca_hydra.cache.store import Entry
 from models import MyTask
+
+METHOD = "models.MyTask.compute,0"
 
 
 @pytest.fixture
@@ -73,3 +80,81 @@ def test_clear_failed_keeps_results(cache: Path) -> None:
 def test_console_script_is_installed(cache: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "exca_hydra.cli", "list", str(cache)], capture_output=True, text=True)
     assert out.returncode == 0 and "4 entries" in out.stdout
+
+
+def test_clear_never_deletes_outside_the_folder_given(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13: symbolic links below the folder given are skipped, with a message, not followed."""
+    other = tmp_path / "other"  # another cache, reachable through a linked method folder
+    (tmp_path / "fail").unlink()
+    assert MyTask(x=1, infra={"folder": other}).compute() == 2
+    uid = MyTask(x=1, infra={"folder": other}).infra.uid()
+    (cache / "linked.Method,0").symlink_to(other / METHOD)
+    unrelated = tmp_path / "unrelated"  # a linked uid folder leading anywhere
+    unrelated.mkdir()
+    (unrelated / "uid.yaml").write_text("x: 9\n")
+    (unrelated / "notes.txt").write_text("keep me")
+    (cache / METHOD / "x=9-0123456789abcdef").symlink_to(unrelated)
+
+    assert main(["clear", str(cache), "--uid", uid, "x=9-0123456789abcdef"]) == 1
+    captured = capsys.readouterr()
+    assert f"skipping {cache / 'linked.Method,0' / uid}: a symbolic link" in captured.err
+    assert f"skipping {cache / METHOD / 'x=9-0123456789abcdef'}: a symbolic link" in captured.err
+    assert "1 entry cleared" in captured.out and "Traceback" not in captured.err
+    assert not (cache / METHOD / uid).exists()  # the folder given: its entry is cleared
+    assert (other / METHOD / uid / "result.pkl").exists()  # the other cache's is not
+    assert (unrelated / "notes.txt").read_text() == "keep me"
+    # --failed through a linked method folder: the other cache's failure stays
+    (other / METHOD / uid / "result.pkl").rename(other / METHOD / uid / "error.pkl")
+    assert main(["clear", str(cache), "--failed"]) == 1
+    assert (other / METHOD / uid / "error.pkl").exists()
+    assert MyTask(x=4, infra={"folder": cache}).infra.status() == "not submitted"
+    # the folder given may itself be a link: what it leads to is the folder given
+    (tmp_path / "cache-link").symlink_to(cache)
+    x2 = MyTask(x=2, infra={"folder": cache}).infra.uid()
+    assert main(["clear", str(tmp_path / "cache-link"), "--uid", x2]) == 0
+    assert not (cache / METHOD / x2).exists() and (other / METHOD / uid).exists()
+
+
+class Marker:
+    """Unpickling it creates a folder: shows whether a pickle was loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[tp.Any, ...]:
+        return (os.mkdir, (self.path,))
+
+
+def test_looking_writes_nothing_and_unpickles_nothing(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Issue 13: list/show (--check too) and table on a read-only cache: nothing written, nothing loaded."""
+    killed = MyTask(x=4, infra={"folder": cache}).infra.uid_folder()
+    Entry(killed).clear()  # x=4: submitted to a local process that died without an outcome
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    log = str(tmp_path / "x4.err")
+    ref = {"backend": "LocalJob", "job_id": str(dead.pid), "folder": str(tmp_path), "stderr": log}
+    (killed / "job.json").write_text(json.dumps(ref))
+    marker = tmp_path / "pwned"
+    done = MyTask(x=1, infra={"folder": cache}).infra.uid_folder()
+    (done / "result.pkl").write_bytes(pickle.dumps(Marker(marker)))
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in cache.rglob("*")}
+
+    def read_only(*args: tp.Any, **kwargs: tp.Any) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("exca_hydra.cache.store.atomic_write", read_only)
+    assert main(["list", str(cache), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("completed") == 3 and f"failed        {METHOD}/{killed.name}" in out, out
+    assert main(["list", str(cache)]) == 0
+    assert f"submitted     {METHOD}/{killed.name}" in capsys.readouterr().out
+    assert main(["show", str(killed), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "status:  failed" in out and f"log:     {log}" in out, out
+    assert main(["show", str(done)]) == 0 and "preview: " in capsys.readouterr().out
+    assert main(["table", str(cache)]) == 0 and main(["explain", str(cache), "x=1"]) == 0
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in cache.rglob("*")} == before
+    assert not (killed / "error.pkl").exists() and not marker.exists()

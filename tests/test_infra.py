@@ -434,7 +434,7 @@ def test_failed_validation_writes_nothing(env: Path) -> None:
 def test_atomic_result_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entry = Entry(tmp_path / "uid")
     entry.write_result({"a": 1})
-    assert files(entry.folder) == {"result.pkl"}  # no temporary file left
+    assert files(entry.folder) == {"result.pkl", "outcome.json"}  # no temporary file left
     assert entry.load_result() == {"a": 1}
     # a crash while writing never leaves a partial result that reads as cached
     other = Entry(tmp_path / "other")
@@ -456,7 +456,7 @@ def test_write_result_clears_previous_error(tmp_path: Path) -> None:
     assert isinstance(entry.load_error(), ValueError)
     entry.write_result(3)
     assert entry.file_status() == "completed"
-    assert files(entry.folder) == {"result.pkl"}
+    assert files(entry.folder) == {"result.pkl", "outcome.json"}
 
 
 def test_unpicklable_result_recorded_as_failed(env: Path) -> None:

@@ -3,9 +3,10 @@
 Two real users (``useradd``, removed at the end) in a shared group run Python as themselves
 (``setpriv``): A computes into a setgid group folder, B reads A's result and computes a new uid
 in the same folder, without permission errors; files get the umask's mode (the library never
-chmods) and the folder's group. Results written by another user are loaded only from folders that
-nobody else can write to: a world-writable folder without the sticky bit anywhere above the
-result makes the load fail with a CacheError, before anything is unpickled.
+chmods) and the folder's group. A pickle of another user, or in a folder of another user, is
+loaded only by those who opted in (``EXCA_HYDRA_TRUSTED_OWNERS``): otherwise the load fails with
+a CacheError, before anything is unpickled (issue 13: a user who creates the cache folders first
+in a sticky folder like /tmp cannot plant a result).
 
 Root is needed to create users; the interpreter may live under /root (mode 0700): each user's
 process then sees it through a private bind mount (``unshare -m``), nothing else changes.
@@ -74,7 +75,8 @@ class Users:
     base: Path
     bind: Path | None  # where the interpreter's prefix is bind-mounted for the users, if needed
 
-    def run(self, user: str, x: int, folder: Path, umask: int = 0o002, mode: str = "cached") -> dict[str, tp.Any]:
+    def run(self, user: str, x: int, folder: Path, umask: int = 0o002, mode: str = "cached",
+            trusted: str | None = None) -> dict[str, tp.Any]:  # fmt: skip
         env = {
             "PATH": "/usr/bin:/bin",
             "HOME": str(self.base),
@@ -82,6 +84,8 @@ class Users:
             "PYTHONDONTWRITEBYTECODE": "1",
             "EXCA_TEST_DIR": str(self.base / "calls"),
         }
+        if trusted is not None:
+            env["EXCA_HYDRA_TRUSTED_OWNERS"] = trusted
         python = sys.executable
         prefix: list[str] = []
         if self.bind is not None:
@@ -180,7 +184,7 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     uid_folder = Path(out["folder"])
     assert uid_folder.parent == cache / METHOD_DIR
     files = sorted(uid_folder.iterdir())
-    assert [p.name for p in files] == ["config.yaml", "result.pkl", "uid.yaml"]
+    assert [p.name for p in files] == ["config.yaml", "outcome.json", "result.pkl", "uid.yaml"]
     for folder in (cache / METHOD_DIR, uid_folder):  # the kernel's setgid inheritance, umask 002
         assert folder.stat().st_uid == a_uid and folder.stat().st_gid == users.gid
         assert _mode(folder) == 0o2775, oct(_mode(folder))
@@ -189,14 +193,18 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
         assert _mode(path) == 0o664, (path, oct(_mode(path)))
     result = (uid_folder / "result.pkl").stat()
 
-    # B reads A's result from the cache (no recomputation, nothing rewritten)...
+    # B does not load A's pickle unless B trusts A: here, through their shared group
     out = users.run(users.b, 1, cache)
+    assert f"export EXCA_HYDRA_TRUSTED_OWNERS={users.a}" in out.get("error", ""), out
+    group = f"@{users.group}"
+    # B reads A's result from the cache (no recomputation, nothing rewritten)...
+    out = users.run(users.b, 1, cache, trusted=group)
     assert out.get("value") == 2, out
     assert users.calls() == ["MyTask:1"]
     after = (uid_folder / "result.pkl").stat()
     assert (after.st_ino, after.st_mtime_ns, after.st_uid) == (result.st_ino, result.st_mtime_ns, a_uid)
     # ...and computes a new uid in the same method folder (created by A) without permission errors
-    out = users.run(users.b, 2, cache)
+    out = users.run(users.b, 2, cache, trusted=group)
     assert out.get("value") == 4, out
     assert users.calls() == ["MyTask:1", "MyTask:2"]
     b_folder = Path(out["folder"])
@@ -205,9 +213,9 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     for path in b_folder.iterdir():
         assert path.stat().st_uid == b_uid and path.stat().st_gid == users.gid and _mode(path) == 0o664
     # A reads B's result the same way
-    assert users.run(users.a, 2, cache).get("value") == 4 and len(users.calls()) == 2
+    assert users.run(users.a, 2, cache, trusted=group).get("value") == 4 and len(users.calls()) == 2
     # B recomputes A's entry (mode=force): replaces A's files in the group-writable folder
-    out = users.run(users.b, 1, cache, mode="force")
+    out = users.run(users.b, 1, cache, mode="force", trusted=users.a)
     assert out.get("value") == 2, out
     assert (uid_folder / "result.pkl").stat().st_uid == b_uid and len(users.calls()) == 3
 
@@ -220,89 +228,40 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     assert all(p.stat().st_gid == users.gid for p in folder.iterdir())
 
 
-def test_results_of_another_user_load_only_from_trusted_folders(users: Users) -> None:
-    cache = users.shared_folder("trust")
-    out = users.run(users.a, 1, cache)
-    assert out.get("value") == 2, out
+def test_nobody_elses_pickle_is_loaded_unless_trusted(users: Users) -> None:
+    tmp = users.base / "tmp"  # like /tmp: world-writable, sticky, root's
+    tmp.mkdir()
+    os.chmod(tmp, 0o1777)
+    cache = tmp / "cache"
+    a_uid, b_uid = pwd.getpwnam(users.a).pw_uid, pwd.getpwnam(users.b).pw_uid
+    # B gets there first: creates the cache folders (writable by all), computing the uid A will want...
+    out = users.run(users.b, 1, cache, umask=0)
+    assert "is writable by everyone" in out.get("error", ""), out  # umask 0: not even B loads it
     uid_folder = Path(out["folder"])
-    method_dir = uid_folder.parent
-    a_uid = pwd.getpwnam(users.a).pw_uid
-
-    # sticky world-writable folder: others cannot replace A's file, B loads it
-    os.chmod(uid_folder, 0o1777)
-    assert users.run(users.b, 1, cache).get("value") == 2
-
-    # world-writable without sticky: anyone could have put it there. A planted pickle (owned by A)
-    # is refused, for B and for root, and never unpickled
-    os.chmod(uid_folder, 0o777)
-    marker = users.base / "pwned"
+    assert cache.stat().st_uid == b_uid and uid_folder.stat().st_uid == b_uid
+    # ...and puts a pickle of theirs there as its result: unpickling it creates a folder
+    marker = tmp / "pwned"
     result = uid_folder / "result.pkl"
     result.write_bytes(pickle.dumps(Marker(marker)))
-    os.chown(result, a_uid, users.gid)
-    out = users.run(users.b, 1, cache)
-    assert "value" not in out
-    assert out["error"].startswith("CacheError: Refusing to load") and str(result) in out["error"], out
-    assert f"{uid_folder} is writable by everyone" in out["error"] and "loading a pickle runs its code" in out["error"]
+    os.chown(result, b_uid, -1)
+    os.chmod(result, 0o644)
+    out = users.run(users.a, 1, cache)
+    assert out.get("error", "").startswith("CacheError: Refusing to load"), out
+    assert f"{result} is owned by {users.b}" in out["error"] and "loading a pickle runs its code" in out["error"]
+    assert f"`export EXCA_HYDRA_TRUSTED_OWNERS={users.b}`" in out["error"]
     with pytest.raises(CacheError, match="Refusing to load"):
-        Entry(uid_folder).load_result()  # root does not trust another user's file there either
+        Entry(uid_folder).load_result()  # root does not trust another user's file either
     assert not marker.exists()
+    # A's own result, computed in B's folders, is refused too: B could replace it
+    out = users.run(users.a, 2, cache)
+    assert f"folder {cache / METHOD_DIR} is owned by {users.b}" in out.get("error", ""), out
+    assert Path(out["folder"]).stat().st_uid == a_uid
 
-    # the folder above is world-writable: the uid folder could have been swapped, refused too
-    os.chmod(uid_folder, 0o2775)
-    os.chmod(method_dir, 0o777)
-    out = users.run(users.b, 1, cache)
-    assert f"{method_dir} is writable by everyone" in out.get("error", ""), out
-    assert not marker.exists()
-    os.chmod(method_dir, 0o2775)
-
-    # one's own results, and root's, load from anywhere
-    out = users.run(users.b, 2, cache)
-    assert out.get("value") == 4, out
-    b_folder = Path(out["folder"])
-    os.chmod(b_folder, 0o777)
-    assert users.run(users.b, 2, cache).get("value") == 4
-    assert "error" in users.run(users.a, 2, cache)  # ...but not B's, for A
-    os.chown(b_folder / "result.pkl", 0, users.gid)
-    assert users.run(users.a, 2, cache).get("value") == 4
-
-
-# ----- the same check, in this process (no users needed) -----
-@pytest.fixture
-def foreign(monkeypatch: pytest.MonkeyPatch) -> tp.Callable[[Path], None]:
-    """Make a file look written by another user: chown it (root), or change who we are."""
-    if os.geteuid() != 0:
-        monkeypatch.setattr("exca_hydra.cache.store.os.geteuid", lambda: os.getuid() + 4242)
-
-    def make(path: Path) -> None:
-        if os.geteuid() == 0:
-            os.chown(path, 4242, -1)
-
-    return make
-
-
-def test_trust_check_in_process(tmp_path: Path, foreign: tp.Callable[[Path], None]) -> None:
-    method = tmp_path / "cache" / "m,0"
-    entry = Entry(method / "x=1-0123456789abcdef")
-    entry.write_result({"value": 1})
-    assert entry.load_result() == {"value": 1}  # own file
-    foreign(entry.path("result.pkl"))
-    assert entry.load_result() == {"value": 1}  # another user's, in folders only they can write
-    os.chmod(entry.folder, 0o1777)
-    assert entry.load_result() == {"value": 1}  # sticky: nobody else can replace it
-    os.chmod(entry.folder, 0o777)
-    with pytest.raises(CacheError, match=r"Refusing to load .*result\.pkl.*writable by everyone"):
-        entry.load_result()
-    os.chmod(entry.folder, 0o755)
-    os.chmod(method, 0o777)
-    with pytest.raises(CacheError, match=f"{method} is writable by everyone"):
-        entry.load_result()
-    # a recorded failure is a pickle too: refused the same way, returned as the error
-    marker = tmp_path / "pwned"
-    entry.path("error.pkl").write_bytes(pickle.dumps(Marker(marker)))
-    foreign(entry.path("error.pkl"))
-    error = entry.load_error()
-    assert isinstance(error, CacheError) and "Refusing to load" in str(error) and "error.pkl" in str(error)
-    assert not marker.exists()
-    os.chmod(method, 0o755)
-    entry.load_error()
-    assert marker.exists()  # the planted error, from a trusted folder: loaded (to show the test bites)
+    # opting in: B's pickles load (here the planted one: the check was all that stopped it)
+    assert users.run(users.a, 1, cache, trusted=users.b).get("value", "-") is None
+    assert marker.exists()
+    shutil.rmtree(marker)
+    assert users.run(users.a, 1, cache, trusted=f"{b_uid}").get("value", "-") is None
+    shutil.rmtree(marker)
+    assert users.run(users.a, 1, cache, trusted=f"@{users.group}").get("value", "-") is None
+    assert marker.exists()

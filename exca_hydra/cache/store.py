@@ -3,22 +3,27 @@
 Layout: ``<folder>/<module.Class.method>,<version>/<uid>/`` with
 ``config.yaml`` (full config), ``uid.yaml`` (what the uid was computed from), ``result.pkl``
 (written to a temporary name then renamed, so its presence means "completed"), ``error.pkl`` and
-``error.txt`` for a failure, and ``job.json`` (the reference of the job computing it).
+``error.txt`` for a failure, ``outcome.json`` (status, duration and a preview of the result, to
+look at without unpickling) and ``job.json`` (the reference of the job computing it).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import pickle
+import reprlib
 import socket
-import stat
 import time
 import typing as tp
 import uuid
 from pathlib import Path
 
 import yaml
+
+from .errors import CacheError, JobFailure
+from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
 
@@ -29,14 +34,7 @@ JOB = "job.json"
 CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
-
-
-class CacheError(RuntimeError):
-    """A cache entry is unreadable or inconsistent."""
-
-
-class JobFailure(RuntimeError):
-    """A job ended without a result and without a Python exception (killed, timed out...)."""
+OUTCOME = "outcome.json"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -131,7 +129,7 @@ class Entry:
         """Before a cached outcome is used: the folder must hold this config's uid config, and the
         stored config must agree with this one on every field, defaults included (a class default
         that changed would otherwise serve a stale result)."""
-        from .uid import flatten
+        from .uid import flatten  # (uid imports pydantic: only when verifying)
 
         stored_uid = self._read_yaml(UID_CONFIG)
         if stored_uid != _normalized(uid_cfg):
@@ -150,7 +148,18 @@ class Entry:
                 "infra.version, or remove that folder."
             )
 
-    def write_result(self, value: tp.Any) -> None:
+    def write_outcome(self, status: Status, duration: float | None, shown: tp.Any) -> None:
+        data = {"status": status, "duration": duration, "finished_at": time.time(), "preview": shown}
+        atomic_write(self.folder / OUTCOME, json.dumps(data).encode("utf8"))
+
+    def read_outcome(self) -> dict[str, tp.Any] | None:
+        try:
+            data = json.loads((self.folder / OUTCOME).read_text("utf8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_result(self, value: tp.Any, duration: float | None = None) -> None:
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # e.g. a lambda: the job fails with this message, nothing is stored
@@ -161,6 +170,11 @@ class Entry:
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in (ERROR, ERROR_TEXT):
             (self.folder / name).unlink(missing_ok=True)
+        try:
+            shown = preview(value)
+        except Exception:  # e.g. a recursion: no preview rather than no result
+            shown = None
+        self.write_outcome("completed", duration, shown)  # before the result: it says "completed"
         atomic_write(self.folder / RESULT, data)
 
     def load_result(self) -> tp.Any:
@@ -177,8 +191,9 @@ class Entry:
                 "remove it (or use mode='force') to recompute."
             ) from e
 
-    def write_error(self, error: BaseException, traceback_text: str) -> None:
+    def write_error(self, error: BaseException, traceback_text: str, duration: float | None = None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.write_outcome("failed", duration, f"{type(error).__name__}: {_short(error, str)}")
         try:
             data = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
@@ -263,27 +278,63 @@ class Entry:
 
     def clear_outcome(self) -> None:
         """Forget the result, the error and the job, to compute again under one's own claim."""
-        for name in (RESULT, ERROR, ERROR_TEXT, JOB):
+        for name in (RESULT, ERROR, ERROR_TEXT, OUTCOME, JOB):
             (self.folder / name).unlink(missing_ok=True)
 
 
-def check_trusted(f: tp.BinaryIO, path: Path) -> None:
-    """Unpickling runs code: a pickle written by another user (neither this user nor root) is
-    loaded only if no folder above it is writable by everyone without the sticky bit (anyone
-    could have put it there).  One fstat of the open file; the folders only for a foreign file."""
-    owner = os.fstat(f.fileno()).st_uid
-    if owner in (os.geteuid(), 0):
-        return
-    for folder in path.absolute().parents:
-        mode = folder.stat().st_mode
-        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-            raise CacheError(
-                f"Refusing to load {path}: it was written by uid {owner}, not by you (uid "
-                f"{os.geteuid()}), and {folder} is writable by everyone (mode {stat.filemode(mode)}), "
-                "so anyone could have put it there, and loading a pickle runs its code. Remove write "
-                f"access for others (chmod o-w {folder}) if you trust its content, or delete {path} "
-                "to recompute."
-            )
+PREVIEW_WIDTH, PREVIEW_KEYS = 80, 50
+
+
+class _Repr(reprlib.Repr):
+    def repr_instance(self, x: tp.Any, level: int) -> str:
+        return _short(x, repr)
+
+
+_repr = _Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother = 2, PREVIEW_WIDTH, PREVIEW_WIDTH
+
+
+def _short(value: tp.Any, text: tp.Callable[[tp.Any], str]) -> str:
+    """``text(value)`` cut to PREVIEW_WIDTH; ``<Type>`` when it raises."""
+    try:
+        out = text(value)
+    except Exception:
+        out = f"<{type(value).__name__}>"
+    return out if len(out) <= PREVIEW_WIDTH else out[: PREVIEW_WIDTH - 3] + "..."
+
+
+def _scalar(value: tp.Any) -> tp.Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return _short(value, str)
+    return _short(value, _repr.repr)
+
+
+def preview(value: tp.Any) -> tp.Any:
+    """What ``outcome.json`` shows of a result: a scalar as it is (a string cut to 80 characters),
+    a dict as its leaves under dotted keys (each a scalar or a short repr, at most 50), anything
+    else as its short repr (``<Type>`` when its ``__repr__`` raises)."""
+    if not isinstance(value, dict):
+        return _scalar(value)
+    out: dict[str, tp.Any] = {}
+    _leaves(value, "", out)
+    return out
+
+
+def _leaves(node: dict[tp.Any, tp.Any], prefix: str, out: dict[str, tp.Any], depth: int = 0) -> None:
+    for key, item in node.items():
+        if len(out) >= PREVIEW_KEYS:
+            out["..."] = "more keys"
+            return
+        if isinstance(item, dict) and item and depth < 4:
+            _leaves(item, f"{prefix}{key}.", out, depth + 1)
+        else:
+            out[f"{prefix}{key}"] = _scalar(item)
 
 
 def pid_alive(pid: int) -> bool:

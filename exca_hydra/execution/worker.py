@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 import typing as tp
 
@@ -34,16 +35,17 @@ class Batch(tp.Protocol):
 def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry: Entry) -> tp.Any:
     """Compute, then store the result (or the error) in the cache entry; return the result."""
     _RUNNING.append(obj)
+    start = time.time()
     try:
         value = function(obj)
-        entry.write_result(value)
+        entry.write_result(value, duration=time.time() - start)
         return value
     except SystemExit:  # e.g. submitit's exit after requeuing the job: not the task's failure
         raise
     except BaseException as e:
         # from the task's own frame on: this function is not what the user wants to read
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)))
+        entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)), duration=time.time() - start)
         raise
     finally:
         _RUNNING.remove(obj)

@@ -1,0 +1,132 @@
+"""Whose pickles may be loaded: unpickling runs code, so nobody else's code may run by default.
+
+A ``result.pkl`` or ``error.pkl`` is loaded only when the file and every folder on its path, as
+written and with symlinks resolved, are owned by you, by root, or by an owner you trust through
+``EXCA_HYDRA_TRUSTED_OWNERS`` (comma-separated user names or uids, ``@group`` for a group's
+members, ``*`` for everyone); and the file must not be writable by everyone. Anyone else who owns
+one of them could have put the pickle there (e.g. by creating the cache folders first in ``/tmp``).
+
+Cost: one fstat and one lstat of the file, one lstat of its folder; the folders above are checked
+once per process (and again when the setting changes).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import typing as tp
+
+from .errors import CacheError
+
+ENV = "EXCA_HYDRA_TRUSTED_OWNERS"
+_MAX_CACHED = 10_000
+
+
+class _Trust:
+    def __init__(self, setting: str, me: int) -> None:
+        self.key = (setting, me)
+        self.setting = setting
+        items = [item.strip() for item in setting.split(",") if item.strip()]
+        self.everyone = "*" in items
+        self.uids = {me, 0}
+        self.groups: list[tp.Any] = []
+        for item in items:
+            try:
+                if item.startswith("@"):
+                    name = item[1:]
+                    self.groups.append(grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name))
+                elif item != "*":
+                    self.uids.add(int(item) if item.isdigit() else pwd.getpwnam(item).pw_uid)
+            except KeyError:
+                pass  # an unknown name trusts nobody
+        self.members: dict[int, bool] = {}
+        self.folders: set[str] = set()  # paths as written, each checked up to /
+
+    def trusts(self, uid: int) -> bool:
+        if self.everyone or uid in self.uids:
+            return True
+        if uid not in self.members:
+            try:
+                user = pwd.getpwuid(uid)
+            except KeyError:
+                self.members[uid] = False
+            else:
+                self.members[uid] = any(user.pw_gid == g.gr_gid or user.pw_name in g.gr_mem for g in self.groups)
+        return self.members[uid]
+
+    def check(self, st: os.stat_result, node: str, path: tp.Any) -> None:
+        is_file = not stat.S_ISDIR(st.st_mode)
+        if is_file and st.st_mode & stat.S_IWOTH and not self.everyone:
+            raise _refused(
+                f"{node} is writable by everyone (mode {stat.filemode(st.st_mode)}), so anyone could have "
+                f"written it, and loading a pickle runs its code. Remove that access (chmod o-w {node}) "
+                f"if you trust its content, or delete {path} to recompute.",
+                path,
+            )
+        if self.trusts(st.st_uid):
+            return
+        owner, me = _name(st.st_uid), os.geteuid()
+        setting = f"{self.setting},{owner}" if self.setting.strip() else owner
+        who = f"{owner} (uid {st.st_uid})" if owner != str(st.st_uid) else f"uid {owner}"
+        raise _refused(
+            f"the {'file' if is_file else 'folder'} {node} is owned by {who}, not by you "
+            f"({_name(me)}){'' if me == 0 else ' or root'}, so they could have put this pickle there, "
+            f"and loading a pickle runs its code. If you trust {owner}, opt in with "
+            f"`export {ENV}={setting}` (comma-separated user names or uids, @group for a group's "
+            f"members); otherwise delete {path} to recompute.",
+            path,
+        )
+
+    def check_folders(self, folder: str, path: tp.Any, depth: int = 0) -> None:
+        """``folder`` and each folder above it; a symlink: its target's folders too."""
+        checked = []
+        while folder not in self.folders:
+            st = os.lstat(folder)
+            if stat.S_ISLNK(st.st_mode):
+                if depth > 40:
+                    raise _refused(f"too many symbolic links under {folder}", path)
+                self.check_folders(os.path.realpath(folder), path, depth + 1)
+            else:
+                self.check(st, folder, path)
+            checked.append(folder)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        if len(self.folders) > _MAX_CACHED:
+            self.folders.clear()
+        self.folders.update(checked)
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _refused(why: str, path: tp.Any) -> Exception:
+    return CacheError(f"Refusing to load {path}: {why}")
+
+
+_state: _Trust | None = None
+
+
+def check_trusted(f: tp.BinaryIO, path: tp.Any) -> None:
+    """Raise CacheError unless the open pickle ``f`` (opened as ``path``) may be loaded."""
+    global _state
+    key = (os.environ.get(ENV, ""), os.geteuid())
+    if _state is None or _state.key != key:
+        _state = _Trust(*key)
+    name = os.fspath(path)
+    if not os.path.isabs(name):
+        name = os.path.join(os.getcwd(), name)  # not normalized: '..' after a symlink is the kernel's
+    st = os.fstat(f.fileno())
+    _state.check(st, name, path)
+    link = os.lstat(name)
+    if (link.st_dev, link.st_ino) != (st.st_dev, st.st_ino):
+        # a symlink (or replaced since it was opened): the folders of where it leads count too
+        _state.check_folders(os.path.dirname(os.path.realpath(name)), path)
+    _state.check_folders(os.path.dirname(name), path)

@@ -1,0 +1,182 @@
+"""What a cache folder holds, read without unpickling anything and without writing anything: its
+entries, their status, and a table of results (``exca-hydra table``, ``exca_hydra.results``).
+
+A row is one entry: its method folder, uid, status, duration, the config values that differ from
+the defaults (``uid.yaml``, flattened: ``model.layers``) and the preview of its result
+(``outcome.json``: ``result`` for a scalar, ``result.<key>`` for a dict's leaves; ``error`` for a
+failure).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import typing as tp
+from pathlib import Path
+
+import yaml
+
+from .cache.store import UID_CONFIG, Entry
+
+FIXED = ("method", "uid", "status", "duration")
+FORMATS = ("markdown", "csv", "json")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def is_entry(folder: Path) -> bool:
+    return (folder / UID_CONFIG).exists()
+
+
+def iter_entries(root: Path | str) -> tp.Iterator[Entry]:
+    """Entries under a cache root, a method folder, or one uid folder."""
+    root = Path(root)
+    if is_entry(root):
+        yield Entry(root)
+        return
+    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for method_dir in candidates:
+        for folder in sorted(method_dir.iterdir()) if method_dir.is_dir() else []:
+            if folder.is_dir() and is_entry(folder):
+                yield Entry(folder)
+
+
+def read_status(entry: Entry, ask_backend: bool = False) -> str:
+    """The status from the files; ``ask_backend``: ask Slurm or the OS about a submitted job.
+    Never writes (a job that ended without an outcome is "failed" here; the library's own
+    status() also records why, in the entry)."""
+    status = entry.file_status()
+    if status is not None:
+        return status
+    if not ask_backend:
+        return "submitted" if entry.read_job() is not None else "not submitted"
+    from .execution.plan import read_status as plan_status
+
+    return plan_status(entry)[0]
+
+
+def read_yaml(entry: Entry, name: str) -> dict[str, tp.Any]:
+    try:
+        data = yaml.load((entry.folder / name).read_text("utf8"), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def outcome(entry: Entry, status: str) -> dict[str, tp.Any] | None:
+    """``outcome.json`` when it describes the entry's current status (None: no preview)."""
+    data = entry.read_outcome()
+    return data if data is not None and data.get("status") == status else None
+
+
+def preview_columns(shown: tp.Any) -> dict[str, tp.Any]:
+    if isinstance(shown, dict):
+        return {f"result.{key}": value for key, value in shown.items()}
+    return {"result": shown}
+
+
+def matches_method(entry: Entry, method: str) -> bool:
+    """``method`` names the method folder ``models.MyTask.compute,0`` whole, without its version,
+    or by its last dotted parts (``MyTask.compute``, ``compute``)."""
+    name = entry.folder.parent.name
+    bare = name.rpartition(",")[0] or name
+    return method in (name, bare) or bare.endswith("." + method)
+
+
+def rows(
+    folder: Path | str, status: str | None = None, method: str | None = None, sort: str | None = None
+) -> list[dict[str, tp.Any]]:
+    """One dict per entry, every dict with the same keys: FIXED, then the config columns, then the
+    result columns (None where an entry has no such value). ``sort``: a column, ``-column`` for
+    descending; entries without a value come last."""
+    from .cache.uid import flatten
+
+    out: list[dict[str, tp.Any]] = []
+    config_keys: dict[str, None] = {}  # ordered sets
+    result_keys: dict[str, None] = {}
+    for entry in iter_entries(folder):
+        if method is not None and not matches_method(entry, method):
+            continue
+        current = read_status(entry)
+        if status is not None and current != status:
+            continue
+        row: dict[str, tp.Any] = {"method": entry.folder.parent.name, "uid": entry.uid, "status": current}
+        done = outcome(entry, current)
+        row["duration"] = done.get("duration") if done else None
+        config = {(f"config.{k}" if k in FIXED else k): v for k, v in flatten(read_yaml(entry, UID_CONFIG)).items()}
+        result = {}
+        if done and "preview" in done:  # a failure's preview is its error message
+            result = preview_columns(done["preview"]) if current == "completed" else {"error": done["preview"]}
+        config_keys.update(dict.fromkeys(config))
+        result_keys.update(dict.fromkeys(k for k in result if k not in config))
+        out.append({**row, **config, **{k: v for k, v in result.items() if k not in config}})
+    columns = [*FIXED, *config_keys, *result_keys]
+    table = [{column: row.get(column) for column in columns} for row in out]
+    if sort:
+        column = sort.lstrip("-")
+        if column not in columns:
+            raise ValueError(f"no column {column!r} to sort by; the columns: {', '.join(columns)}")
+        present = [row for row in table if row[column] is not None]
+        present.sort(key=lambda row: _order(row[column]), reverse=sort.startswith("-"))
+        table = present + [row for row in table if row[column] is None]
+    return table
+
+
+def _order(value: tp.Any) -> tuple[int, tp.Any]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
+
+
+def results(
+    folder: Path | str,
+    status: str | None = None,
+    method: str | None = None,
+    sort: str | None = None,
+    as_frame: bool = False,
+) -> tp.Any:
+    """The results table of a cache folder (a cache root, a method folder or one entry), read
+    without unpickling: a list of dict rows (see ``rows``), or a pandas DataFrame with
+    ``as_frame=True`` (pandas is not a dependency: install it for this)."""
+    table = rows(folder, status=status, method=method, sort=sort)
+    if not as_frame:
+        return table
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise ImportError("results(..., as_frame=True) needs pandas (pip install pandas), or use the rows") from e
+    return pd.DataFrame(table, columns=list(table[0]) if table else list(FIXED))
+
+
+def _cell(value: tp.Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".6g")
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def format_table(table: list[dict[str, tp.Any]], fmt: str = "markdown") -> str:
+    if fmt == "json":
+        return json.dumps(table, indent=1, default=str)
+    columns = list(table[0]) if table else list(FIXED)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(row[c]) for c in columns] for row in table])
+        return buffer.getvalue().rstrip("\n")
+    if fmt != "markdown":
+        raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    lines = [columns, ["---"] * len(columns)]
+    lines += [[_cell(row[c]).replace("|", "\\|").replace("\n", " ") for c in columns] for row in table]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def describe_preview(shown: tp.Any) -> str:
+    """One line for ``exca-hydra show``."""
+    if isinstance(shown, dict):
+        return ", ".join(f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in shown.items())
+    return shown if isinstance(shown, str) else json.dumps(shown)
