@@ -20,9 +20,9 @@ from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
 from .execution.backends import Backend, InlineBackend, SubmititBackend, is_running, job_from_ref
 from .execution.options import SLURM_FIELDS, Cluster, Mode, Resources, SlurmOptions
-from .execution.plan import Step, plan, read_status
-from .execution.worker import MethodBatch
+from .execution.plan import plan, read_status
 from .owner import NOTHING, Binding, Method, bind_infras, forbid_extra_in_submodels, hook_owner
+from .submission import submit
 from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class TaskInfra(Resources):
         if step.action == "skip" and step.status == "not submitted":
             raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed")
         if step.action == "run":
-            job = _submit(self, [self], [step])[0]
+            job = submit(self, [self], [step])[0]
             if job is not None:
                 return job
         ref = entry.read_job()
@@ -310,7 +310,7 @@ class TaskInfra(Resources):
                 raise RuntimeError(f"mode='read-only' but {entry.folder} is not computed ({step.status})")
             if step.action != "skip":
                 if step.action == "run":
-                    _submit(self, [self], [step])
+                    submit(self, [self], [step])
                 status, failure = engine.wait_for([entry])[0]
                 if status != "completed":
                     if failure is not None:
@@ -373,35 +373,9 @@ class TaskInfra(Resources):
             raise RuntimeError(f"mode='read-only' but {len(missing)} item(s) of the job array are not computed")
         to_run = [(infra, step) for infra, step in zip(unique, steps) if step.action == "run"]
         if to_run:
-            _submit(self, [infra for infra, _ in to_run], [step for _, step in to_run], max_workers=max_workers)
+            submit(self, [infra for infra, _ in to_run], [step for _, step in to_run], max_workers=max_workers)
         logger.info(
             "Job array: submitted %d job(s), %d already computed or running", len(to_run), len(unique) - len(to_run)
         )
         for infra in infras:
             infra._binding().computed = True
-
-
-def _submit(base: TaskInfra, infras: tp.Sequence[TaskInfra], steps: tp.Sequence[Step], max_workers: int | None = None) -> list[tp.Any]:
-    """Claim, record the configs, run here or submit one array with base's resources. A config
-    another process claimed is waited for, not run twice. Returns each config's job (None: none here)."""
-    jobs: list[tp.Any] = [None] * len(infras)
-    for infra in infras:
-        infra._binding().computed = True
-    with engine.claimed(steps) as positions:
-        if not positions:
-            return jobs
-        for p in positions:
-            infras[p]._entry().write_configs(infras[p].config(), infras[p].config(uid=True))  # type: ignore[union-attr]
-        backend = base.backend(max_workers)  # inside the claim: a bad option releases it
-        calls = [(infras[p]._binding().method, infras[p]._binding().obj, infras[p]._entry()) for p in positions]
-        workdir = base.workdir
-        activate = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
-        with activate:
-            handles = backend.submit(MethodBatch(calls), [[i] for i in range(len(positions))])  # type: ignore[arg-type]
-        for p, handle in zip(positions, handles):
-            ref = handle.ref()
-            entry = infras[p]._entry()
-            if ref is not None and entry is not None:
-                entry.write_job(ref)  # job.json now says what the claim said
-            jobs[p] = getattr(handle, "job", None)
-    return jobs

@@ -1,0 +1,37 @@
+"""Python API jobs through the engine: claim, record the configs, then run here or submit one
+array with the base infra's resources, and record each job's reference."""
+
+from __future__ import annotations
+
+import contextlib
+import typing as tp
+
+from .execution import engine
+from .execution.plan import Step
+from .execution.worker import MethodBatch
+
+
+def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], max_workers: int | None = None) -> list[tp.Any]:
+    """Claim, record the configs, run here or submit one array with base's resources. A config
+    another process claimed is waited for, not run twice. Returns each config's job (None: none here)."""
+    jobs: list[tp.Any] = [None] * len(infras)
+    for infra in infras:
+        infra._binding().computed = True
+    with engine.claimed(steps) as positions:
+        if not positions:
+            return jobs
+        for p in positions:
+            infras[p]._entry().write_configs(infras[p].config(), infras[p].config(uid=True))  # type: ignore[union-attr]
+        backend = base.backend(max_workers)  # inside the claim: a bad option releases it
+        calls = [(infras[p]._binding().method, infras[p]._binding().obj, infras[p]._entry()) for p in positions]
+        workdir = base.workdir
+        activate = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
+        with activate:
+            handles = backend.submit(MethodBatch(calls), [[i] for i in range(len(positions))])  # type: ignore[arg-type]
+        for p, handle in zip(positions, handles):
+            ref = handle.ref()
+            entry = infras[p]._entry()
+            if ref is not None and entry is not None:
+                entry.write_job(ref)  # job.json now says what the claim said
+            jobs[p] = getattr(handle, "job", None)
+    return jobs
