@@ -1,0 +1,149 @@
+"""Issue 13 ("A cache you can trust"): the uid tells apart the kinds of value a field admits,
+compares with a field's actual default, keeps the class default of an infra, caches NaN and sets,
+hides secrets, and names the field of an int too long to print."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import typing as tp
+from pathlib import Path
+
+import pydantic
+
+from exca_hydra import TaskInfra, compute_uid
+from exca_hydra.store import Entry
+
+from models import MyTask, Trainer
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Sub(pydantic.BaseModel):
+    a: int = 0
+    b: str = "b"
+
+
+class Fixed(pydantic.BaseModel):
+    """Every annotation fixes the kind of its value: these uids must never change."""
+
+    x: int = 0
+    f: float = 0.5
+    s: str = "s"
+    flag: bool = False
+    opt: int | None = None
+    either: int | str = 0  # JSON tells an int from a str already
+    lit: tp.Literal["a", "b"] = "a"
+    p: Path = Path("p")
+    maybe_path: Path | None = None
+    d: dict[str, int] = {}
+    by_int: dict[int, str] = {}
+    floats: list[float] = []
+    pair: tuple[int, int] = (0, 0)
+    names: set[str] = set()
+    ints: frozenset[int] = frozenset()
+    color: Color = Color.RED
+    day: datetime.date = datetime.date(2000, 1, 1)
+    raw: bytes = b""
+    dec: decimal.Decimal = decimal.Decimal("0")
+    params: dict[str, tp.Any] = {}
+    sub: Sub = Sub()
+    subs: list[Sub] = []
+
+
+# uids computed before issue 13's changes (commit 4eb80b8): the proof that unambiguous configs
+# keep their cache folders
+PINNED: list[tuple[tp.Any, str]] = [
+    (Fixed(), "default-01e7b720ff566d53"),
+    (Fixed(x=3, f=0.25, s="hello", flag=True), "f=0.25,flag=true,s=hello,x=3-5d23dc351ad41792"),
+    (Fixed(opt=4, either="1", lit="b"), "either=1,lit=b,opt=4-2f068c1ee2bf1cc0"),
+    (Fixed(either=1), "either=1-8f1cc740955591b3"),
+    (Fixed(p=Path("/data/x"), maybe_path=Path("rel/y")), "maybe_path=rel_y,p=_data_x-ef6ca3c37df51b24"),
+    (Fixed(d={"a": 1, "b": 2}, by_int={1: "a", 2: "b"}), "by_int.1=a,by_int.2=b,d.a=1,d.b=2-6700ad55a125ae73"),
+    (Fixed(floats=[1.0, 2.5], pair=(1, 2)), "floats=_1.0,2.5_,pair=_1,2_-30352e612ebc1ad5"),
+    (Fixed(names={"z", "a", "m"}, ints=frozenset({3, 1, 2})), "ints=_1,2,3_,names=__a_,_m_,_z__-75d55ae48b4d6207"),
+    (Fixed(color=Color.BLUE, day=datetime.date(2020, 1, 2), raw=b"bytes", dec=decimal.Decimal("1.50")), "color=blue,day=2020-01-02,dec=1.50,raw=bytes-160c487a5cee24b3"),
+    (Fixed(params={"a": 1, "b": [1, 2.5, None, True, "x"], "c": {"d": "e"}}), "params.a=1,params.b=_1,2.5,null,true,_x__,params.c.d=e-6c444a69a0ec4406"),
+    (Fixed(sub=Sub(a=2), subs=[Sub(), Sub(b="c")]), "sub.a=2,subs=___,__b___c___-dcae4c7d3457434c"),
+    (MyTask(x=12, y="hello"), "x=12,y=hello-48474a65c434ac30"),
+    (MyTask(x=1, infra={"version": "2", "cpus_per_task": 3}), "infra.version=2,x=1-bb05de8ff16eae29"),
+    (Trainer(model={"name": "transformer", "embeddings": 256}, optimizer="SGD"), "model.embeddings=256,model.name=transformer,optimizer=SGD-067ff636618b3d6b"),
+    ({"a": 1, "b": {"c": [1, 2.5, None, True]}, "name": "x"}, "a=1,b.c=_1,2.5,null,true_,name=x-167f69820caebde4"),
+    ({"model": {"name": "conv", "layers": 3}, "lr": 0.1, "tags": ["a", "b"]}, "lr=0.1,model.layers=3,model.name=conv,tags=__a_,_b__-5a237f58b6d7cf84"),
+]
+
+
+def test_unambiguous_uids_are_unchanged() -> None:
+    for obj, uid in PINNED:
+        assert compute_uid(obj) == uid, obj
+
+
+class FixedTask(pydantic.BaseModel):
+    p: Path = Path("p")
+    pair: tuple[int, int] = (0, 0)
+    names: set[str] = set()
+    color: Color = Color.RED
+    day: datetime.date = datetime.date(2000, 1, 1)
+    by_int: dict[int, str] = {}
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        return "computed"
+
+
+def _fixed_task(folder: Path) -> FixedTask:
+    return FixedTask(
+        p="/data/x", pair=(1, 2), names={"b", "a"}, color="blue", day="2020-01-02", by_int={3: "c"},
+        infra={"folder": folder, "version": "1"},
+    )
+
+
+OLD_UID = "by_int.3=c,color=blue,day=2020-01-02,infra.version=1,names=__a_,_b__,p=_data_x,pair=_1,2_-2394e93f62937cf2"
+OLD_UID_YAML = """\
+p: /data/x
+pair:
+- 1
+- 2
+names:
+- a
+- b
+color: blue
+day: '2020-01-02'
+by_int:
+  '3': c
+infra:
+  version: '1'
+"""
+OLD_CONFIG_YAML = """\
+p: /data/x
+pair:
+- 1
+- 2
+names:
+- a
+- b
+color: blue
+day: '2020-01-02'
+by_int:
+  '3': c
+infra:
+  mode: cached
+  version: '1'
+"""
+
+
+def test_an_old_entry_of_an_unambiguous_config_is_still_read(tmp_path: Path) -> None:
+    # the files as the code before issue 13 wrote them
+    obj = _fixed_task(tmp_path)
+    folder = tmp_path / "test_uid_kinds.FixedTask.run,1" / OLD_UID
+    folder.mkdir(parents=True)
+    (folder / "uid.yaml").write_text(OLD_UID_YAML)
+    (folder / "config.yaml").write_text(OLD_CONFIG_YAML)
+    Entry(folder).write_result("cached long ago")
+    assert obj.infra.uid_folder() == folder
+    assert obj.run() == "cached long ago"
