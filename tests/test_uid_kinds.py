@@ -11,11 +11,17 @@ import typing as tp
 from pathlib import Path
 
 import pydantic
+import pytest
+import typing_extensions
+import yaml
 
-from exca_hydra import TaskInfra, compute_uid
-from exca_hydra.store import Entry
+from exca_hydra import TaskInfra, compute_uid, uid_config
+from exca_hydra.store import CacheError, Entry
+from exca_hydra.uid import UidError, identity_config
 
 from models import MyTask, Trainer
+
+RUNS: list[str] = []  # the calls of the decorated methods below (cluster=None: this process)
 
 
 class Color(enum.Enum):
@@ -55,6 +61,23 @@ class Fixed(pydantic.BaseModel):
     subs: list[Sub] = []
 
 
+class Point(typing_extensions.TypedDict):
+    x: int
+    where: Path
+
+
+class Fixed2(pydantic.BaseModel):
+    point: Point | None = None
+    seq: tp.Sequence[int] = ()
+    paths: dict[str, list[Path]] = {}
+    var: tuple[int, ...] = ()
+    opt_lit: tp.Literal["a", "b"] | None = None
+    nested: dict[str, dict[str, Sub]] = {}
+    colors: list[Color] = []
+    when: datetime.datetime | None = None
+    sub_or_int: Sub | int = 0
+
+
 # uids computed before issue 13's changes (commit 4eb80b8): the proof that unambiguous configs
 # keep their cache folders
 PINNED: list[tuple[tp.Any, str]] = [
@@ -69,6 +92,10 @@ PINNED: list[tuple[tp.Any, str]] = [
     (Fixed(color=Color.BLUE, day=datetime.date(2020, 1, 2), raw=b"bytes", dec=decimal.Decimal("1.50")), "color=blue,day=2020-01-02,dec=1.50,raw=bytes-160c487a5cee24b3"),
     (Fixed(params={"a": 1, "b": [1, 2.5, None, True, "x"], "c": {"d": "e"}}), "params.a=1,params.b=_1,2.5,null,true,_x__,params.c.d=e-6c444a69a0ec4406"),
     (Fixed(sub=Sub(a=2), subs=[Sub(), Sub(b="c")]), "sub.a=2,subs=___,__b___c___-dcae4c7d3457434c"),
+    (Fixed2(point={"x": 1, "where": "/a"}, seq=[1, 2], paths={"a": ["b", "c"]}, var=(1, 2, 3)), "paths.a=__b_,_c__,point.where=_a,point.x=1,seq=_1,2_,var=_1,2,3_-e1fcca5f934eb5a1"),
+    (Fixed2(opt_lit="b", nested={"a": {"b": {"a": 3}}}, colors=["blue", "red"]), "colors=__blue_,_red__,nested.a.b.a=3,opt_lit=b-5f4758c130ca509d"),
+    (Fixed2(when=datetime.datetime(2020, 1, 2, 3, 4), sub_or_int=Sub(a=5)), "sub_or_int.a=5,when=2020-01-02T03_04_00-5630bfdff3bb65eb"),
+    (Fixed2(sub_or_int=7), "sub_or_int=7-68feef0766b481e2"),
     (MyTask(x=12, y="hello"), "x=12,y=hello-48474a65c434ac30"),
     (MyTask(x=1, infra={"version": "2", "cpus_per_task": 3}), "infra.version=2,x=1-bb05de8ff16eae29"),
     (Trainer(model={"name": "transformer", "embeddings": 256}, optimizer="SGD"), "model.embeddings=256,model.name=transformer,optimizer=SGD-067ff636618b3d6b"),
