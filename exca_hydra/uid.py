@@ -17,6 +17,7 @@ import typing as tp
 from pathlib import PurePath
 
 import pydantic
+import yaml
 
 __all__ = ["uid_config", "uid_string", "compute_uid", "UidError"]
 
@@ -29,6 +30,15 @@ _NO_DEFAULT: tp.Any = object()
 
 class UidError(TypeError):
     """The config cannot be given a stable uid (e.g. a union of models without discriminator)."""
+
+
+class _Unordered(list):  # type: ignore[type-arg]
+    """A set in ``identity_config`` (sorted): compared with a stored list in any order."""
+
+    __slots__ = ()
+
+
+yaml.SafeDumper.add_representer(_Unordered, yaml.representer.SafeRepresenter.represent_list)
 
 
 class _Field(tp.NamedTuple):
@@ -96,7 +106,9 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
 
 
 def _same(value: tp.Any, default: tp.Any) -> bool:
-    return type(value) is type(default) and value == default
+    if type(value) is not type(default):
+        return False
+    return value == default or (type(value) is float and value != value and default != default)  # NaN
 
 
 def _model_dict(
@@ -140,7 +152,8 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
     if isinstance(value, (list, tuple)):
         return [_canon(v, defaults=defaults) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((_canon(v) for v in value), key=_dumps)
+        items = sorted((_canon(v) for v in value), key=_dumps)
+        return _Unordered(items) if defaults else items
     if isinstance(value, enum.Enum):
         return _canon(value.value)
     if isinstance(value, PurePath):
@@ -168,8 +181,9 @@ def uid_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]
 
 
 def identity_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]:
-    """Like ``uid_config`` but with every default: what a cached result was computed with.
-    Compared with the stored ``config.yaml``, it reveals a class default that changed."""
+    """Like ``uid_config`` but with every default, as config.yaml records them (no kinds, sets
+    unordered): what a cached result was computed with. Compared with the stored config.yaml,
+    it reveals a class default that changed."""
     if isinstance(obj, pydantic.BaseModel):
         return _model_dict(obj, frozenset(exclude), "", defaults=True)
     return uid_config(obj, exclude)

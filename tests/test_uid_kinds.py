@@ -174,3 +174,52 @@ def test_an_old_entry_of_an_unambiguous_config_is_still_read(tmp_path: Path) -> 
     Entry(folder).write_result("cached long ago")
     assert obj.infra.uid_folder() == folder
     assert obj.run() == "cached long ago"
+
+
+# ----- 4. NaN and sets -----
+class Numbers(pydantic.BaseModel):
+    lr: float = 0.1
+    scale: float = float("nan")
+    weights: dict[str, float] = {}
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        RUNS.append("Numbers")
+        return "done"
+
+
+class Named(pydantic.BaseModel):
+    names: set[str] = set()
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        RUNS.append("Named")
+        return "done"
+
+
+def test_nan_values_cache_normally(tmp_path: Path) -> None:
+    RUNS.clear()
+    nan = float("nan")
+    for _ in range(2):
+        assert Numbers(lr=nan, weights={"a": nan}, infra={"folder": tmp_path}).run() == "done"
+        assert Numbers(scale=nan, infra={"folder": tmp_path}).run() == "done"
+    assert RUNS == ["Numbers"] * 2
+    assert Numbers(scale=nan).infra.uid() == Numbers().infra.uid()  # NaN equals its NaN default
+
+
+def test_set_values_cache_normally(tmp_path: Path) -> None:
+    RUNS.clear()
+    names = [f"name{i}" for i in range(40)]
+    first = Named(names=names, infra={"folder": tmp_path})
+    assert first.run() == "done"
+    # another process (another hash seed) iterates the set in another order
+    config = first.infra.uid_folder() / "config.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["names"] = sorted(data["names"], reverse=True)
+    config.write_text(yaml.safe_dump(data))
+    for order in (names, names[::-1]):
+        assert Named(names=order, infra={"folder": tmp_path}).run() == "done"
+    assert RUNS == ["Named"]
+    assert Named(names=names[::-1]).infra.config(uid=True)["names"] == sorted(names)
