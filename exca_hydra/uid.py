@@ -12,6 +12,7 @@ import enum
 import hashlib
 import json
 import re
+import sys
 import types
 import typing as tp
 from pathlib import PurePath
@@ -173,10 +174,13 @@ def _dumps(obj: tp.Any) -> str:
 def uid_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]:
     """Nested dict of what identifies ``obj`` (a pydantic model or a plain dict config)."""
     excluded = frozenset(exclude)
-    if isinstance(obj, pydantic.BaseModel):
-        return _model_dict(obj, excluded, "")
-    if isinstance(obj, dict):
-        return _canon(obj, excluded, "")  # type: ignore[no-any-return]
+    try:
+        if isinstance(obj, pydantic.BaseModel):
+            return _model_dict(obj, excluded, "")
+        if isinstance(obj, dict):
+            return _canon(obj, excluded, "")  # type: ignore[no-any-return]
+    except ValueError as e:
+        raise _long_int_error(obj, e) from e
     raise UidError(f"uid_config expects a pydantic model or a dict, got {type(obj)}")
 
 
@@ -185,7 +189,10 @@ def identity_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp
     unordered): what a cached result was computed with. Compared with the stored config.yaml,
     it reveals a class default that changed."""
     if isinstance(obj, pydantic.BaseModel):
-        return _model_dict(obj, frozenset(exclude), "", defaults=True)
+        try:
+            return _model_dict(obj, frozenset(exclude), "", defaults=True)
+        except ValueError as e:
+            raise _long_int_error(obj, e) from e
     return uid_config(obj, exclude)
 
 
@@ -219,9 +226,13 @@ def _flatten(cfg: dict[str, tp.Any], prefix: str, out: list[str]) -> None:
 
 def uid_string(cfg: dict[str, tp.Any]) -> str:
     """Folder-safe uid of a uid config: ``a.b=1,c=x-<hash>``; at most ~140 ASCII chars."""
-    # surrogatepass: a lone surrogate (e.g. a non-UTF-8 byte of argv) hashes instead of raising;
-    # every other string encodes exactly as before
-    digest = hashlib.blake2b(_dumps(cfg).encode("utf8", "surrogatepass"), digest_size=HASH_CHARS // 2).hexdigest()
+    try:
+        # surrogatepass: a lone surrogate (e.g. a non-UTF-8 byte of argv) hashes instead of
+        # raising; every other string encodes exactly as before
+        text = _dumps(cfg).encode("utf8", "surrogatepass")
+    except ValueError as e:
+        raise _long_int_error(cfg, e) from e
+    digest = hashlib.blake2b(text, digest_size=HASH_CHARS // 2).hexdigest()
     items: list[str] = []
     if cfg:
         _flatten(cfg, "", items)
@@ -231,6 +242,44 @@ def uid_string(cfg: dict[str, tp.Any]) -> str:
     if prefix[0] in ".-":  # never a hidden file, never an option
         prefix = "_" + prefix[1:]
     return f"{prefix}-{digest}"
+
+
+def _long_int(value: tp.Any, path: str) -> str | None:
+    """The dotted path of an int too long to print (Python's int-to-str limit), if any."""
+    if isinstance(value, int):
+        try:
+            str(value)
+        except ValueError:
+            return path
+        return None
+    if isinstance(value, pydantic.BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                name = str(key)
+            except ValueError:  # the key itself
+                return path or "(top level)"
+            found = _long_int(item, f"{path}.{name}" if path else name)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            found = _long_int(item, path)
+            if found is not None:
+                return found
+    return None
+
+
+def _long_int_error(obj: tp.Any, error: ValueError) -> Exception:
+    path = _long_int(obj, "")
+    if path is None:
+        return error
+    return UidError(
+        f"Cannot compute a uid: {path or 'the config'} holds an integer too long to print (over "
+        f"Python's limit of {getattr(sys, 'get_int_max_str_digits', lambda: 4300)()} digits). Give "
+        "it as a string, or raise the limit with sys.set_int_max_str_digits()."
+    )
 
 
 def compute_uid(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> str:

@@ -223,3 +223,21 @@ def test_set_values_cache_normally(tmp_path: Path) -> None:
         assert Named(names=order, infra={"folder": tmp_path}).run() == "done"
     assert RUNS == ["Named"]
     assert Named(names=names[::-1]).infra.config(uid=True)["names"] == sorted(names)
+
+
+# ----- 6. an int too long to print -----
+class Big(pydantic.BaseModel):
+    n: int = 0
+    params: dict[str, tp.Any] = {}
+
+
+def test_an_int_too_long_to_print_is_a_uid_error() -> None:
+    huge = 10**5000
+    with pytest.raises(UidError, match=r"\bn\b.*digits|digits.*\bn\b"):
+        compute_uid(Big(n=huge))
+    with pytest.raises(UidError, match=r"params\.a\.b"):
+        compute_uid(Big(params={"a": {"b": [huge]}}))
+    with pytest.raises(UidError, match=r"x\.y"):
+        compute_uid({"x": {"y": huge}})
+    with pytest.raises(UidError, match=r"params"):
+        compute_uid(Big(params={"a": {huge: 1}}))
