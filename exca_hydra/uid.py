@@ -46,6 +46,7 @@ class _Field(tp.NamedTuple):
     name: str
     default: tp.Any
     is_tag: bool
+    model_default: bool  # the default is a model: a value is compared with it as a uid
 
 
 def _is_single_literal(annotation: tp.Any) -> bool:
@@ -97,7 +98,8 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
             default = _NO_DEFAULT
         else:
             default = info.default
-        fields.append(_Field(name, default, _is_single_literal(info.annotation)))
+        is_tag = _is_single_literal(info.annotation)
+        fields.append(_Field(name, default, is_tag, isinstance(default, pydantic.BaseModel) and not is_tag))
     excluded = getattr(cls, "_exclude_from_cls_uid", ())
     if callable(excluded):
         excluded = excluded()
@@ -112,10 +114,24 @@ def _same(value: tp.Any, default: tp.Any) -> bool:
     return value == default or (type(value) is float and value != value and default != default)  # NaN
 
 
+_DEFAULT_CANON: dict[tuple[type, str], tp.Any] = {}
+
+
+def _default_canon(cls: type, field: _Field, exclude: frozenset[str], prefix: str) -> tp.Any:
+    """The uid form of a field's default (a model), to compare a value of that field with."""
+    if exclude:
+        return _canon(field.default, exclude, prefix)
+    key = (cls, field.name)
+    if key not in _DEFAULT_CANON:
+        _DEFAULT_CANON[key] = _canon(field.default)
+    return _DEFAULT_CANON[key]
+
+
 def _model_dict(
     model: pydantic.BaseModel, exclude: frozenset[str], prefix: str, defaults: bool = False
 ) -> dict[str, tp.Any]:
-    fields, cls_excluded, is_infra = _plan(type(model))
+    cls = type(model)
+    fields, cls_excluded, is_infra = _plan(cls)
     if is_infra:
         version = model.__dict__["version"]
         return {"version": version} if defaults or version != "0" else {}
@@ -130,12 +146,18 @@ def _model_dict(
             if path in exclude:
                 continue
         value = values[name]
-        if not defaults and not field.is_tag and _same(value, field.default):
+        if defaults:
+            out[name] = _canon(value, exclude, prefix + name + "." if exclude else "", defaults)
             continue
-        canon = _canon(value, exclude, prefix + name + "." if exclude else "", defaults)
-        if not defaults and canon == {} and isinstance(value, pydantic.BaseModel) and not field.is_tag:
-            if field.default is not _NO_DEFAULT and type(field.default) is type(value):
-                continue  # e.g. an infra whose only uid field is at its default
+        if not field.is_tag and _same(value, field.default):
+            continue
+        sub_prefix = prefix + name + "." if exclude else ""
+        canon = _canon(value, exclude, sub_prefix)
+        if field.model_default and type(field.default) is type(value):
+            # equal to the field's own default (not to its class's defaults), e.g. an infra
+            # whose version is its default's
+            if canon == _default_canon(cls, field, exclude, sub_prefix):
+                continue
         out[name] = canon
     return out
 

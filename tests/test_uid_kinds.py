@@ -176,6 +176,40 @@ def test_an_old_entry_of_an_unambiguous_config_is_still_read(tmp_path: Path) -> 
     assert obj.run() == "cached long ago"
 
 
+def _distinct(*objs: tp.Any) -> None:
+    uids = [compute_uid(obj) for obj in objs]
+    assert len(set(uids)) == len(uids), uids
+
+
+# ----- 2. equal to the field's own default -----
+class Inner(pydantic.BaseModel):
+    a: int = 0
+
+
+class Outer(pydantic.BaseModel):
+    sub: Inner = Inner(a=1)
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> int:
+        RUNS.append(f"Outer:{self.sub.a}")
+        return self.sub.a
+
+
+def test_a_sub_config_is_compared_with_the_fields_default(tmp_path: Path) -> None:
+    assert Outer(sub={"a": 0}).sub.a == 0 and Outer().sub.a == 1
+    _distinct(Outer(), Outer(sub={"a": 0}))
+    assert Outer(sub={"a": 1}).infra.uid() == Outer().infra.uid()  # equal to the default: left out
+    assert Outer(sub={"a": 0}).infra.config(uid=True) == {"sub": {}}
+    RUNS.clear()
+    assert Outer(infra={"folder": tmp_path}).run() == 1
+    assert Outer(sub={"a": 0}, infra={"folder": tmp_path, "mode": "force"}).run() == 0
+    assert Outer(infra={"folder": tmp_path}).run() == 1  # not overwritten by the forced one
+    assert Outer(infra={"folder": tmp_path, "mode": "force"}).run() == 1
+    assert Outer(sub={"a": 0}, infra={"folder": tmp_path}).run() == 0
+    assert RUNS == ["Outer:1", "Outer:0", "Outer:1"]
+
+
 # ----- 4. NaN and sets -----
 class Numbers(pydantic.BaseModel):
     lr: float = 0.1
