@@ -83,6 +83,21 @@ def _bind_infras(obj: pydantic.BaseModel) -> None:
             infra._bind(obj, name, method, exclude)
 
 
+def _keep_class_defaults(obj: pydantic.BaseModel) -> None:
+    """An infra given to a config (``infra={"folder": ...}``) keeps the fields set on the class
+    default (``infra: TaskInfra = TaskInfra(version="2")``) that it does not set itself."""
+    fields = type(obj).model_fields
+    for name in type(obj).__exca_infras__:  # type: ignore[attr-defined]
+        default = fields[name].default if name in fields else None
+        infra = obj.__dict__.get(name)
+        if not isinstance(default, TaskInfra) or not isinstance(infra, TaskInfra) or name not in obj.model_fields_set:
+            continue
+        missing = default.model_fields_set - infra.model_fields_set
+        if missing:
+            given = {key: infra.__dict__[key] for key in infra.model_fields_set}
+            obj.__dict__[name] = type(infra).model_validate({**{k: default.__dict__[k] for k in missing}, **given})
+
+
 def _hook_owner(owner: type) -> None:
     """Bind infras to their config after validation and after unpickling."""
     if owner.__dict__.get("__exca_hooked__"):
@@ -91,6 +106,7 @@ def _hook_owner(owner: type) -> None:
 
     def model_post_init(self: pydantic.BaseModel, context: tp.Any, /) -> None:
         post_init(self, context)
+        _keep_class_defaults(self)
         _bind_infras(self)
 
     set_state = owner.__setstate__  # type: ignore[attr-defined]

@@ -210,6 +210,44 @@ def test_a_sub_config_is_compared_with_the_fields_default(tmp_path: Path) -> Non
     assert RUNS == ["Outer:1", "Outer:0", "Outer:1"]
 
 
+# ----- 3. the class default of an infra -----
+class Versioned(pydantic.BaseModel):
+    x: int = 1
+    infra: TaskInfra = TaskInfra(version="2", cpus_per_task=3, keep_in_ram=True)
+
+    @infra.apply
+    def run(self) -> int:
+        return self.x
+
+
+def test_fields_set_on_the_class_default_infra_are_kept(tmp_path: Path) -> None:
+    for obj in [
+        Versioned(infra={"folder": tmp_path}),
+        Versioned.model_validate({"infra": {"folder": str(tmp_path), "mode": "force"}}),
+        Versioned(infra=TaskInfra(folder=tmp_path)),
+    ]:
+        infra = obj.infra
+        assert (infra.version, infra.cpus_per_task, infra.keep_in_ram, infra.folder) == ("2", 3, True, tmp_path)
+        assert infra.method_dir().name.endswith(",2")
+        assert infra.uid() == Versioned().infra.uid() == Versioned(infra={"version": "2"}).infra.uid()
+    given = Versioned.model_validate({"infra": {"folder": str(tmp_path), "version": "3", "cpus_per_task": None}})
+    assert (given.infra.version, given.infra.cpus_per_task, given.infra.keep_in_ram) == ("3", None, True)
+    assert given.infra.uid() != Versioned().infra.uid()
+    assert Versioned(infra={"folder": tmp_path}).run() == 1
+    clone = Versioned(infra={"folder": tmp_path}).infra.clone_obj(x=2)
+    assert clone.infra.version == "2" and clone.run() == 2
+
+
+def test_class_default_infra_kept_through_hydra_yaml(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from exca_hydra.app import to_model
+
+    cfg = OmegaConf.create(f"x: 4\ninfra:\n  folder: {tmp_path}\n  mode: retry\n")
+    obj = to_model(cfg, Versioned)
+    assert (obj.infra.version, obj.infra.cpus_per_task, obj.infra.mode) == ("2", 3, "retry")
+
+
 # ----- 4. NaN and sets -----
 class Numbers(pydantic.BaseModel):
     lr: float = 0.1
