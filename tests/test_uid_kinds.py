@@ -181,6 +181,87 @@ def _distinct(*objs: tp.Any) -> None:
     assert len(set(uids)) == len(uids), uids
 
 
+# ----- 1. types that print alike -----
+class Kinds(pydantic.BaseModel):
+    union_keys: dict[int | str, str] = {}
+    any_keys: dict[tp.Any, str] = {}
+    seq: tuple[int, int] | list[int] = []
+    day: datetime.date | str = ""
+    color: Color | str = ""
+    path: Path | str = ""
+    raw: bytes | str = ""
+    anything: tp.Any = None
+
+
+def test_kinds_a_field_admits_are_told_apart() -> None:
+    _distinct(Kinds(union_keys={1: "a"}), Kinds(union_keys={"1": "a"}))
+    _distinct(Kinds(any_keys={1: "a"}), Kinds(any_keys={"1": "a"}), Kinds(any_keys={1.0: "a"}))
+    _distinct(Kinds(any_keys={True: "a"}), Kinds(any_keys={"True": "a"}))
+    _distinct(Kinds(any_keys={None: "a"}), Kinds(any_keys={"None": "a"}))
+    _distinct(Kinds(seq=(1, 2)), Kinds(seq=[1, 2]))
+    _distinct(Kinds(day=datetime.date(2020, 1, 2)), Kinds(day="2020-01-02"))
+    _distinct(Kinds(color=Color.RED), Kinds(color="red"))
+    _distinct(Kinds(path=Path("a")), Kinds(path="a"))
+    _distinct(Kinds(raw=b"a"), Kinds(raw="a"))
+    assert Kinds(seq=(1, 2)).seq == (1, 2) and Kinds(day="2020-01-02").day == "2020-01-02"  # as pydantic keeps them
+    # only the hash tells them apart: the readable prefix stays as it was
+    assert compute_uid(Kinds(seq=(1, 2))).rsplit("-", 1)[0] == compute_uid(Kinds(seq=[1, 2])).rsplit("-", 1)[0]
+    assert compute_uid(Kinds(union_keys={1: "a"})).startswith("union_keys.1=a-")
+
+
+ALIKE_UNDER_ANY: list[tuple[tp.Any, tp.Any]] = [
+    ((1, 2), [1, 2]),
+    (b"a", "a"),
+    (datetime.date(2020, 1, 2), "2020-01-02"),
+    (Path("a"), "a"),
+    (Color.RED, "red"),
+    ({1: "a"}, {"1": "a"}),
+    ({True: "a"}, {"True": "a"}),
+    ({None: "a"}, {"None": "a"}),
+    ({"x": (1, 2)}, {"x": [1, 2]}),
+    ([b"a"], ["a"]),
+    ({1, 2}, [1, 2]),
+    (frozenset({1, 2}), {1, 2}),
+    (decimal.Decimal("1.5"), "1.5"),
+    (Sub(a=1), {"a": 1}),
+    ((1, 2), {"!tuple": [1, 2]}),  # a dict that looks like what tells a tuple apart
+    ({"!str:1": "a"}, {1: "a"}),
+]
+
+
+def test_kinds_are_told_apart_under_any_and_in_plain_dict_configs() -> None:
+    for one, other in ALIKE_UNDER_ANY:
+        _distinct(Kinds(anything=one), Kinds(anything=other))
+        _distinct({"k": one}, {"k": other})  # a DictConfig app's plain dict config
+    _distinct({1: "a"}, {"1": "a"})
+    _distinct({"a": {True: 1}}, {"a": {"True": 1}})
+
+
+class AnyTask(pydantic.BaseModel):
+    value: tp.Any = None
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        RUNS.append(repr(self.value))
+        return repr(self.value)
+
+
+
+def test_values_that_print_alike_get_their_own_entry(tmp_path: Path) -> None:
+    RUNS.clear()
+    values: list[tp.Any] = [(1, 2), [1, 2], b"a", "a", {1: "a"}, {"1": "a"}]
+    for value in values:
+        assert AnyTask(value=value, infra={"folder": tmp_path}).run() == repr(value)
+    for value in values:  # read back from the cache: uid.yaml still tells them apart
+        assert AnyTask(value=value, infra={"folder": tmp_path}).run() == repr(value)
+    assert RUNS == [repr(v) for v in values]
+    tuple_obj, list_obj = AnyTask(value=(1, 2), infra={"folder": tmp_path}), AnyTask(value=[1, 2], infra={"folder": tmp_path})
+    assert (tuple_obj.infra.uid_folder() / "uid.yaml").read_text() != (list_obj.infra.uid_folder() / "uid.yaml").read_text()
+    with pytest.raises(CacheError, match="belongs to another config"):
+        Entry(tuple_obj.infra.uid_folder()).verify(uid_config(list_obj), identity_config(list_obj))
+
+
 # ----- 2. equal to the field's own default -----
 class Inner(pydantic.BaseModel):
     a: int = 0
