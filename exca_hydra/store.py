@@ -83,6 +83,24 @@ def _same(stored: tp.Any, current: tp.Any) -> bool:
     return False
 
 
+def _without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
+    """``full`` with each value that enters the uid as a secret's hash masked (a secret key of
+    a plain dict config; a pydantic secret is masked by pydantic already)."""
+    if not isinstance(full, dict) or not isinstance(uid_cfg, dict):
+        return full
+    if list(uid_cfg) == ["!dict"]:
+        return _without_secrets(full, uid_cfg["!dict"])
+    out = full
+    for key, value in uid_cfg.items():
+        if not isinstance(value, dict) or key not in full:
+            continue
+        masked = "**********" if list(value) == ["!secret"] else _without_secrets(full[key], value)
+        if masked is not full[key]:
+            out = dict(out) if out is full else out
+            out[key] = masked
+    return out
+
+
 class Entry:
     """The cache folder of one uid."""
 
@@ -132,7 +150,7 @@ class Entry:
                     "Two configs share one uid folder; remove that folder if it is stale."
                 )
         # config.yaml records what the next result is computed with: always rewritten
-        atomic_write(self.folder / CONFIG, dump_yaml(full).encode("utf8"))
+        atomic_write(self.folder / CONFIG, dump_yaml(_without_secrets(full, uid_cfg)).encode("utf8"))
         if previous is None:
             atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
 

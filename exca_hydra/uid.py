@@ -12,7 +12,7 @@ enough and the uid is as it always was; where it admits several kinds that print
 (``tp.Any``, ``Path | str``, ``tuple[int, int] | list[int]``, a plain dict config), such a value
 is written ``{"!<kind>": value}`` and such a key ``"!<kind>:<key>"`` (a dict or a key that could be
 mistaken for one is escaped the same way), so the hash tells them apart; the readable prefix
-shows the value alone, as before.
+shows the value alone, as before.  Secrets (``pydantic.SecretStr``...) enter as a hash.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ class _Unordered(list):  # type: ignore[type-arg]
 yaml.SafeDumper.add_representer(_Tagged, yaml.representer.SafeRepresenter.represent_dict)
 yaml.SafeDumper.add_representer(_Key, yaml.representer.SafeRepresenter.represent_str)
 yaml.SafeDumper.add_representer(_Unordered, yaml.representer.SafeRepresenter.represent_list)
+
+# Plain dict configs (DictConfig apps) have no types to mark a secret: the values of keys ending
+# with one of these words (any case) enter the uid as a hash, like a pydantic.SecretStr
+SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|access_?key|private_?key)$", re.IGNORECASE)
+_SECRETS = tuple(getattr(pydantic, name) for name in ("SecretStr", "SecretBytes", "Secret") if hasattr(pydantic, name))
 
 # How a field's value is written, from its annotation (computed once per class):
 #   None: the annotation fixes every kind inside, the printed form is enough (the uid of old);
@@ -326,12 +331,29 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
         return _canon(value.value)
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, _SECRETS):
+        return _secret(value.get_secret_value())
     try:
         from pydantic_core import to_jsonable_python
 
         return to_jsonable_python(value)
     except Exception as e:  # the value has no stable serialization
         raise UidError(f"Cannot compute a uid for value {value!r} of type {type(value)}") from e
+
+
+def _secret(value: tp.Any, plain: bool = False) -> _Tagged:
+    """A secret enters the uid as a hash: never in clear in a folder name or a file. ``plain``:
+    the value of a secret key of a plain dict config (any kind: its JSON form is hashed)."""
+    if plain:
+        kind, data = "json", _dumps(_enc_any(value)).encode("utf8", "surrogatepass")
+    elif isinstance(value, str):
+        kind, data = "str", value.encode("utf8", "surrogatepass")
+    elif isinstance(value, bytes):
+        kind, data = "bytes", value
+    else:
+        kind, data = "json", _dumps(_enc_any(value)).encode("utf8", "surrogatepass")
+    digest = hashlib.sha256(f"exca-hydra secret {kind}\0".encode() + data).hexdigest()
+    return _Tagged({"!secret": digest})
 
 
 def _kind(value: tp.Any) -> str:
@@ -373,29 +395,37 @@ def _enc(value: tp.Any, spec: _Spec, exclude: frozenset[str], prefix: str) -> tp
     return _enc_any(value, exclude, prefix)  # another kind than the annotation's main one
 
 
-def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str) -> dict[str, tp.Any]:
-    return {_key(k): _enc_any(v, exclude, f"{prefix}{k}." if exclude else "") for k, v in value.items()}
+def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str, secret_keys: bool) -> dict[str, tp.Any]:
+    out: dict[str, tp.Any] = {}
+    for k, v in value.items():
+        if secret_keys and isinstance(k, str) and SECRET_KEY.search(k):
+            out[_key(k)] = _secret(v, plain=True)
+        else:
+            out[_key(k)] = _enc_any(v, exclude, f"{prefix}{k}." if exclude else "", secret_keys)
+    return out
 
 
-def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "") -> tp.Any:
+def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "", secret_keys: bool = False) -> tp.Any:
     """The uid form of a value of any kind: JSON's own kinds as they are, any other kind tagged."""
     if value is None or isinstance(value, (bool, int, float, str)):
         if isinstance(value, enum.Enum):
             return _Tagged({"!" + _kind(value): _enc_any(value.value)})
         return value
     if type(value) is list:
-        return [_enc_any(v) for v in value]
+        return [_enc_any(v, secret_keys=secret_keys) for v in value]
     if isinstance(value, dict):
-        out = _enc_dict(value, exclude, prefix)
+        out = _enc_dict(value, exclude, prefix, secret_keys)
         if len(out) == 1 and next(iter(out)).startswith("!"):  # would read as a tag
             return _Tagged({"!dict": out})
         return out
+    if isinstance(value, _SECRETS):
+        return _secret(value.get_secret_value())
     if isinstance(value, pydantic.BaseModel):
         payload: tp.Any = _model_dict(value, exclude, prefix)
     elif isinstance(value, (list, tuple)):
-        payload = [_enc_any(v) for v in value]
+        payload = [_enc_any(v, secret_keys=secret_keys) for v in value]
     elif isinstance(value, (set, frozenset)):
-        payload = sorted((_enc_any(v) for v in value), key=_dumps)
+        payload = sorted((_enc_any(v, secret_keys=secret_keys) for v in value), key=_dumps)
     else:
         payload = _canon(value)
     return _Tagged({"!" + _kind(value): payload})
@@ -411,8 +441,8 @@ def uid_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]
     try:
         if isinstance(obj, pydantic.BaseModel):
             return _model_dict(obj, excluded, "")
-        if isinstance(obj, dict):  # a plain dict config: any kind anywhere
-            return _enc_dict(obj, excluded, "")
+        if isinstance(obj, dict):  # a plain dict config: any kind anywhere, secret keys hashed
+            return _enc_dict(obj, excluded, "", secret_keys=True)
     except ValueError as e:
         raise _long_int_error(obj, e) from e
     raise UidError(f"uid_config expects a pydantic model or a dict, got {type(obj)}")
@@ -445,7 +475,9 @@ def _flatten(cfg: dict[str, tp.Any], prefix: str, out: list[str]) -> None:
         value = cfg[key]
         kind = type(value)
         while kind is _Tagged:  # the readable prefix shows the value, without its kind
-            value = next(iter(value.values()))
+            tag, value = next(iter(value.items()))
+            if tag == "!secret":
+                value = "***"
             kind = type(value)
         if type(key) is _Key:
             key = key.split(":", 1)[1]

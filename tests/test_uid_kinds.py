@@ -378,6 +378,68 @@ def test_set_values_cache_normally(tmp_path: Path) -> None:
     assert Named(names=names[::-1]).infra.config(uid=True)["names"] == sorted(names)
 
 
+# ----- 5. secrets -----
+class Secretive(pydantic.BaseModel):
+    user: str = "me"
+    token: pydantic.SecretStr = pydantic.SecretStr("")
+    key: pydantic.SecretBytes | None = None
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> int:
+        return len(self.token.get_secret_value())
+
+
+def test_secrets_enter_the_uid_as_a_hash_only(tmp_path: Path) -> None:
+    one = Secretive(token="hunter2", key=b"open-sesame", infra={"folder": tmp_path})
+    assert one.run() == 7
+    folder = one.infra.uid_folder()
+    assert "hunter2" not in one.infra.uid() and "open-sesame" not in one.infra.uid()
+    for path in folder.iterdir():
+        if path.suffix in (".yaml", ".json"):
+            text = path.read_text()
+            assert "hunter2" not in text and "open-sesame" not in text, path
+    assert "hunter2" not in str(one.infra.config(uid=True))
+    _distinct(Secretive(token="hunter2"), Secretive(token="hunter3"), Secretive())
+    _distinct(Secretive(key=b"a"), Secretive(key=b"b"), Secretive(token="a"))
+    assert Secretive(token="hunter2", infra={"folder": tmp_path}).run() == 7  # cached: verify passes
+
+
+class EitherSecret(pydantic.BaseModel):
+    s: pydantic.SecretStr | pydantic.SecretBytes | None = None
+
+
+def test_secrets_of_two_kinds_are_told_apart() -> None:
+    _distinct(EitherSecret(s=pydantic.SecretStr("a")), EitherSecret(s=pydantic.SecretBytes(b"a")), EitherSecret())
+
+
+def test_secret_keys_of_plain_dict_configs_stay_out_of_folder_names() -> None:
+    cfg = {"db": {"password": "hunter2", "host": "h"}, "HF_TOKEN": "hf_abc", "openai_api_key": "sk-1"}
+    uid = compute_uid(cfg)
+    assert "hunter2" not in uid and "hf_abc" not in uid and "sk-1" not in uid
+    assert "db.host=h" in uid
+    assert "hunter2" not in str(uid_config(cfg)) and "sk-1" not in str(uid_config(cfg))
+    _distinct(cfg, {**cfg, "HF_TOKEN": "hf_abd"}, {**cfg, "db": {"password": "x", "host": "h"}})
+    _distinct({"password": 1}, {"password": "1"})
+    # words that merely contain one of those names are ordinary keys
+    assert compute_uid({"tokenizer": "gpt2", "max_tokens": 3, "key_dim": 4}).startswith("key_dim=4,max_tokens=3,tokenizer=gpt2-")
+
+
+def test_secret_keys_of_plain_dict_configs_stay_out_of_cache_files(tmp_path: Path) -> None:
+    cfg = {"db": {"password": "hunter2", "host": "h"}, "api_token": "hf_abc", "x": 1}
+    entry = Entry(tmp_path / compute_uid(cfg))
+    entry.write_configs(cfg, uid_config(cfg))  # as the launcher records a DictConfig app's job
+    for name in ("config.yaml", "uid.yaml"):
+        text = (entry.folder / name).read_text()
+        assert "hunter2" not in text and "hf_abc" not in text, name
+    assert yaml.safe_load((entry.folder / "config.yaml").read_text())["db"]["host"] == "h"
+    assert cfg["db"]["password"] == "hunter2"  # the config itself is untouched
+    entry.verify(uid_config(cfg), identity_config(cfg))
+    with pytest.raises(CacheError, match="belongs to another config"):
+        other = {**cfg, "api_token": "hf_abd"}
+        entry.verify(uid_config(other), identity_config(other))
+
+
 # ----- 6. an int too long to print -----
 class Big(pydantic.BaseModel):
     n: int = 0
