@@ -69,9 +69,14 @@ yaml.SafeDumper.add_representer(_Tagged, yaml.representer.SafeRepresenter.repres
 yaml.SafeDumper.add_representer(_Key, yaml.representer.SafeRepresenter.represent_str)
 yaml.SafeDumper.add_representer(_Unordered, yaml.representer.SafeRepresenter.represent_list)
 
-# Plain dict configs (DictConfig apps) have no types to mark a secret: the values of keys ending
-# with one of these words (any case) enter the uid as a hash, like a pydantic.SecretStr
-SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|access_?key|private_?key)$", re.IGNORECASE)
+# Plain dict configs (DictConfig apps) have no types to mark a secret: the values of keys matching
+# this (any case) enter the uid as a hash, like a pydantic.SecretStr. "token" alone or as an
+# auth/access/api/hf/... token, not a tokenizer's eos_token or pad_token.
+SECRET_KEY = re.compile(
+    r"(password|passwd|secret|api_?key|access_?key|secret_?key|private_?key"
+    r"|(^|auth|access|api|hf|refresh|bearer|session|github|gh)_?token)$",
+    re.IGNORECASE,
+)
 _SECRETS = tuple(getattr(pydantic, name) for name in ("SecretStr", "SecretBytes", "Secret") if hasattr(pydantic, name))
 
 # How a field's value is written, from its annotation (computed once per class):

@@ -422,7 +422,10 @@ def test_secret_keys_of_plain_dict_configs_stay_out_of_folder_names() -> None:
     _distinct(cfg, {**cfg, "HF_TOKEN": "hf_abd"}, {**cfg, "db": {"password": "x", "host": "h"}})
     _distinct({"password": 1}, {"password": "1"})
     # words that merely contain one of those names are ordinary keys
-    assert compute_uid({"tokenizer": "gpt2", "max_tokens": 3, "key_dim": 4}).startswith("key_dim=4,max_tokens=3,tokenizer=gpt2-")
+    plain = {"tokenizer": "gpt2", "max_tokens": 3, "key_dim": 4, "eos_token": "x", "secret_sauce": 1}
+    assert compute_uid(plain).startswith("eos_token=x,key_dim=4,max_tokens=3,secret_sauce=1,tokenizer=gpt2-")
+    for key in ("token", "GITHUB_TOKEN", "client_secret", "aws_secret_access_key", "wandb_api_key", "apikey"):
+        assert "hunter2" not in compute_uid({key: "hunter2"}), key
 
 
 def test_secret_keys_of_plain_dict_configs_stay_out_of_cache_files(tmp_path: Path) -> None:
