@@ -360,6 +360,8 @@ def test_nan_values_cache_normally(tmp_path: Path) -> None:
         assert Numbers(scale=nan, infra={"folder": tmp_path}).run() == "done"
     assert RUNS == ["Numbers"] * 2
     assert Numbers(scale=nan).infra.uid() == Numbers().infra.uid()  # NaN equals its NaN default
+    assert Numbers(lr=nan).infra.uid().startswith("lr=nan-")  # a NaN value, a number default: kept
+    assert Numbers(scale=0.5).infra.config(uid=True) == {"scale": 0.5}  # the other way round
 
 
 def test_set_values_cache_normally(tmp_path: Path) -> None:
