@@ -36,6 +36,25 @@ def bind_infras(obj: pydantic.BaseModel) -> None:
             infra._bind(obj, name, method, exclude)
 
 
+def _is_infra(value: tp.Any) -> bool:
+    return isinstance(value, pydantic.BaseModel) and getattr(value, "_exca_is_infra", False)
+
+
+def keep_class_defaults(obj: pydantic.BaseModel) -> None:
+    """An infra given to a config (``infra={"folder": ...}``) keeps the fields set on the class
+    default (``infra: TaskInfra = TaskInfra(version="2")``) that it does not set itself."""
+    fields = type(obj).model_fields
+    for name in type(obj).__exca_infras__:  # type: ignore[attr-defined]
+        default: tp.Any = fields[name].default if name in fields else None
+        infra: tp.Any = obj.__dict__.get(name)
+        if not _is_infra(default) or not _is_infra(infra) or name not in obj.model_fields_set:
+            continue
+        missing = default.model_fields_set - infra.model_fields_set
+        if missing:
+            given = {key: infra.__dict__[key] for key in infra.model_fields_set}
+            obj.__dict__[name] = type(infra).model_validate({**{k: default.__dict__[k] for k in missing}, **given})
+
+
 def hook_owner(owner: type) -> None:
     """Bind infras to their config after validation and after unpickling."""
     if owner.__dict__.get("__exca_hooked__"):
@@ -44,6 +63,7 @@ def hook_owner(owner: type) -> None:
 
     def model_post_init(self: pydantic.BaseModel, context: tp.Any, /) -> None:
         post_init(self, context)
+        keep_class_defaults(self)
         bind_infras(self)
 
     set_state = owner.__setstate__  # type: ignore[attr-defined]

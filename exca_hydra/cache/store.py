@@ -62,6 +62,43 @@ def _normalized(data: tp.Any) -> tp.Any:
     return json.loads(json.dumps(data))
 
 
+def _same(stored: tp.Any, current: tp.Any) -> bool:
+    """Equality of a stored config value with the current one, NaN equal to itself; a set of the
+    current config (a sorted list, see identity_config) matches the stored list in any order."""
+    if stored == current:
+        return True
+    if isinstance(stored, float) and isinstance(current, float):
+        return stored != stored and current != current
+    if isinstance(stored, list) and isinstance(current, list) and len(stored) == len(current):
+        if type(current) is not list:
+            from .uid import _dumps, _Unordered  # (imported late: job processes import this module)
+
+            if isinstance(current, _Unordered):
+                stored = sorted(stored, key=_dumps)
+        return all(_same(a, b) for a, b in zip(stored, current))
+    if isinstance(stored, dict) and isinstance(current, dict) and stored.keys() == current.keys():
+        return all(_same(stored[k], current[k]) for k in stored)
+    return False
+
+
+def _without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
+    """``full`` with each value that enters the uid as a secret's hash masked (a secret key of
+    a plain dict config; a pydantic secret is masked by pydantic already)."""
+    if not isinstance(full, dict) or not isinstance(uid_cfg, dict):
+        return full
+    if list(uid_cfg) == ["!dict"]:
+        return _without_secrets(full, uid_cfg["!dict"])
+    out = full
+    for key, value in uid_cfg.items():
+        if not isinstance(value, dict) or key not in full:
+            continue
+        masked = "**********" if list(value) == ["!secret"] else _without_secrets(full[key], value)
+        if masked is not full[key]:
+            out = dict(out) if out is full else out
+            out[key] = masked
+    return out
+
+
 class Entry:
     """The cache folder of one uid."""
 
@@ -105,13 +142,13 @@ class Entry:
                 previous = yaml.safe_load(uid_path.read_text("utf8"))
             except yaml.YAMLError:
                 previous = None  # unreadable: rewritten below
-            if previous is not None and previous != _normalized(uid_cfg):
+            if previous is not None and not _same(previous, _normalized(uid_cfg)):
                 raise CacheError(
                     f"Inconsistent uid config in {uid_path}:\nstored: {previous}\ncurrent: {uid_cfg}\n"
                     "Two configs share one uid folder; remove that folder if it is stale."
                 )
         # config.yaml records what the next result is computed with: always rewritten
-        atomic_write(self.folder / CONFIG, dump_yaml(full).encode("utf8"))
+        atomic_write(self.folder / CONFIG, dump_yaml(_without_secrets(full, uid_cfg)).encode("utf8"))
         if previous is None:
             atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
 
@@ -132,14 +169,14 @@ class Entry:
         from .uid import flatten  # (uid imports pydantic: only when verifying)
 
         stored_uid = self._read_yaml(UID_CONFIG)
-        if stored_uid != _normalized(uid_cfg):
+        if not _same(stored_uid, _normalized(uid_cfg)):
             raise CacheError(
                 f"Cache entry {self.folder} belongs to another config:\nstored uid config: {stored_uid}\n"
                 f"this config: {uid_cfg}\nRemove that folder (it was edited, or two configs share a uid)."
             )
         stored = flatten(self._read_yaml(CONFIG))
-        current = flatten(_normalized(identity))
-        changed = [key for key, value in current.items() if key in stored and stored[key] != value]
+        current = flatten(identity)  # json-ready already; its sets stay unordered
+        changed = [key for key, value in current.items() if key in stored and not _same(stored[key], value)]
         if changed:
             details = ", ".join(f"{k} (cached with {stored[k]!r}, now {current[k]!r})" for k in changed[:5])
             raise CacheError(
