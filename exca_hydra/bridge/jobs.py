@@ -115,6 +115,24 @@ def prepare(
 
 
 # ----- cache entries -----
+_PLUGINS = "hydra_plugins.exca_hydra_plugin."
+
+
+def configured_folder(hydra_cfg: tp.Any) -> str | None:
+    """The cache root a composed ``hydra`` node names: the exca sweeper's ``folder``, else the
+    exca launcher's (None: the model's infra.folder).  A relative folder is taken from where the
+    app was started, also inside a job that changed directory."""
+    for node in ("sweeper", "launcher"):
+        plugin = hydra_cfg.get(node)
+        if plugin is None or not str(plugin.get("_target_", "")).startswith(_PLUGINS):
+            continue
+        folder = plugin.get("folder")
+        if folder:
+            cwd = hydra_cfg.get("runtime", {}).get("cwd") or "."
+            return str(Path(cwd, Path(str(folder)).expanduser()).absolute())
+    return None
+
+
 def cache_root(folder: str | None, obj: tp.Any) -> Path | None:
     """The cache root: the launcher's (or sweeper's) ``folder``, else the model's infra folder."""
     if folder:

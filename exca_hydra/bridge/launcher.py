@@ -74,6 +74,7 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
     context = Context(launcher.config, launcher.hydra_context, launcher.task_function)
     jobs = prepare(context, job_overrides, initial_job_idx)
     assign_entries(launcher.task_function, params.folder, jobs)
+    _say_if_uncached(launcher, jobs)
     plan_jobs(jobs, LAUNCHER_MODE)
     verify_entries(jobs)
     for job in jobs:  # each job still goes through run_job (its folder, .hydra/), reading its result
@@ -84,6 +85,18 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
     for job in jobs:
         _note_job_traceback(job)
     return [job.result for job in jobs]  # type: ignore[misc]
+
+
+def _say_if_uncached(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> None:
+    """Caching is never silently off: say why, once per launcher."""
+    if not any(job.entry is None for job in jobs) or getattr(launcher, "_said_uncached", False):
+        return
+    setattr(launcher, "_said_uncached", True)
+    plain = getattr(launcher.task_function, "__exca_model__", None) is None
+    logger.warning(
+        "Exca %s launcher: no cache folder, nothing will be cached (every job runs again next time): set "
+        "hydra.launcher.folder%s", launcher.cluster, "" if plain else " or the model's infra.folder",
+    )  # fmt: skip
 
 
 def launch_plan(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> list[JobReturn]:
