@@ -8,6 +8,7 @@ What ran is counted through $EXCA_TEST_LOG, one line per computed job (see ``Ctx
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,15 @@ def test_exca_launcher_alone_says_it_has_no_cache_folder(ctx: Ctx) -> None:
     assert out.count("Exca local launcher: no cache folder") == 1, out
     assert "hydra.launcher.folder or the model's infra.folder" in out
     assert _results_line(r.out) == "results: not cached"
+
+
+def test_exca_launcher_alone_says_cached_for_what_it_read_back(ctx: Ctx) -> None:
+    assert ctx.run(APP, "model=conv", "lr=0.1,0.2").code == 0  # Hydra's basic sweeper
+    again = ctx.run(APP, "model=conv", "lr=0.1,0.2,0.3")
+    assert again.code == 0 and len(ctx.lines()) == 3, again.err
+    assert "Sweep summary: 3 job(s): 1 completed, 2 cached" in again.out, again.out
+    rows = {int(line.split()[0]): line.split()[1:3] for line in again.out.splitlines() if re.match(r"\s+\d\s", line)}
+    assert rows[0] == rows[1] == ["COMPLETED", "cached"] and re.fullmatch(r"\d+\.\ds", rows[2][1])
 
 
 @pytest.mark.parametrize("app, method_dir", [(APP, "app.main,0"), (METHOD_APP, "launcher_models.Trainer.run,0")])

@@ -81,6 +81,8 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
         if job.step is not None and job.step.status == "completed":
             job.step.action = "read"
     run_plan(launcher, params, jobs)
+    for job in jobs:  # read back through the job side: cached, not computed
+        job.from_cache = job.from_cache or (job.step is not None and job.step.action == "read")
     logger.info(summary(jobs))
     for job in jobs:
         _note_job_traceback(job)
