@@ -71,11 +71,16 @@ class Context(tp.NamedTuple):
 
 
 def prepare(
-    context: Context, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int, keep_full: bool = True
+    context: Context,
+    job_overrides: tp.Sequence[tp.Sequence[str]],
+    initial_job_idx: int,
+    keep_full: bool = True,
+    invalid: list[tp.Any] | None = None,
 ) -> list[HydraJob]:
-    """Compose and validate every job; raise one error listing every invalid job.  A job keeps
-    the recipe of its config, not the config; ``keep_full=False`` (a dry run) does not keep the
-    configs made by Hydra's full compose either."""
+    """Compose and validate every job; raise one error listing every invalid job (or, given an
+    ``invalid`` list, append ``(num, overrides, errors)`` of each to it).  A job keeps the recipe
+    of its config, not the config; ``keep_full=False`` (a dry run) does not keep the configs made
+    by Hydra's full compose either."""
     model = getattr(context.task_function, "__exca_model__", None)
     composer = composer_for(context.hydra_context.config_loader, context.config)
     jobs, failures = [], []
@@ -109,8 +114,10 @@ def prepare(
         gc.unfreeze()
     if cfg is not None:
         hydra_config.set_config(cfg)  # leave HydraConfig as set_config leaves it
-    if failures:
+    if failures and invalid is None:
         raise ConfigValidationError(format_errors(failures, len(job_overrides)), failures)
+    if invalid is not None:
+        invalid.extend(failures)
     return jobs
 
 
