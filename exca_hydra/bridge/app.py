@@ -120,21 +120,40 @@ class _Task:
         functools.update_wrapper(self, function)
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
+        from .jobs import configured_folder, entry_of
+
         obj = to_model(cfg, self.__exca_model__)
         function = self.__exca_function__
+        # a single run, or a job of a launcher other than exca's: cache where the exca sweeper
+        # and launchers look (hydra.sweeper.folder, hydra.launcher.folder, else infra.folder)
+        folder = configured_folder(_hydra_node())
         if hasattr(function, "__exca_method__"):  # an @infra.apply method: its infra caches
-            return function(obj)
-        # a single run, or a job of a launcher other than exca's: cache under the model's
-        # infra folder, as the exca launchers do, so the exca sweeper can skip it next time
+            return function(_with_folder(obj, function, folder) if folder else obj)
         from ..cache.uid import uid_config
         from ..execution.worker import run_cached
-        from .jobs import entry_of
 
         uid_cfg = uid_config(obj)
-        entry = entry_of(self, None, obj, uid_cfg)
+        entry = entry_of(self, folder, obj, uid_cfg)
         if entry is not None and not entry.has_result():
             entry.write_configs(obj.model_dump(mode="json"), uid_cfg)
         return run_cached(function, obj, entry)
+
+
+def _hydra_node() -> tp.Any:
+    """The running job's ``hydra`` node (empty outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else {}
+
+
+def _with_folder(obj: tp.Any, method: tp.Any, folder: str) -> tp.Any:
+    """``obj`` whose infra running ``method`` caches under ``folder`` (a copy: the uid is the same)."""
+    for name, (function, _) in getattr(type(obj), "__exca_infras__", {}).items():
+        if function is method.__exca_method__:
+            data = obj.model_dump()
+            data[name] = {**data[name], "folder": folder}
+            return type(obj).model_validate(data)
+    return obj
 
 
 def _hint_invisible_plugins() -> None:

@@ -71,11 +71,16 @@ class Context(tp.NamedTuple):
 
 
 def prepare(
-    context: Context, job_overrides: tp.Sequence[tp.Sequence[str]], initial_job_idx: int, keep_full: bool = True
+    context: Context,
+    job_overrides: tp.Sequence[tp.Sequence[str]],
+    initial_job_idx: int,
+    keep_full: bool = True,
+    invalid: list[tp.Any] | None = None,
 ) -> list[HydraJob]:
-    """Compose and validate every job; raise one error listing every invalid job.  A job keeps
-    the recipe of its config, not the config; ``keep_full=False`` (a dry run) does not keep the
-    configs made by Hydra's full compose either."""
+    """Compose and validate every job; raise one error listing every invalid job (or, given an
+    ``invalid`` list, append ``(num, overrides, errors)`` of each to it).  A job keeps the recipe
+    of its config, not the config; ``keep_full=False`` (a dry run) does not keep the configs made
+    by Hydra's full compose either."""
     model = getattr(context.task_function, "__exca_model__", None)
     composer = composer_for(context.hydra_context.config_loader, context.config)
     jobs, failures = [], []
@@ -109,12 +114,32 @@ def prepare(
         gc.unfreeze()
     if cfg is not None:
         hydra_config.set_config(cfg)  # leave HydraConfig as set_config leaves it
-    if failures:
+    if failures and invalid is None:
         raise ConfigValidationError(format_errors(failures, len(job_overrides)), failures)
+    if invalid is not None:
+        invalid.extend(failures)
     return jobs
 
 
 # ----- cache entries -----
+_PLUGINS = "hydra_plugins.exca_hydra_plugin."
+
+
+def configured_folder(hydra_cfg: tp.Any) -> str | None:
+    """The cache root a composed ``hydra`` node names: the exca sweeper's ``folder``, else the
+    exca launcher's (None: the model's infra.folder).  A relative folder is taken from where the
+    app was started, also inside a job that changed directory."""
+    for node in ("sweeper", "launcher"):
+        plugin = hydra_cfg.get(node)
+        if plugin is None or not str(plugin.get("_target_", "")).startswith(_PLUGINS):
+            continue
+        folder = plugin.get("folder")
+        if folder:
+            cwd = hydra_cfg.get("runtime", {}).get("cwd") or "."
+            return str(Path(cwd, Path(str(folder)).expanduser()).absolute())
+    return None
+
+
 def cache_root(folder: str | None, obj: tp.Any) -> Path | None:
     """The cache root: the launcher's (or sweeper's) ``folder``, else the model's infra folder."""
     if folder:

@@ -21,7 +21,7 @@ from ..execution.backends import Backend, ForkBackend, SubmititBackend
 from ..execution.options import Mode, Resources, SlurmOptions
 from ..execution.plan import plan
 from ..execution.slurm import slurm_queue
-from .convert import plugin_params
+from .convert import ConfigValidationError, plugin_params
 from .hydra_job import HydraBatch, cached_return, failed_return
 from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
 from .report import Progress, summary
@@ -72,18 +72,61 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
     params = launcher_params(launcher)
     _setup(launcher)
     context = Context(launcher.config, launcher.hydra_context, launcher.task_function)
-    jobs = prepare(context, job_overrides, initial_job_idx)
+    invalid: list[tp.Any] | None = None if fails_the_sweep(launcher.config) else []
+    jobs = prepare(context, job_overrides, initial_job_idx, invalid=invalid)
     assign_entries(launcher.task_function, params.folder, jobs)
+    _say_if_uncached(launcher, jobs)
     plan_jobs(jobs, LAUNCHER_MODE)
     verify_entries(jobs)
     for job in jobs:  # each job still goes through run_job (its folder, .hydra/), reading its result
         if job.step is not None and job.step.status == "completed":
             job.step.action = "read"
     run_plan(launcher, params, jobs)
+    for job in jobs:  # read back through the job side: cached, not computed
+        job.from_cache = job.from_cache or (job.step is not None and job.step.action == "read")
+    failed = [_invalid_job(num, job_overrides[num - initial_job_idx], errors) for num, _, errors in invalid or ()]
+    jobs = sorted([*jobs, *failed], key=lambda job: job.num)
     logger.info(summary(jobs))
     for job in jobs:
         _note_job_traceback(job)
     return [job.result for job in jobs]  # type: ignore[misc]
+
+
+# sweepers that hand over a fixed list of jobs: one invalid job fails the sweep before anything
+# runs; any other sweeper proposes configs itself (Optuna, Nevergrad, Ax): an invalid one is a
+# failed trial, which the sweeper handles as any failed job
+STRICT_SWEEPERS = (
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.exca_hydra_plugin.sweeper.ExcaSweeper",
+)
+
+
+def fails_the_sweep(config: tp.Any) -> bool:
+    """Whether an invalid job fails the whole launch (else: that job's JobReturn is FAILED)."""
+    sweeper = config.hydra.get("sweeper") or {}
+    return str(sweeper.get("_target_", "")) in STRICT_SWEEPERS
+
+
+def _invalid_job(num: int, overrides: tp.Sequence[str], errors: tp.Sequence[tp.Any]) -> HydraJob:
+    """A job whose config did not validate: FAILED, with the field and the value in its error."""
+    job = HydraJob(num, list(overrides), None, None)
+    lines = [f"Invalid config of job #{num} ({job.shown_overrides or 'no overrides'}); it did not run:"]
+    lines += [f"  {error.field}: {error.message}" for error in errors]
+    error = ConfigValidationError("\n".join(lines), errors)
+    job.result = JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
+    return job
+
+
+def _say_if_uncached(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> None:
+    """Caching is never silently off: say why, once per launcher."""
+    if not any(job.entry is None for job in jobs) or getattr(launcher, "_said_uncached", False):
+        return
+    setattr(launcher, "_said_uncached", True)
+    plain = getattr(launcher.task_function, "__exca_model__", None) is None
+    logger.warning(
+        "Exca %s launcher: no cache folder, nothing will be cached (every job runs again next time): set "
+        "hydra.launcher.folder%s", launcher.cluster, "" if plain else " or the model's infra.folder",
+    )  # fmt: skip
 
 
 def launch_plan(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> list[JobReturn]:

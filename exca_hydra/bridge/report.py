@@ -102,9 +102,13 @@ def summary(jobs: tp.Sequence[HydraJob]) -> str:
         for row in [titles, *rows]:
             cells = [cell.rjust(w) if i in (0, 2) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
             lines.append("  " + "  ".join(cells).rstrip())
-    folders = sorted({str(job.entry.folder.parent) for job in jobs if job.entry is not None})
+    # only folders that exist: a job that wrote nothing names none
+    written = [job.entry.folder for job in jobs if job.entry is not None and job.entry.folder.is_dir()]
+    folders = sorted({str(folder.parent) for folder in written})
     if folders:
         lines.append("results: " + ", ".join(f"{folder}/<uid>" for folder in folders))
+    elif all(job.entry is None for job in jobs):
+        lines.append("results: not cached")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ..execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
-from .jobs import Context, HydraJob, assign_entries, prepare, verify_entries
+from .jobs import Context, HydraJob, assign_entries, configured_folder, prepare, verify_entries
 from .launcher import launcher_params, plan_jobs
 from .plugin import ExcaLauncher
 from .report import SweepFailed, summary
@@ -30,7 +30,7 @@ class SweeperParams(pydantic.BaseModel):
     params: dict[str, str] | None = None
     mode: Mode = "cached"
     dry_run: bool = False
-    folder: str | None = None  # cache root when the launcher has none
+    folder: str | None = None  # cache root, before hydra.launcher.folder and the model's infra.folder
 
 
 def expand(sweeper: tp.Any, params: SweeperParams, arguments: list[str]) -> list[list[list[str]]]:
@@ -80,8 +80,8 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     all_overrides = [job for batch in batches for job in batch]
     context = Context(sweeper.config, sweeper.hydra_context, sweeper.task_function)
     jobs = prepare(context, all_overrides, 0, keep_full=not params.dry_run)
-    folder = params.folder or (getattr(launcher, "params", None) or {}).get("folder")
-    assign_entries(sweeper.task_function, folder, jobs)
+    assign_entries(sweeper.task_function, configured_folder(sweeper.config.hydra), jobs)
+    _say_what_is_cached(sweeper, jobs, exca_launcher)
     plan_jobs(jobs, params.mode)
     if params.mode != "force":
         verify_entries(jobs)
@@ -110,6 +110,28 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     if failed:  # like Hydra's basic sweeper, raise after every job ran; but one message for all
         raise SweepFailed(failed, len(jobs))
     return returns
+
+
+def _say_what_is_cached(sweeper: tp.Any, jobs: tp.Sequence[HydraJob], exca_launcher: bool) -> None:
+    """Caching is never silently off: say why once, before anything runs."""
+    plain = getattr(sweeper.task_function, "__exca_model__", None) is None
+    if plain and not exca_launcher:  # the launcher calls the DictConfig task itself: no cache
+        for job in jobs:
+            job.entry = None
+        target = str(sweeper.config.hydra.launcher.get("_target_", "this launcher")).rpartition(".")[2]
+        logger.warning(
+            "Exca sweeper: %s runs a plain @hydra.main task itself, so nothing will be cached (every job "
+            "runs again next time): use hydra/launcher=exca_local or exca_slurm, or exca_hydra.main", target,
+        )  # fmt: skip
+        return
+    uncached = sum(job.entry is None for job in jobs)
+    if uncached:
+        where = "hydra.sweeper.folder or hydra.launcher.folder" + ("" if plain else " or the model's infra.folder")
+        some = "" if uncached == len(jobs) else f" for {uncached} of {len(jobs)} job(s)"
+        logger.warning(
+            "Exca sweeper: no cache folder%s, nothing will be cached (every job runs again next time): set %s",
+            some, where,
+        )  # fmt: skip
 
 
 def _launch_with(launcher: tp.Any, jobs: tp.Sequence[HydraJob]) -> None:

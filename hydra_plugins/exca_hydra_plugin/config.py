@@ -59,7 +59,7 @@ EXCA_SWEEPER = {
     "params": None,
     "mode": "cached",  # cached | retry | force | read-only
     "dry_run": False,
-    "folder": None,  # cache root when the launcher has none
+    "folder": None,  # cache root, before hydra.launcher.folder and the model's infra.folder
 }
 
 _store = ConfigStore.instance().store

@@ -1,0 +1,136 @@
+"""Caching is never silently off (issue 17): without a cache folder the sweep says so once, up
+front; the exca sweeper's folder is honoured whatever the launcher; a plain ``@hydra.main`` app
+is told where its results are cached, or that they are not; the summary names only folders
+that exist.
+
+What ran is counted through $EXCA_TEST_LOG, one line per computed job (see ``Ctx``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from test_launcher import PLAIN, TRAINER, Ctx
+
+APP = TRAINER / "app.py"
+METHOD_APP = TRAINER / "method_app.py"
+THREE = ("hydra.sweeper.folder", "hydra.launcher.folder", "the model's infra.folder")
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Ctx:
+    return Ctx(tmp_path)
+
+
+def _results_line(text: str) -> str:
+    return [line for line in text.splitlines() if line.startswith("results: ")][-1]
+
+
+def test_no_cache_folder_is_said_once_before_anything_runs(ctx: Ctx) -> None:
+    sweep = ("hydra/sweeper=exca", "model=conv", "lr=0.1,0.2", "infra.folder=null")
+    for run in (1, 2):
+        r = ctx.run(APP, *sweep)
+        out = r.out + r.err
+        assert r.code == 0, r.err
+        assert out.count("no cache folder") == 1, out
+        warning = next(line for line in out.splitlines() if "no cache folder" in line)
+        assert "nothing will be cached" in warning and all(name in warning for name in THREE), warning
+        assert out.index("no cache folder") < out.index("launching 2 validated job")  # before launch
+        assert "0 cached, 0 running, 2 to run" in out
+        assert _results_line(r.out) == "results: not cached"
+        assert len(ctx.lines()) == 2 * run  # every run computes everything
+    assert not ctx.cache.exists()
+
+
+def test_exca_launcher_alone_says_it_has_no_cache_folder(ctx: Ctx) -> None:
+    r = ctx.run(APP, "model=conv", "lr=0.1,0.2", "infra.folder=null")  # Hydra's basic sweeper
+    out = r.out + r.err
+    assert r.code == 0, r.err
+    assert out.count("Exca local launcher: no cache folder") == 1, out
+    assert "hydra.launcher.folder or the model's infra.folder" in out
+    assert _results_line(r.out) == "results: not cached"
+
+
+def test_exca_launcher_alone_says_cached_for_what_it_read_back(ctx: Ctx) -> None:
+    assert ctx.run(APP, "model=conv", "lr=0.1,0.2").code == 0  # Hydra's basic sweeper
+    again = ctx.run(APP, "model=conv", "lr=0.1,0.2,0.3")
+    assert again.code == 0 and len(ctx.lines()) == 3, again.err
+    assert "Sweep summary: 3 job(s): 1 completed, 2 cached" in again.out, again.out
+    rows = {int(line.split()[0]): line.split()[1:3] for line in again.out.splitlines() if re.match(r"\s+\d\s", line)}
+    assert rows[0] == rows[1] == ["COMPLETED", "cached"] and re.fullmatch(r"\d+\.\ds", rows[2][1])
+
+
+@pytest.mark.parametrize("app, method_dir", [(APP, "app.main,0"), (METHOD_APP, "launcher_models.Trainer.run,0")])
+def test_basic_launcher_caches_under_the_sweeper_folder(ctx: Ctx, app: Path, method_dir: str) -> None:
+    folder = ctx.tmp / "sweeper_cache"
+    sweep = ("hydra/sweeper=exca", "hydra/launcher=basic", f"hydra.sweeper.folder={folder}", "model=conv", "lr=0.1,0.2")
+    first = ctx.run(app, *sweep, "infra.folder=null")
+    assert first.code == 0, first.err
+    assert sorted(line.split()[-1] for line in ctx.lines()) == ["lr=0.1", "lr=0.2"]
+    assert _results_line(first.out) == f"results: {folder / method_dir}/<uid>"
+    entries = sorted((folder / method_dir).iterdir())
+    assert len(entries) == 2 and all((entry / "result.pkl").exists() for entry in entries)
+    again = ctx.run(app, *sweep, "infra.folder=null")
+    assert again.code == 0, again.err
+    assert len(ctx.lines()) == 2  # the second run computed nothing
+    assert "2 cached, 0 running, 0 to run" in again.out + again.err
+    # the sweeper's folder comes before the model's infra.folder, in single runs too
+    single = ctx.run(app, "hydra/sweeper=exca", f"hydra.sweeper.folder={folder}", "model=conv", "lr=0.3", multirun=False)
+    assert single.code == 0, single.err
+    assert len(ctx.lines()) == 3 and len(list((folder / method_dir).iterdir())) == 3 and not ctx.cache.exists()
+    third = ctx.run(app, *sweep[:-1], "lr=0.1,0.2,0.3")
+    assert third.code == 0 and len(ctx.lines()) == 3, third.err
+
+
+def test_a_relative_sweeper_folder_is_taken_from_where_the_app_started(ctx: Ctx) -> None:
+    # the job changes directory (hydra.job.chdir): the folder stays relative to the start
+    sweep = ("hydra/sweeper=exca", "hydra/launcher=basic", "hydra.sweeper.folder=rel", "hydra.job.chdir=true", "lr=0.1,0.2")
+    assert ctx.run(APP, *sweep, "infra.folder=null").code == 0
+    assert len(list((ctx.tmp / "rel" / "app.main,0").iterdir())) == 2
+    again = ctx.run(APP, *sweep, "infra.folder=null")
+    assert again.code == 0 and len(ctx.lines()) == 2, again.err
+
+
+def test_plain_app_is_told_where_its_results_are_or_that_they_are_not(ctx: Ctx) -> None:
+    folder = ctx.tmp / "plain_cache"
+    # a foreign launcher calls the DictConfig task itself: nothing can be cached, and it says so
+    foreign = ("hydra/sweeper=exca", "hydra/launcher=basic", f"hydra.sweeper.folder={folder}", "x=1,2")
+    for run in (1, 2):
+        r = ctx.run(PLAIN / "app.py", *foreign)
+        out = r.out + r.err
+        assert r.code == 0, r.err
+        assert out.count("nothing will be cached") == 1 and "BasicLauncher runs a plain @hydra.main task" in out, out
+        assert _results_line(r.out) == "results: not cached"
+        assert len(ctx.lines()) == 2 * run
+    assert not folder.exists()
+    # no folder at all: the warning names the two folders a DictConfig app can have
+    r = ctx.run(PLAIN / "app.py", "hydra/sweeper=exca", "x=1,2")
+    warning = next(line for line in (r.out + r.err).splitlines() if "no cache folder" in line)
+    assert "hydra.sweeper.folder or hydra.launcher.folder" in warning and "infra" not in warning
+    # the exca launcher caches it under the sweeper's folder, and the summary says where
+    exca = ("hydra/sweeper=exca", f"hydra.sweeper.folder={folder}", "x=1,2")
+    r = ctx.run(PLAIN / "app.py", *exca)
+    assert r.code == 0 and "no cache folder" not in r.out + r.err, r.err
+    assert _results_line(r.out) == f"results: {folder / 'app.main,0'}/<uid>"
+    done = len(ctx.lines())
+    r = ctx.run(PLAIN / "app.py", *exca)
+    assert r.code == 0 and len(ctx.lines()) == done and "2 cached" in r.out + r.err
+
+
+def test_summary_names_only_folders_that_exist(tmp_path: Path) -> None:
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from exca_hydra.bridge.jobs import HydraJob
+    from exca_hydra.bridge.report import summary
+    from exca_hydra.cache.store import Entry
+
+    job = HydraJob(0, ["x=1"], None, None, entry=Entry(tmp_path / "root" / "app.main,0" / "x=1-0123456789abcdef"))
+    job.result = JobReturn(overrides=["x=1"], status=JobStatus.COMPLETED, _return_value=1)
+    assert "results:" not in summary([job])  # never written: not named
+    job.entry.folder.mkdir(parents=True)  # type: ignore[union-attr]
+    assert summary([job]).endswith(f"results: {tmp_path / 'root' / 'app.main,0'}/<uid>")
+    job.entry = None
+    assert summary([job]).endswith("results: not cached")
