@@ -33,5 +33,10 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
             entry = infras[p]._entry()
             if ref is not None and entry is not None:
                 entry.write_job(ref)  # job.json now says what the claim said
-            jobs[p] = getattr(handle, "job", None)
+            job = jobs[p] = getattr(handle, "job", None)
+            if type(job).__name__ == "DebugJob":  # cluster="debug": runs here, now, under the claim
+                try:
+                    job.done()
+                except Exception:  # recorded in the entry by the job side
+                    pass
     return jobs

@@ -155,3 +155,24 @@ def test_task_call_is_checkpointable_only_when_a_config_has_a_hook(tmp_path: Pat
     assert len(pickle.dumps(task_call(hooked, "/some/batch.pkl", [0, 1], None))) < 300
     restored = cloudpickle.loads(cloudpickle.dumps(plain))
     assert restored.calls[0][2].folder == entry.folder and restored.checkpointable is False
+
+
+def test_debug_cluster_runs_in_process_through_the_engine(tmp_path: Path) -> None:
+    import pydantic
+
+    from exca_hydra import TaskInfra
+
+    class Halve(pydantic.BaseModel):
+        x: int
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> float:
+            return 1 / self.x
+
+    ok = Halve(x=2, infra={"folder": tmp_path, "cluster": "debug"})
+    assert ok.run() == 0.5 and ok.infra.status() == "completed"
+    bad = Halve(x=0, infra={"folder": tmp_path, "cluster": "debug"})
+    with pytest.raises(ZeroDivisionError):
+        bad.run()
+    assert bad.infra.status() == "failed" and "ZeroDivisionError" in Entry(bad.infra.uid_folder()).error_text()  # type: ignore[arg-type]
