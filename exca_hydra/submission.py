@@ -33,7 +33,8 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
             entry = infras[p]._entry()
             if ref is not None and entry is not None:
                 entry.write_job(ref)  # job.json now says what the claim said
-            job = jobs[p] = getattr(handle, "job", None)
+            job: tp.Any = getattr(handle, "job", None)
+            jobs[p] = job
             if type(job).__name__ == "DebugJob":  # cluster="debug": runs here, now, under the claim
                 try:
                     job.done()

@@ -49,7 +49,7 @@ class LocalLauncherParams(pydantic.BaseModel):
 
 
 class PlanLauncher(tp.Protocol):
-    """What the exca launchers are to this module (the plugin classes in ``hydra_plugins``)."""
+    """What the exca launchers are to the library (their plugin classes in ``hydra_plugins``)."""
 
     cluster: str
     params: dict[str, tp.Any]

@@ -17,8 +17,7 @@ from ..execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
 from .jobs import Context, HydraJob, assign_entries, configured_folder, prepare, verify_entries
-from .launcher import launcher_params, plan_jobs
-from .plugin import ExcaLauncher
+from .launcher import PlanLauncher, launch_plan, launcher_params, plan_jobs
 from .report import SweepFailed, summary
 
 logger = logging.getLogger(__name__)
@@ -65,12 +64,14 @@ def _to_run(job: HydraJob) -> bool:
     return job.step is not None and job.step.action == "run"
 
 
-def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
+def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> list[list[JobReturn]]:
+    """``exca``: the sweeper's launcher when it is one of exca's (the plugin layer knows their
+    class), which takes the planned jobs as they are; None: another launcher, given overrides."""
     params: SweeperParams = plugin_params([SweeperParams], sweeper.params, "sweeper")
     launcher = sweeper.launcher
-    exca_launcher = isinstance(launcher, ExcaLauncher)
-    if exca_launcher:  # when every job is cached it is never called: check its parameters here
-        launcher_params(launcher)
+    exca_launcher = exca is not None
+    if exca is not None:  # when every job is cached it is never called: check its parameters here
+        launcher_params(exca)
     batches = expand(sweeper, params, arguments)
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -100,8 +101,8 @@ def sweep(sweeper: tp.Any, arguments: list[str]) -> list[list[JobReturn]]:
     for batch in batches:
         batch_jobs = jobs[start : start + len(batch)]
         start += len(batch)
-        if exca_launcher:  # the typed hand-off: the launcher runs the plan (waits, skips included)
-            launcher.launch_plan(batch_jobs)
+        if exca is not None:  # the typed hand-off: the launcher runs the plan (waits, skips included)
+            launch_plan(exca, batch_jobs)
         else:
             _launch_with(launcher, batch_jobs)
         returns.append([job.result for job in batch_jobs])  # type: ignore[misc]

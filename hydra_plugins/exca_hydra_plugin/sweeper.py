@@ -26,4 +26,8 @@ class ExcaSweeper(Sweeper):
         # deferred: pydantic and the library cost ~100 ms and Hydra imports this module on every start
         from exca_hydra.bridge.sweeper import sweep
 
-        return sweep(self, arguments)
+        from .launchers import BaseExcaLauncher
+
+        # an exca launcher takes the jobs this sweeper composed, validated and planned
+        exca = self.launcher if isinstance(self.launcher, BaseExcaLauncher) else None
+        return sweep(self, arguments, exca)
