@@ -91,3 +91,39 @@ def test_fork_backend_kills_a_job_that_ignores_the_timeouts_sigterm(tmp_path: Pa
     assert "timed out after 0.01 min" in failure and "SIGKILL 0.5 s later" in failure, failure
 
 
+# ----- 6: the progress bar and the jobs' output -----
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_job_output_goes_above_the_bar_never_into_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)  # the jobs' output and the bar share the terminal
+    progress = Progress(3, stream=terminal)
+    progress.update(0, 0, 2)
+    progress.write("job 0 says hello\njob 0 says bye\n")
+    progress.update(1, 0, 2)
+    progress.write("job 1 says hello\n")
+    progress.update(3, 0, 0)
+    pieces = re.split(r"[\r\n]", terminal.getvalue())
+    said = [piece.strip() for piece in pieces if "says" in piece]
+    assert said == ["job 0 says hello", "job 0 says bye", "job 1 says hello"], pieces
+    assert any("sweep" in piece and "1/3" in piece for piece in pieces)  # the bar, drawn in place
+
+
+def test_without_a_terminal_progress_is_a_line_every_few_seconds(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    progress = Progress(100, stream=io.StringIO(), every=5.0)  # not a terminal: no bar
+    progress.write("a job's line\n")  # written as it comes, no bar to clear
+    with caplog.at_level("INFO", logger="exca_hydra.launcher"):
+        for done in range(100):  # a pass every 0.2 s for 20 s
+            progress.update(done, 0, 1)
+            clock[0] += 0.2
+        progress.update(100, 0, 0)
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Progress:")]
+    assert 4 <= len(lines) <= 6, lines  # at t = 0, 5, 10, 15 s, and the end
+    assert lines[-1].startswith("Progress: 100/100 done")
+
+

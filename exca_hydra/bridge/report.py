@@ -19,37 +19,52 @@ logger = logging.getLogger("exca_hydra.launcher")
 
 
 class Progress:
-    """A live bar on a terminal (tqdm); plain log lines, at most every 5 s, otherwise."""
+    """A bar redrawn in place on a terminal (tqdm), from the first update on; plain log lines,
+    at most every ``every`` seconds, otherwise. ``write`` shows the jobs' output above the bar."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, stream: tp.TextIO | None = None, every: float = 5.0) -> None:
         self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = every
         self.last = 0.0
         self.bar: tp.Any = None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="job", desc="sweep", leave=False)
-            except ImportError:
-                pass
+        self.tty = self.stream.isatty()
 
     def update(self, done: int, failed: int, running: int, why_pending: str = "") -> None:
         pending = self.total - done - running
+        if self.tty and self.bar is None and done < self.total:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, unit="job", desc="sweep", leave=False, file=self.stream)
+            except ImportError:
+                self.tty = False
         if self.bar is not None:
             self.bar.n = done
             extra = {"why": why_pending} if pending and why_pending else {}
             self.bar.set_postfix(failed=failed, running=running, pending=pending, **extra)
             if done == self.total:
                 self.bar.close()
+                self.bar = None
             return
         now = time.time()
-        if now - self.last > 5 or done == self.total:
+        if now - self.last >= self.every or done == self.total:
             self.last = now
             why = f" ({why_pending})" if pending and why_pending else ""
             logger.info(
                 "Progress: %d/%d done, %d failed, %d running, %d pending%s",
                 done, self.total, failed, running, pending, why,
-            )
+            )  # fmt: skip
+
+    def write(self, text: str, to_stderr: bool = False) -> None:
+        """Job output: whole lines, above the bar (which is cleared, then drawn again below)."""
+        stream = sys.stderr if to_stderr else sys.stdout
+        if self.bar is not None:
+            self.bar.clear()
+        stream.write(text)
+        stream.flush()
+        if self.bar is not None:
+            self.bar.refresh()
 
 
 def _outcome(ret: JobReturn | None) -> str:
