@@ -45,6 +45,7 @@ class HydraBatch:
         self.singleton_state = Singleton.get_state()
         self.sources = [job.portable() for job in jobs]  # a Recipe pickles its shared base once
         self.entries = [str(job.entry.folder) if job.entry else None for job in jobs]
+        self.sweep_dir: str | None = None  # set when the jobs start elsewhere (a code snapshot)
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -61,6 +62,9 @@ class HydraBatch:
                 cfg.hydra.job.id = job_id
         else:  # rebuilt here, as FastComposer composed it in the sweep process
             cfg = source.build(job_id)
+        if self.sweep_dir is not None:
+            with read_write(cfg.hydra), open_dict(cfg):
+                cfg.hydra.sweep.dir = self.sweep_dir
         return run_job(
             hydra_context=self.hydra_context,
             task_function=CachedTask(self.task_function, self.entries[index]),
