@@ -135,6 +135,22 @@ def test_tasks_read_their_job_environment_and_id_the_submitit_way(tmp_path: Path
     assert len(launch_ids) == 1
 
 
+# ----- 4: the task's own traceback, without a cache folder too -----
+@pytest.mark.parametrize("sweeper", ["basic", "exca"])
+def test_the_tasks_traceback_reaches_the_terminal_and_the_job_log_without_a_cache(tmp_path: Path, sweeper: str) -> None:
+    sweep = Sweep(tmp_path)
+    r = sweep.run("action=fail", "x=1,2", f"hydra/sweeper={sweeper}")
+    assert r.code != 0
+    frame = re.compile(r'File ".*jobenv/app.py", line \d+, in fail\n\s+raise ZeroDivisionError')
+    # the end of the sweep: Hydra's re-raised error (basic) or the sweep's error (exca), with the frames
+    end = r.err[r.err.index("its traceback:" if sweeper == "basic" else "Traceback of job #0") :]
+    assert frame.search(end) and "ZeroDivisionError: x=1 / 0" in end, r.err
+    (log,) = (sweep.sweep_dir / ".submitit").glob("*_0/*_0_0_log.err")  # the job's log
+    assert frame.search(log.read_text()), log.read_text()
+    hydra_log = (sweep.sweep_dir / "0" / "app.log").read_text()  # Hydra's job log
+    assert frame.search(hydra_log) and "ZeroDivisionError: x=1 / 0" in hydra_log, hydra_log
+
+
 # ----- 5: queued jobs run the code of the launch -----
 def _project(tmp_path: Path) -> Path:
     project = tmp_path / "project"

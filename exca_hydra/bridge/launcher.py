@@ -28,7 +28,7 @@ from ..execution.slurm import slurm_queue
 from ..execution.worker import script_dir
 from ..workdir import WorkDir, inside
 from .convert import plugin_params
-from .hydra_job import HydraBatch, cached_return, failed_return
+from .hydra_job import HydraBatch, cached_return, failed_return, job_traceback
 from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
 from .report import Progress, summary
 
@@ -289,10 +289,10 @@ def _wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
 
 def _note_job_traceback(job: HydraJob) -> None:
     """The error came from another process, without its frames: Hydra's sweeper re-raises it
-    here, so add the task's traceback (from the job's error.txt) as a note that Python prints."""
-    if job.result is None or job.result.status != JobStatus.FAILED or job.entry is None:
+    here, so add the task's traceback (the job's error.txt, or as it sent it) as a note."""
+    if job.result is None or job.result.status != JobStatus.FAILED:
         return
-    error, text = job.result._return_value, job.entry.error_text().rstrip()
+    error, text = job.result._return_value, job_traceback(job)
     note = f"Job #{job.num} ({job.shown_overrides}); its traceback:\n{text}"
     if text and hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):  # Python 3.11+
         error.add_note(note)

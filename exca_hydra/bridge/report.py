@@ -13,6 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 
 from ..cache.store import ERROR_TEXT
+from .hydra_job import job_traceback
 from .jobs import HydraJob
 
 logger = logging.getLogger("exca_hydra.launcher")
@@ -141,9 +142,10 @@ class SweepFailed(CompactHydraException):
             error = job.result._return_value if job.result is not None else None
             lines.append(f"  #{job.num} : {job.shown_overrides or '(no overrides)'}")
             lines.extend(f"      {line}" for line in f"{type(error).__name__}: {error}".splitlines())
-            text = job.entry.error_text().rstrip() if job.entry is not None else ""
-            if text:  # a killed job left none: its error names its log
-                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")  # type: ignore[union-attr]
+            text = job_traceback(job)  # a killed job left none: its error names its log
+            if job.entry is not None and job.entry.error_text():
+                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")
+            if text:
                 first_traceback = first_traceback or f"Traceback of job #{job.num}:\n{text}"
         if len(failed) > SHOWN_FAILURES:
             lines.append(f"  ... and {len(failed) - SHOWN_FAILURES} more (the summary above lists them)")
