@@ -39,10 +39,11 @@ class WorkDir(pydantic.BaseModel):
 
         return ignore
 
-    def copy(self, root: Path) -> Path:  # type: ignore[override]  # pydantic's deprecated copy()
-        """Copy the paths into a new folder under ``root`` and return it."""
+    def copy(self, root: Path, skip: tp.Iterable[Path] = ()) -> Path:  # type: ignore[override]  # pydantic's deprecated copy()
+        """Copy the paths into a new folder under ``root`` and return it (``skip``: folders
+        never copied, besides ``root``)."""
         target = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        skip = {root.resolve()}
+        skip = {root.resolve(), *(Path(path).resolve() for path in skip)}
         for source in self.copied:
             source = Path(source).resolve()
             if not source.exists():
@@ -56,16 +57,34 @@ class WorkDir(pydantic.BaseModel):
         target.mkdir(parents=True, exist_ok=True)
         return target
 
+    def relocated(self, path: str, target: Path) -> str:
+        """Where ``path`` (under a copied folder) is in the copy ``target`` made from this
+        process's current folder; ``path`` itself if it was not copied."""
+        resolved = Path(path).resolve()
+        for source in self.copied:
+            source = Path(source).resolve()
+            if source.is_dir() and (resolved == source or source in resolved.parents):
+                dest = target if source == Path.cwd().resolve() else target / source.name
+                return str(dest / resolved.relative_to(source))
+        return path
+
     @contextlib.contextmanager
     def activate(self, root: Path) -> tp.Iterator[Path]:
         """Submit from a fresh copy: jobs start in it and import the copied code first."""
         target = self.copy(root)
-        previous = os.getcwd()
-        os.chdir(target)
-        sys.path.insert(0, str(target))
-        try:
+        with inside(target):
             yield target
-        finally:
-            os.chdir(previous)
-            if sys.path and sys.path[0] == str(target):
-                sys.path.pop(0)
+
+
+@contextlib.contextmanager
+def inside(target: Path) -> tp.Iterator[Path]:
+    """Work in ``target`` and import from it first, for the time of the block."""
+    previous = os.getcwd()
+    os.chdir(target)
+    sys.path.insert(0, str(target))
+    try:
+        yield target
+    finally:
+        os.chdir(previous)
+        if sys.path and sys.path[0] == str(target):
+            sys.path.pop(0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typing as tp
 
+import pydantic
+
 from exca_hydra import TaskInfra
 from exca_hydra.bridge.launcher import LauncherParams, LocalLauncherParams
 from exca_hydra.bridge.sweeper import SweeperParams
@@ -15,7 +17,8 @@ HYDRA_ONLY = {"_target_"}
 
 
 def _defaults(model: type) -> dict[str, tp.Any]:
-    return {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
+    return {name: v.model_dump(mode="json") if isinstance(v, pydantic.BaseModel) else v for name, v in defaults.items()}
 
 
 def test_plugin_nodes_list_the_parameters_keys_and_defaults() -> None:

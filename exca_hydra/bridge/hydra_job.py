@@ -4,8 +4,13 @@ the job's config, run it through Hydra's ``run_job``, read or fill the cache. Al
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import traceback
 import typing as tp
 
+import hydra
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict, read_write
@@ -46,6 +51,7 @@ class HydraBatch:
         self.singleton_state = Singleton.get_state()
         self.sources = [job.portable() for job in jobs]  # a Recipe pickles its shared base once
         self.entries = [str(job.entry.folder) if job.entry else None for job in jobs]
+        self.sweep_dir: str | None = None  # set when the jobs start elsewhere (a code snapshot)
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -62,13 +68,47 @@ class HydraBatch:
                 cfg.hydra.job.id = job_id
         else:  # rebuilt here, as FastComposer composed it in the sweep process
             cfg = source.build(job_id)
-        return run_job(
+        if self.sweep_dir is not None:
+            with read_write(cfg.hydra), open_dict(cfg):
+                cfg.hydra.sweep.dir = self.sweep_dir
+        ret = run_job(
             hydra_context=self.hydra_context,
             task_function=CachedTask(self.task_function, self.entries[index]),
             config=cfg,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
+        if ret.status == JobStatus.FAILED and isinstance(ret._return_value, BaseException):
+            what = f"Job {job_id} (#{cfg.hydra.job.num}: {' '.join(ret.overrides or [])})"
+            ret.task_traceback = _report_failure(ret._return_value, what)  # type: ignore[attr-defined]
+        return ret
+
+
+def _report_failure(error: BaseException, what: str) -> str:
+    """The task's traceback (its own frames, from the first one outside Hydra and this library),
+    written where the job's output goes and to the job's log file; returned for the launcher,
+    which gets the exception without its frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
+    sys.stderr.write(f"{what} failed:\n{text}")
+    sys.stderr.flush()
+    record = logging.LogRecord(__name__, logging.ERROR, __file__, 0, "%s failed:\n%s", (what, text.rstrip()), None)
+    for handler in logging.getLogger().handlers:  # and Hydra's job log file (<job dir>/<job name>.log)
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    return text
+
+
+# Hydra's frames and this library's (run_job, the cached call) come before the task's
+_INTERNAL = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (hydra.__file__ or "", os.path.dirname(__file__)))
+
+
+def job_traceback(job: HydraJob) -> str:
+    """A failed job's traceback, as the job recorded it: in its cache entry, or on its return."""
+    text = job.entry.error_text() if job.entry is not None else ""
+    return (text or getattr(job.result, "task_traceback", "") or "").rstrip()
 
 
 # ----- JobReturns of jobs that did not run here -----

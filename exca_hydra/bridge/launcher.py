@@ -8,21 +8,27 @@ takes the jobs the exca sweeper already composed, validated and planned. The plu
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 import typing as tp
 from pathlib import Path
 
 import pydantic
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+from omegaconf import OmegaConf
 
 from ..execution import engine
 from ..execution.backends import Backend, ForkBackend, SubmititBackend
 from ..execution.options import Mode, Resources, SlurmOptions
 from ..execution.plan import plan
+from ..execution.fork_job import JobSetup
 from ..execution.slurm import slurm_queue
+from ..execution.worker import script_dir
+from ..workdir import WorkDir, inside
 from .convert import ConfigValidationError, plugin_params
-from .hydra_job import HydraBatch, cached_return, failed_return
+from .hydra_job import HydraBatch, cached_return, failed_return, job_traceback
 from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
 from .report import Progress, summary
 
@@ -40,12 +46,28 @@ class LauncherParams(Resources, SlurmOptions):
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
+    workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
 
 
-class LocalLauncherParams(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
+class LocalLauncherParams(Resources):
+    """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
+    switching is one word. Locally, ``timeout_min`` stops the job, ``cpus_per_task`` divides the
+    default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
+
     folder: str | None = None
-    array_parallelism: int | None = None
+    array_parallelism: int | None = None  # None: the CPU count / cpus_per_task
+    timeout_min: float | None = None  # type: ignore[assignment]  # None: no limit
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    name: str | None = None
+    stderr_to_stdout: bool = False
+    workdir: WorkDir = WorkDir()
+
+    @pydantic.field_validator("nodes", "tasks_per_node")
+    @classmethod
+    def _one_process(cls, value: int | None) -> int | None:
+        if (value or 1) > 1:
+            raise ValueError("exca_local runs each job as one process on this machine: more needs exca_slurm")
+        return value
 
 
 class PlanLauncher(tp.Protocol):
@@ -173,26 +195,69 @@ def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParam
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
 
 
-def _backend(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams) -> Backend:
+class Snapshot(tp.NamedTuple):
+    """The code snapshot of a launch (``hydra.launcher.workdir``): where, and its copy of the
+    launching script's folder."""
+
+    target: Path
+    import_path: str | None
+
+
+def _snapshot(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams) -> Snapshot | None:
+    if not params.workdir.copied:
+        return None
+    hydra = launcher.config.hydra
+    sweep_dir = Path(str(hydra.sweep.dir)).absolute()
+    skip = [sweep_dir]  # and Hydra's output folders under the copied ones (./multirun, ./outputs)
+    for key in ("sweep.dir", "run.dir"):
+        try:
+            parts = Path(str(OmegaConf.select(hydra, key))).parts
+        except Exception:  # e.g. an interpolation that needs a job
+            continue
+        if parts and parts[0] not in ("/", ".", ".."):
+            skip.append(Path.cwd() / parts[0])
+    target = params.workdir.copy(sweep_dir / ".exca" / "code", skip)
+    app = script_dir()
+    return Snapshot(target.absolute(), app and params.workdir.relocated(app, target.absolute()))
+
+
+def _backend(
+    launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob],
+    snapshot: Snapshot | None, echo: tp.Callable[[str, bool], None],
+) -> Backend:  # fmt: skip
     if isinstance(params, LauncherParams):
         extra = {"stderr_to_stdout": True} if params.stderr_to_stdout else {}
         return SubmititBackend(
             "slurm", Path(params.submitit_folder), params, params, name=params.name,
-            max_array_size=params.max_array_size, extra=extra,
+            max_array_size=params.max_array_size, extra=extra, import_path=snapshot and snapshot.import_path,
         )  # fmt: skip
-    return ForkBackend(Path(str(launcher.config.hydra.sweep.dir)) / ".exca", params.array_parallelism)
+    # a job's id: <launch id>_<job num>, as Slurm's <array>_<task>; it names the job's logs
+    setup = JobSetup(
+        ids=[f"{os.getpid()}_{job.num}" for job in jobs], logs=str(Path(params.submitit_folder).absolute()),
+        stderr_to_stdout=params.stderr_to_stdout, workdir=snapshot and snapshot.target,
+        import_path=snapshot and snapshot.import_path,
+    )  # fmt: skip
+    limit = params.array_parallelism or max(1, (os.cpu_count() or 1) // (params.cpus_per_task or 1))
+    folder = Path(str(launcher.config.hydra.sweep.dir)).absolute() / ".exca"
+    return ForkBackend(folder, limit, setup, params.timeout_min, echo)
 
 
 def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
-    backend = _backend(launcher, params)
+    progress = Progress(len(jobs))  # drawn from its first update on; the jobs' output goes above it
+    snapshot = _snapshot(launcher, params)
+    backend = _backend(launcher, params, jobs, snapshot, progress.write)
     per_task = max(1, getattr(params, "jobs_per_task", 1))
     tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]
     batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
+    if snapshot is not None:  # the jobs start in the snapshot: their outputs still go to the sweep dir
+        batch.sweep_dir = str(Path(str(launcher.config.hydra.sweep.dir)).absolute())
+        logger.info("Code snapshot for these jobs: %s", snapshot.target)
     if launcher.cluster != "slurm":
         for job in jobs:
             logger.info("\t#%d : %s", job.num, job.shown_overrides)
     submitted_at = time.time()
-    handles = backend.submit(batch, tasks)
+    with inside(snapshot.target) if snapshot is not None else contextlib.nullcontext():
+        handles = backend.submit(batch, tasks)
     for task, handle in zip(tasks, handles):
         ref = handle.ref()
         for index in task:
@@ -202,7 +267,6 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
                 logger.info("\t#%d : %s -> Slurm job %s", job.num, job.shown_overrides, handle.job_id)
             if ref is not None and job.entry is not None and launcher.cluster == "slurm":
                 job.entry.write_job(ref)
-    progress = Progress(len(jobs))
     counts = {"done": 0, "failed": 0}
     queue = {"asked": 0.0, "running": 0, "why": ""}  # Slurm's view, asked every 5 s: one squeue call
 
@@ -268,10 +332,10 @@ def _wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
 
 def _note_job_traceback(job: HydraJob) -> None:
     """The error came from another process, without its frames: Hydra's sweeper re-raises it
-    here, so add the task's traceback (from the job's error.txt) as a note that Python prints."""
-    if job.result is None or job.result.status != JobStatus.FAILED or job.entry is None:
+    here, so add the task's traceback (the job's error.txt, or as it sent it) as a note."""
+    if job.result is None or job.result.status != JobStatus.FAILED:
         return
-    error, text = job.result._return_value, job.entry.error_text().rstrip()
+    error, text = job.result._return_value, job_traceback(job)
     note = f"Job #{job.num} ({job.shown_overrides}); its traceback:\n{text}"
     if text and hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):  # Python 3.11+
         error.add_note(note)

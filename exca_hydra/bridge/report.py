@@ -13,43 +13,59 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 
 from ..cache.store import ERROR_TEXT
+from .hydra_job import job_traceback
 from .jobs import HydraJob
 
 logger = logging.getLogger("exca_hydra.launcher")
 
 
 class Progress:
-    """A live bar on a terminal (tqdm); plain log lines, at most every 5 s, otherwise."""
+    """A bar redrawn in place on a terminal (tqdm), from the first update on; plain log lines,
+    at most every ``every`` seconds, otherwise. ``write`` shows the jobs' output above the bar."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, stream: tp.TextIO | None = None, every: float = 5.0) -> None:
         self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = every
         self.last = 0.0
         self.bar: tp.Any = None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="job", desc="sweep", leave=False)
-            except ImportError:
-                pass
+        self.tty = self.stream.isatty()
 
     def update(self, done: int, failed: int, running: int, why_pending: str = "") -> None:
         pending = self.total - done - running
+        if self.tty and self.bar is None and done < self.total:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, unit="job", desc="sweep", leave=False, file=self.stream)
+            except ImportError:
+                self.tty = False
         if self.bar is not None:
             self.bar.n = done
             extra = {"why": why_pending} if pending and why_pending else {}
             self.bar.set_postfix(failed=failed, running=running, pending=pending, **extra)
             if done == self.total:
                 self.bar.close()
+                self.bar = None
             return
         now = time.time()
-        if now - self.last > 5 or done == self.total:
+        if now - self.last >= self.every or done == self.total:
             self.last = now
             why = f" ({why_pending})" if pending and why_pending else ""
             logger.info(
                 "Progress: %d/%d done, %d failed, %d running, %d pending%s",
                 done, self.total, failed, running, pending, why,
-            )
+            )  # fmt: skip
+
+    def write(self, text: str, to_stderr: bool = False) -> None:
+        """Job output: whole lines, above the bar (which is cleared, then drawn again below)."""
+        stream = sys.stderr if to_stderr else sys.stdout
+        if self.bar is not None:
+            self.bar.clear()
+        stream.write(text)
+        stream.flush()
+        if self.bar is not None:
+            self.bar.refresh()
 
 
 def _outcome(ret: JobReturn | None) -> str:
@@ -130,9 +146,10 @@ class SweepFailed(CompactHydraException):
             error = job.result._return_value if job.result is not None else None
             lines.append(f"  #{job.num} : {job.shown_overrides or '(no overrides)'}")
             lines.extend(f"      {line}" for line in f"{type(error).__name__}: {error}".splitlines())
-            text = job.entry.error_text().rstrip() if job.entry is not None else ""
-            if text:  # a killed job left none: its error names its log
-                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")  # type: ignore[union-attr]
+            text = job_traceback(job)  # a killed job left none: its error names its log
+            if job.entry is not None and job.entry.error_text():
+                lines.append(f"      traceback: {job.entry.path(ERROR_TEXT)}")
+            if text:
                 first_traceback = first_traceback or f"Traceback of job #{job.num}:\n{text}"
         if len(failed) > SHOWN_FAILURES:
             lines.append(f"  ... and {len(failed) - SHOWN_FAILURES} more (the summary above lists them)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..cache.store import JobFailure, pid_alive
 from . import slurm
+from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
 from .options import Resources, SlurmOptions, submitit_parameters
 from .worker import Batch, script_dir, task_call
 
@@ -97,17 +98,23 @@ class InlineBackend:
 
 
 # ----- forked local processes -----
+KILL_GRACE_S = 10.0  # after SIGTERM (the timeout), a job's process has this long before SIGKILL
+RELAY_EVERY_S = 0.5  # how often the jobs' new output is shown
+
+
 class ForkHandle:
     def __init__(self, backend: ForkBackend, position: int, indices: tp.Sequence[int]) -> None:
         self.backend = backend
         self.position = position
         self.indices = list(indices)
+        self.job_id = backend.setup.job_id(self.indices[0]) if backend.setup.ids else f"local_{position}"
         self.pid = 0
         self.status: int | None = None  # os.wait status once ended
-
-    @property
-    def job_id(self) -> str:
-        return f"local_{self.position}"
+        self.started = 0.0
+        self.stopped: list[float] = []  # when SIGTERM (timeout), then SIGKILL, were sent
+        ids = [backend.setup.job_id(i) for i in self.indices] if backend.setup.ids else []
+        paths = [p for job_id in ids for p in backend.setup.log_paths(job_id) or ()]
+        self.tails = [Tail(p) for p in dict.fromkeys(paths)]
 
     def returns(self) -> list[tp.Any]:
         path = self.backend.folder / f"{self.position}.pkl"
@@ -116,6 +123,9 @@ class ForkHandle:
                 values = pickle.load(f)
             path.unlink()
             return values  # type: ignore[no-any-return]
+        if self.stopped:
+            how = "SIGTERM" if len(self.stopped) == 1 else f"SIGTERM, then SIGKILL {self.backend.grace_s:g} s later"
+            raise TaskLost(JobFailure(f"The job timed out after {self.backend.timeout_min:g} min: its process (pid {self.pid}) was stopped ({how})"))
         status = self.status or 0
         reason = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
         raise TaskLost(JobFailure(f"The job's process (pid {self.pid}) died ({reason}) before returning"))
@@ -136,12 +146,28 @@ def _die_with_parent() -> None:
 
 
 class ForkBackend:
-    def __init__(self, folder: Path, limit: int | None = None) -> None:
+    """``timeout_min``: a job still running then gets SIGTERM, and SIGKILL ``grace_s`` later;
+    ``echo(text, is_stderr)``: shows the jobs' output, read from their log files (``setup.logs``)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        limit: int | None = None,
+        setup: JobSetup | None = None,
+        timeout_min: float | None = None,
+        echo: tp.Callable[[str, bool], None] | None = None,
+        grace_s: float = KILL_GRACE_S,
+    ) -> None:
         self.folder = Path(folder)
         self.limit = max(1, limit or os.cpu_count() or 1)
+        self.setup = setup or JobSetup()
+        self.timeout_min = timeout_min
+        self.echo = echo if self.setup.logs is not None else None
+        self.grace_s = grace_s
         self.batch: Batch | None = None
         self.pending: list[ForkHandle] = []
         self.running: dict[int, ForkHandle] = {}
+        self.finished: list[ForkHandle] = []  # ended since their output was last shown
 
     def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[ForkHandle]:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -155,6 +181,7 @@ class ForkBackend:
         while self.pending and len(self.running) < self.limit:
             handle = self.pending.pop(0)
             parent = os.getpid()
+            flush_std()  # else the child writes the launcher's buffered output again
             pid = os.fork()
             if pid == 0:  # child: run the task, write its returns, leave without cleanup handlers
                 code = 0
@@ -163,15 +190,16 @@ class ForkBackend:
                     if os.getppid() != parent:
                         os._exit(1)
                     assert self.batch is not None
-                    job_id = str(os.getpid())
-                    values = [self.batch.run(index, job_id) for index in handle.indices]
+                    values = [self.batch.run(index, self.setup.enter(index)) for index in handle.indices]
                     _write_returns(self.folder / f"{handle.position}.pkl", values)
                 except BaseException:
                     traceback.print_exc()
                     code = 1
                 finally:
+                    flush_std()
                     os._exit(code)
             handle.pid = pid
+            handle.started = time.time()
             self.running[pid] = handle
 
     def _reap(self, block: bool) -> None:
@@ -182,16 +210,36 @@ class ForkBackend:
             handle = self.running.pop(pid, None)
             if handle is not None:
                 handle.status = status
+                self.finished.append(handle)
             block = False
         self._start()
 
+    def _stop_late(self) -> float | None:
+        return stop_late(self.running, self.timeout_min, self.grace_s)
+
+    def _relay(self) -> None:
+        if self.echo is not None:
+            relay([(h, False) for h in self.running.values()] + [(h, True) for h in self.finished], self.echo)
+        self.finished.clear()
+
     def ended(self, handles: tp.Sequence[ForkHandle]) -> list[bool]:  # type: ignore[override]
         self._reap(block=False)
+        self._stop_late()
+        self._relay()
         return [handle.status is not None for handle in handles]
 
     def pause(self, delay: float) -> None:
-        if self.running:
+        if not self.running:
+            return
+        due = self._stop_late()
+        if due is None and self.echo is None:
             self._reap(block=True)  # returns as soon as a child ends: no polling delay
+            return
+        timeout = min(delay, RELAY_EVERY_S) if self.echo is not None else delay
+        if due is not None:
+            timeout = min(timeout, due - time.time())
+        wait_any(list(self.running), timeout)  # returns as soon as a child ends, too
+        self._reap(block=False)
 
     def cancel(self) -> None:
         """Ctrl-C of the launcher: the children get it too (same process group); reap them."""

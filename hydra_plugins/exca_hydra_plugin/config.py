@@ -14,18 +14,16 @@ _PLUGINS = "hydra_plugins.exca_hydra_plugin"
 
 _COMMON = {
     "folder": None,  # cache root; null: the model's infra.folder, else no cache
-    "array_parallelism": None,  # jobs running at once; null: the CPU count (local), 256 (Slurm)
-}
-
-EXCA_LOCAL = {"_target_": f"{_PLUGINS}.launchers.ExcaLocalLauncher", **_COMMON}
-
-EXCA_SLURM = {
-    "_target_": f"{_PLUGINS}.launchers.ExcaSlurmLauncher",
-    **_COMMON,
-    "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",
-    "max_array_size": None,  # null: Slurm's MaxArraySize
-    "jobs_per_task": 1,  # >1 packs short jobs: one Python start-up per task, not per job
-    "timeout_min": None,  # null: the partition's default time limit
+    "array_parallelism": None,  # jobs running at once; null: the CPU count / cpus_per_task (local), 256 (Slurm)
+    # a snapshot of these folders, made at launch, that the jobs start in and import from
+    "workdir": {
+        "copied": [],
+        "includes": [],
+        "excludes": ["__pycache__", "*.pyc", ".git", ".hypothesis", ".pytest_cache", "*.egg-info"],
+    },
+    # hydra-submitit-launcher's keys (submitit_local accepts these too)
+    "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",  # the jobs' logs
+    "timeout_min": None,  # null: the partition's default time limit (Slurm), none (local)
     "cpus_per_task": None,
     "gpus_per_node": None,
     "tasks_per_node": 1,
@@ -33,6 +31,15 @@ EXCA_SLURM = {
     "nodes": 1,
     "name": "${hydra.job.name}",
     "stderr_to_stdout": False,
+}
+
+EXCA_LOCAL = {"_target_": f"{_PLUGINS}.launchers.ExcaLocalLauncher", **_COMMON}
+
+EXCA_SLURM = {
+    "_target_": f"{_PLUGINS}.launchers.ExcaSlurmLauncher",
+    **_COMMON,
+    "max_array_size": None,  # null: Slurm's MaxArraySize
+    "jobs_per_task": 1,  # >1 packs short jobs: one Python start-up per task, not per job
     "partition": None,
     "qos": None,
     "comment": None,
