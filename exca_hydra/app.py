@@ -13,7 +13,7 @@ import types
 import typing as tp
 from dataclasses import dataclass
 
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -158,12 +158,22 @@ def main(
             # the job from the task's module (after unwrapping __wrapped__); make that the caller's
             locator = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
             task.__wrapped__ = locator  # type: ignore[attr-defined]
-        hydra_main = hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
+        # the model is the config (schema.py): a primary config of this name always exists
+        primary = config_name or "config"
+        hydra_main = hydra.main(config_path=config_path, config_name=primary, version_base=version_base)(task)
 
         def run(cfg_passthrough: tp.Any = None) -> tp.Any:
-            if cfg_passthrough is None:
-                _check_override_syntax()
-            return hydra_main(cfg_passthrough)
+            from .schema import start
+
+            args, overrides = _check_override_syntax() if cfg_passthrough is None else (None, None)
+            start(task, model, primary, config_path, args, overrides)
+            if args is None or not args.help:
+                return hydra_main(cfg_passthrough)
+            try:
+                return hydra_main(cfg_passthrough)
+            except HydraException as e:  # Hydra's --help does not report a composition error itself
+                sys.stderr.write(f"{e}\n")
+                sys.exit(1)
 
         run.__name__, run.__qualname__, run.__doc__ = hydra_main.__name__, hydra_main.__qualname__, hydra_main.__doc__
         return run
@@ -171,14 +181,13 @@ def main(
     return decorator
 
 
-def _check_override_syntax() -> None:
+def _check_override_syntax() -> tuple[tp.Any, list[tp.Any] | None]:
     """Hydra reports some syntax errors of a command-line override without naming it (``lr=range(``
     gives "no viable alternative at input 'range('"): name the override and its key, exit 1 as
-    Hydra does.  Anything else (and HYDRA_FULL_ERROR=1) is left to Hydra."""
+    Hydra does.  Anything else (and HYDRA_FULL_ERROR=1) is left to Hydra.  Returns the parsed
+    arguments and overrides (None: left to Hydra)."""
     import os
 
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        return
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -192,16 +201,17 @@ def _check_override_syntax() -> None:
     args_parser = get_args_parser()
     args_parser.error = error  # type: ignore[method-assign]  # Hydra reports bad arguments itself
     try:
-        overrides = args_parser.parse_known_args()[0].overrides
+        args = args_parser.parse_known_args()[0]
     except _ArgsError:
-        return
+        return None, None
     parser = OverridesParser.create()
-    for override in overrides:
+    parsed = []
+    for override in args.overrides:
         try:
-            parser.parse_overrides([override])
+            parsed.extend(parser.parse_overrides([override]))
         except HydraException as e:
-            if override in str(e):
-                return  # Hydra's message names it
+            if override in str(e) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                return args, None  # Hydra's message names it
             key = override.split("=", 1)[0]
             sys.stderr.write(
                 f"Error parsing override '{override}' (key '{key}'):\n{e}\n\n"
@@ -209,7 +219,8 @@ def _check_override_syntax() -> None:
             )
             sys.exit(1)
         except Exception:
-            return
+            return args, None
+    return args, parsed
 
 
 def _locator(module: str, filename: str) -> tp.Callable[[], None]:
