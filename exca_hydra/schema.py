@@ -473,8 +473,8 @@ def merge_node(generated: dict[str, tp.Any], given: DictConfig) -> DictConfig:
     merged = OmegaConf.merge(OmegaConf.create(gen), given)
     _keep_missing(merged, given)  # a merge ignores a `???` of the file: it overrides too
     defaults = combine_defaults(gen_defaults, given_defaults)
-    if defaults and defaults != ["_self_"] or given_defaults is not None:
-        merged = OmegaConf.merge(OmegaConf.create({"defaults": defaults}), merged)
+    if defaults:
+        merged["defaults"] = defaults
     return merged  # type: ignore[return-value]
 
 
