@@ -243,11 +243,18 @@ class _Task:
         # the import name of the function's module, fixed here: in a job process __main__ differs
         self.__exca_module__ = import_name(function.__module__)
         functools.update_wrapper(self, function)
+        # one computation, one cache entry (delegation.py): `return cfg.method()` is that method
+        from .delegation import infra_calls
+
+        method, calls = infra_calls(function, model)
+        if method is not None:
+            self.__exca_function__ = getattr(model, method)
+        self.__exca_uncached__ = calls and method is None  # the model's methods cache, not the app
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
         obj = to_model(cfg, self.__exca_model__)
         function = self.__exca_function__
-        if hasattr(function, "__exca_method__"):  # an @infra.apply method: its infra caches
+        if hasattr(function, "__exca_method__") or self.__exca_uncached__:  # the model's infra caches
             return function(obj)
         # a single run, or a job of a launcher other than exca's: cache under the model's
         # infra folder, as the exca launchers do, so the exca sweeper can skip it next time

@@ -207,7 +207,7 @@ def entry_of(
 ) -> Entry | None:
     """The cache entry of one job: ``<root>/<module.function>,<version>/<uid>`` (None: no cache)."""
     root = cache_folder_of(folder, obj)
-    if root is None:
+    if root is None or getattr(task_function, "__exca_uncached__", False):  # the model's methods cache
         return None
     uid = uid_string(uid_config(obj) if uid_cfg is None else uid_cfg)
     return Entry(root / method_dir_name(task_function, obj) / uid)
