@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import re
 import types
@@ -71,8 +70,7 @@ REQUIRED: tp.Any = _Flag("REQUIRED")  # no default
 _SKIP: tp.Any = _Flag("SKIP")  # a default pydantic computes from other fields: left to pydantic
 
 
-@dataclasses.dataclass(frozen=True)
-class Union:
+class Union(tp.NamedTuple):
     """A discriminated union of models: the discriminator's key and the member of each tag."""
 
     discriminator: str
@@ -83,8 +81,7 @@ class Union:
         return dict(self.members).get(tag)
 
 
-@dataclasses.dataclass(frozen=True)
-class FieldPlan:
+class FieldPlan(tp.NamedTuple):
     name: str  # the attribute
     key: str  # the config key (the alias pydantic validates, else the name)
     info: tp.Any  # pydantic FieldInfo
@@ -141,7 +138,7 @@ def union_of(annotation: tp.Any, discriminator: tp.Any = None) -> Union | None:
     members = [arg for arg in args if arg is not type(None)]
     if len(members) == 1:  # Optional[Annotated[A | B, Field(discriminator=...)]]
         inner = union_of(members[0], key)
-        return None if inner is None else dataclasses.replace(inner, nullable=nullable or inner.nullable)
+        return None if inner is None else inner._replace(nullable=nullable or inner.nullable)
     if not all(_is_model(member) for member in members):
         return None
     if key is None:
@@ -277,16 +274,16 @@ def _escape(value: tp.Any) -> tp.Any:
 
 
 # ----- generation -----
-@dataclasses.dataclass
 class App:
     """The generated config nodes of one model: the primary and every group option."""
 
-    model: type
-    primary: str
-    nodes: dict[str, dict[str, tp.Any]]  # "config", "model/cnn", "model/opt/sgd" -> node
-    groups: dict[str, Union]  # "model", "model/opt" -> its union
-    required: list[str]  # required groups of the primary (no default option)
-    warnings: list[str]
+    def __init__(self, model: type, primary: str) -> None:
+        self.model = model
+        self.primary = primary
+        self.nodes: dict[str, dict[str, tp.Any]] = {}  # "config", "model/cnn", "model/opt/sgd" -> node
+        self.groups: dict[str, Union] = {}  # "model", "model/opt" -> its union
+        self.required: list[str] = []  # required groups of the primary (no default option)
+        self.warnings: list[str] = []
 
     def group_dirs(self) -> set[str]:
         dirs = {""}
@@ -302,7 +299,7 @@ class App:
 
 class _Builder:
     def __init__(self, model: type, primary: str) -> None:
-        self.app = App(model, primary, {}, {}, [], [])
+        self.app = App(model, primary)
         self._pending: list[tuple[str, str, Union, tp.Any, tuple[type, ...]]] = []
 
     def build(self, help_mode: bool = False, selected: tp.Collection[str] = ()) -> App:
@@ -487,8 +484,7 @@ def _keep_missing(merged: tp.Any, given: tp.Any) -> None:
 
 
 # ----- the config source -----
-@dataclasses.dataclass
-class _Registration:
+class _Registration(tp.NamedTuple):
     app: App
     inner: str | None  # the wrapped primary config directory ("file:///...", "pkg://..."), if any
 

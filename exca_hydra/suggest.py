@@ -93,9 +93,10 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
             if options is None:
                 continue
             known = set(app.options(key))
-            yaml = yaml_source()
-            if yaml is not None and yaml.is_group(key):
-                known.update(yaml.list(key, _config_type()))
+            if any(option not in known for option in options):  # a YAML-only option?
+                yaml = yaml_source()
+                if yaml is not None and yaml.is_group(key):
+                    known.update(yaml.list(key, _config_type()))
             for option in options:
                 if option not in known:
                     return (
