@@ -39,7 +39,7 @@ def _shown(node: tp.Any, key: str, default: tp.Any) -> str:
     if isinstance(node, DictConfig) and key in node:
         if OmegaConf.is_missing(node, key):
             return MISSING
-        value = OmegaConf.to_container(node, resolve=False)[key]  # type: ignore[index]
+        value = tp.cast(dict, OmegaConf.to_container(node, resolve=False))[key]
         return _short(value if isinstance(value, str) else repr(value))
     if default is REQUIRED:
         return MISSING

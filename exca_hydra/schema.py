@@ -220,7 +220,7 @@ def _same(value: tp.Any, default: tp.Any) -> bool:
     return same(value, default)
 
 
-def _blank(cls: type) -> tp.Any:
+def _blank(cls: tp.Any) -> tp.Any:
     """An instance without validation, defaults or ``model_post_init`` (only for the validator)."""
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", {})
@@ -460,19 +460,18 @@ def merge_node(generated: dict[str, tp.Any], given: DictConfig) -> DictConfig:
     """``given`` (a YAML file's config) on top of a generated node."""
     gen = dict(generated)
     gen_defaults = gen.pop("defaults", [])
-    given_defaults = None
+    given_defaults: list[tp.Any] | None = None
     if "defaults" in given:
         with open_dict(given):
-            raw = given.pop("defaults")
-        given_defaults = OmegaConf.to_container(raw) if isinstance(raw, ListConfig) else raw
-        if not isinstance(given_defaults, list):
-            given_defaults = [given_defaults]
-    merged = OmegaConf.merge(OmegaConf.create(gen), given)
+            raw: tp.Any = given.pop("defaults")
+        raw = OmegaConf.to_container(raw) if isinstance(raw, ListConfig) else raw
+        given_defaults = raw if isinstance(raw, list) else [raw]
+    merged: tp.Any = OmegaConf.merge(OmegaConf.create(gen), given)
     _keep_missing(merged, given)  # a merge ignores a `???` of the file: it overrides too
     defaults = combine_defaults(gen_defaults, given_defaults)
     if defaults:
         merged["defaults"] = defaults
-    return merged  # type: ignore[return-value]
+    return merged  # type: ignore[no-any-return]
 
 
 def _keep_missing(merged: tp.Any, given: tp.Any) -> None:
