@@ -539,11 +539,22 @@ class ModelSource(ConfigSource):
         result = self.inner.load_config(config_path)
         if result.header.get("package") is not None or not isinstance(result.config, DictConfig):
             return result  # the file places itself: served as written
-        if generated is None:
+        if generated is None or self._tag_mismatch(config_path, result.config):
             generated = self._known_tag_option(config_path, result.config)
         if generated is not None:
             result.config = merge_node(generated, result.config)
         return result
+
+    def _tag_mismatch(self, config_path: str, cfg: DictConfig) -> bool:
+        """An option file setting another tag than its name (``model/conv.yaml`` with ``name:
+        transformer``): it is that tag's option, not the generated one of its name."""
+        if self.app is None:
+            return False
+        group, _, option = self._name(config_path).rpartition("/")
+        union = self.app.groups.get(group)
+        if union is None or union.discriminator not in cfg or OmegaConf.is_missing(cfg, union.discriminator):
+            return False
+        return cfg.get(union.discriminator) != option
 
     def _known_tag_option(self, config_path: str, cfg: DictConfig) -> dict[str, tp.Any] | None:
         """A YAML-only option (``model/small.yaml``) whose tag is a known option's, and which does

@@ -233,6 +233,10 @@ def test_yaml_only_overrides(loader: tp.Any, tmp_path: Path, monkeypatch: pytest
     assert big.model == {"opt": {"name": "sgd", "lr": 0.01, "momentum": 0.0}, "name": "cnn", "channels": 64}
     small = compose(loader, "model=small")  # a tag and values: the mlp option under it
     assert small.model == {"opt": {"name": "sgd", "lr": 0.01, "momentum": 0.0}, "name": "mlp", "hidden": [8]}
+    source = next(s for s in loader.repository.get_sources() if isinstance(s, schema.ModelSource))
+    swapped = OmegaConf.create({"name": "mlp", "hidden": [1]})  # e.g. model/cnn.yaml setting another tag
+    assert source._tag_mismatch("model/cnn", swapped) and not source._tag_mismatch("model/mlp", swapped)
+    assert source._known_tag_option("model/cnn", swapped) == schema.generate(Experiment).nodes["model/mlp"]
     obj = to_model(compose(loader, "model=small", "model.hidden=[8]"), Experiment)
     assert obj.model == MLP(hidden=[8]) and obj.seed == 7 and obj.infra.folder == tmp_path
 
