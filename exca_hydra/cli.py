@@ -73,28 +73,96 @@ def _config(entry: Entry) -> dict[str, tp.Any]:
     return read_yaml(entry, CONFIG)
 
 
+def _at(cfg: tp.Any, path: str) -> tp.Any:
+    for part in path.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
+def _tag_keys(entries: tp.Sequence[Entry], paths: tp.Iterable[str]) -> dict[str, list[str]]:
+    """Per path, the keys under it that hold a discriminator tag in some entry: uid configs
+    always keep tags, so the string values they record under a sub-config are tag candidates."""
+    out: dict[str, list[str]] = {}
+    for path in paths:
+        keys: dict[str, None] = {}
+        for entry in entries:
+            node = _at(_uid_cfg(entry), path)
+            if isinstance(node, dict):
+                keys.update((key, None) for key, value in node.items() if isinstance(value, str))
+        out[path] = list(keys)
+    return out
+
+
+def _tag(node: tp.Any, candidates: tp.Sequence[str], wanted: tp.Any) -> tp.Any:
+    """The tag of a sub-config (a group selection ``model=mlp`` names it)."""
+    if not isinstance(node, dict):
+        return "<absent>"
+    for key in [*candidates, "name", "kind", "type"]:
+        if isinstance(node.get(key), str):
+            return node[key]
+    strings = [value for value in node.values() if isinstance(value, str)]
+    return wanted if wanted in strings else (strings[0] if strings else "<absent>")
+
+
 def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
     """Cached entries ordered by how many fields differ from ``wanted`` (dotted keys). A wanted
     key is compared with the entry's full config (so a value equal to the default matches); a
-    non-default field of the entry that ``wanted`` does not name differs from the default."""
+    non-default field of the entry that ``wanted`` does not name differs from the default.  A
+    key naming a sub-config (a config group: ``model=mlp``) is compared with its tag."""
     out = []
-    for entry in iter_entries(root):
-        full, differing = flatten(_config(entry)), flatten(_uid_cfg(entry))
-        diff = {key: (value, full.get(key, differing.get(key, "<absent>"))) for key, value in wanted.items()}
-        diff.update({key: ("<default>", value) for key, value in differing.items() if key not in wanted})
+    entries = list(iter_entries(root))
+    tag_keys = _tag_keys(entries, [key for key, value in wanted.items() if isinstance(value, str)])
+    for entry in entries:
+        config = _config(entry)
+        full, differing = flatten(config), flatten(_uid_cfg(entry))
+        diff = {}
+        for key, value in wanted.items():
+            if key in full or key in differing or not isinstance(_at(config, key), dict):
+                diff[key] = (value, full.get(key, differing.get(key, "<absent>")))
+            else:  # a group selection: the tag of the sub-config there
+                diff[key] = (value, _tag(_at(config, key), tag_keys.get(key, ()), value))
+        for key, value in differing.items():
+            parent = key.rpartition(".")[0]
+            if key in wanted or (parent in wanted and parent not in full and value == diff[parent][1]):
+                continue  # named, or the tag a group selection was compared with
+            diff[key] = ("<default>", value)
         diff = {key: pair for key, pair in sorted(diff.items()) if pair[0] != pair[1]}
         out.append((len(diff), entry, diff))
     return sorted(out, key=lambda item: item[0])
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def parse_values(items: tp.Sequence[str]) -> dict[str, tp.Any]:
+    """``key=value`` items as the app takes them (Hydra's override syntax): ``model=mlp`` and
+    ``model/opt=sgd`` select an option (compared with the tag at ``model``, ``model.opt``),
+    ``+``/``++`` prefixes are accepted, ``~key`` and ``hydra`` overrides are ignored."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
     wanted: dict[str, tp.Any] = {}
-    for item in args.values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"expected key=value, got {item!r}", file=sys.stderr)
-            return 2
-        wanted[key] = yaml.safe_load(value)
+    for item in items:
+        if "=" not in item and not item.startswith("~"):
+            raise ValueError(f"expected key=value, got {item!r}")
+        try:
+            (override,) = parser.parse_overrides([item])
+        except Exception as e:  # noqa: BLE001 - Hydra's parse error
+            raise ValueError(f"cannot parse {item!r}: {e}") from None
+        key = override.key_or_group
+        if override.is_delete() or override.is_hydra_override() or key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            continue
+        if override.is_sweep_override():
+            raise ValueError(f"{item!r}: explain takes one value per key")
+        wanted[key.replace("/", ".")] = override.value()
+    return wanted
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        wanted = parse_values(args.values)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     ranked = nearest(Path(args.folder), wanted)
     if not ranked:
         print("No cached entries there.")
@@ -176,7 +244,7 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument("--method", help="a method folder's name, or its end: MyTask.compute")
     p.add_argument("--sort", help="a column; -column for descending")
     p.set_defaults(run=cmd_table)
-    p = sub.add_parser("explain", help="why key=value... is a miss: the nearest entry and what differs")
+    p = sub.add_parser("explain", help="why key=value... (the app's overrides, model=mlp included) is a miss: the nearest entry and what differs")
     p.add_argument("folder")
     p.add_argument("values", nargs="*")
     p.set_defaults(run=cmd_explain)

@@ -12,6 +12,7 @@ import sys
 import types
 import typing as tp
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from ..cache.layout import import_name
@@ -41,13 +42,22 @@ def main(
             # the job from the task's module (after unwrapping __wrapped__); make that the caller's
             locator = _locator(caller.f_globals.get("__name__", "__main__"), caller.f_code.co_filename)
             task.__wrapped__ = locator  # type: ignore[attr-defined]
-        hydra_main = hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(task)
+        # the model is the config (generate.py): a primary config of this name always exists
+        primary = config_name or "config"
+        hydra_main = hydra.main(config_path=config_path, config_name=primary, version_base=version_base)(task)
 
         def run(cfg_passthrough: tp.Any = None) -> tp.Any:
-            if cfg_passthrough is None:
-                _check_override_syntax()
+            from .model_start import start
+
+            args, overrides = _check_override_syntax() if cfg_passthrough is None else (None, None)
+            start(task, model, primary, config_path, args, overrides)
             try:
                 return hydra_main(cfg_passthrough)
+            except HydraException as e:
+                if args is None or not args.help:
+                    raise
+                sys.stderr.write(f"{e}\n")  # Hydra's --help does not report a composition error itself
+                sys.exit(1)
             except (SystemExit, Exception) as e:
                 if not (isinstance(e, SystemExit) and e.code in (0, None)):
                     _hint_invisible_plugins()  # only after a failure: nothing on a normal start
@@ -59,17 +69,15 @@ def main(
     return decorator
 
 
-def _check_override_syntax() -> None:
+def _check_override_syntax() -> tuple[tp.Any, list[tp.Any] | None]:
     """Hydra reports some syntax errors of a command-line override without naming it (``lr=range(``
     gives "no viable alternative at input 'range('"): name the override and its key, exit 1 as
-    Hydra does.  Anything else (and HYDRA_FULL_ERROR=1) is left to Hydra."""
+    Hydra does.  Anything else (and HYDRA_FULL_ERROR=1) is left to Hydra.  Returns the parsed
+    arguments and overrides (None: left to Hydra)."""
     import os
 
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        return
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
 
     class _ArgsError(Exception):
         pass
@@ -80,16 +88,17 @@ def _check_override_syntax() -> None:
     args_parser = get_args_parser()
     args_parser.error = error  # type: ignore[method-assign]  # Hydra reports bad arguments itself
     try:
-        overrides = args_parser.parse_known_args()[0].overrides
+        args = args_parser.parse_known_args()[0]
     except _ArgsError:
-        return
+        return None, None
     parser = OverridesParser.create()
-    for override in overrides:
+    parsed = []
+    for override in args.overrides:
         try:
-            parser.parse_overrides([override])
+            parsed.extend(parser.parse_overrides([override]))
         except HydraException as e:
-            if override in str(e):
-                return  # Hydra's message names it
+            if override in str(e) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                return args, None  # Hydra's message names it
             key = override.split("=", 1)[0]
             sys.stderr.write(
                 f"Error parsing override '{override}' (key '{key}'):\n{e}\n\n"
@@ -97,7 +106,8 @@ def _check_override_syntax() -> None:
             )
             sys.exit(1)
         except Exception:
-            return
+            return args, None
+    return args, parsed
 
 
 def _locator(module: str, filename: str) -> tp.Callable[[], None]:
@@ -118,6 +128,13 @@ class _Task:
         # the import name of the function's module, fixed here: in a job process __main__ differs
         self.__exca_module__ = import_name(function.__module__)
         functools.update_wrapper(self, function)
+        # one computation, one cache entry (delegation.py): `return cfg.method()` is that method
+        from .delegation import infra_calls
+
+        method, calls = infra_calls(function, model)
+        if method is not None:
+            self.__exca_function__ = getattr(model, method)
+        self.__exca_uncached__ = calls and method is None  # the model's methods cache, not the app
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
         from .jobs import configured_folder, entry_of
@@ -129,6 +146,8 @@ class _Task:
         folder = configured_folder(_hydra_node())
         if hasattr(function, "__exca_method__"):  # an @infra.apply method: its infra caches
             return function(_with_folder(obj, function, folder) if folder else obj)
+        if self.__exca_uncached__:  # it calls the model's cached methods: they cache, not the app
+            return function(obj)
         from ..cache.uid import uid_config
         from ..execution.worker import run_cached
 

@@ -170,7 +170,7 @@ def task_name(task_function: tp.Any, obj: tp.Any) -> str:
 def entry_of(task_function: tp.Any, folder: str | None, obj: tp.Any, uid_cfg: dict[str, tp.Any] | None = None) -> Entry | None:
     """The cache entry of one job (None: no cache)."""
     root = cache_root(folder, obj)
-    if root is None:
+    if root is None or getattr(task_function, "__exca_uncached__", False):  # the model's methods cache
         return None
     infras = _infras(obj)
     version = infras[0].version if infras else "0"
