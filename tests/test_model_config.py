@@ -26,9 +26,9 @@ from omegaconf import OmegaConf
 
 from exca_hydra.bridge import generate, model_source, schema
 from exca_hydra.bridge.convert import to_model
-from exca_hydra.compose import FastComposer
+from exca_hydra.bridge.compose import FastComposer
 from exca_hydra.bridge.delegation import infra_calls
-from exca_hydra.uid import uid_config, uid_string
+from exca_hydra.cache.uid import uid_config, uid_string
 from test_compose import check, master_config
 from test_launcher import APPS, PLAIN, Ctx
 
