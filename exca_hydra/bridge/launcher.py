@@ -34,9 +34,9 @@ class LauncherParams(Resources, SlurmOptions):
     anything runs (the plugin's config node must list the same keys with the same defaults)."""
 
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
-    array_parallelism: int | None = None  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
-    max_array_size: int | None = None  # None: Slurm's MaxArraySize
-    jobs_per_task: int = 1  # several short jobs run one after the other in one array task
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
+    max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
+    jobs_per_task: int = pydantic.Field(1, ge=1)  # several short jobs run one after the other in one array task
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
@@ -45,7 +45,7 @@ class LauncherParams(Resources, SlurmOptions):
 class LocalLauncherParams(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     folder: str | None = None
-    array_parallelism: int | None = None
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: the CPU count
 
 
 class PlanLauncher(tp.Protocol):
