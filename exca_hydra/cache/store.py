@@ -39,6 +39,15 @@ class JobFailure(RuntimeError):
     """A job ended without a result and without a Python exception (killed, timed out...)."""
 
 
+class JobInterrupted(JobFailure):
+    """A job stopped by the user (Ctrl-C, SIGTERM): not an outcome, so nothing is recorded and
+    the job runs again next time."""
+
+
+def is_interrupt(error: BaseException) -> bool:
+    return isinstance(error, (KeyboardInterrupt, JobInterrupted))
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary sibling then rename: readers see the old file or the whole new one."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
@@ -178,6 +187,9 @@ class Entry:
             ) from e
 
     def write_error(self, error: BaseException, traceback_text: str) -> None:
+        """Record the job's failure; an interrupt is not one (nothing is written: it runs again)."""
+        if is_interrupt(error):
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
             data = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
