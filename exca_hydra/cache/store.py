@@ -35,6 +35,10 @@ class CacheError(RuntimeError):
     """A cache entry is unreadable or inconsistent."""
 
 
+class CorruptResult(CacheError):
+    """A result file that does not unpickle (truncated, overwritten): the job's failure."""
+
+
 class JobFailure(RuntimeError):
     """A job ended without a result and without a Python exception (killed, timed out...)."""
 
@@ -177,7 +181,10 @@ class Entry:
         try:
             with path.open("rb") as f:
                 check_trusted(f, path)
-                return pickle.load(f)
+                try:
+                    return pickle.load(f)
+                except (EOFError, pickle.UnpicklingError) as e:
+                    raise self._set_aside(os.fstat(f.fileno()), e) from e
         except (FileNotFoundError, CacheError):
             raise
         except Exception as e:
@@ -185,6 +192,25 @@ class Entry:
                 f"Cached result {path} is unreadable ({type(e).__name__}: {e}); "
                 "remove it (or use mode='force') to recompute."
             ) from e
+
+    def _set_aside(self, read: os.stat_result, error: BaseException) -> CacheError:
+        """A result file that does not unpickle becomes the job's failure (kept beside as
+        result.pkl.corrupt), so its status says failed and mode=retry recomputes it."""
+        path = self.folder / RESULT
+        problem = f"Cached result {path} is unreadable ({type(error).__name__}: {error})"
+        try:
+            now = path.stat()
+            if (now.st_ino, now.st_dev) != (read.st_ino, read.st_dev):  # rewritten meanwhile: not this one
+                return CacheError(f"{problem}; it was rewritten since, read it again.")
+            failure = CorruptResult(
+                f"{problem}; kept as {path.name}.corrupt, and recorded as this job's failure: "
+                "mode=retry recomputes it."
+            )
+            self.write_error(failure, "")
+            os.replace(path, path.with_name(RESULT + ".corrupt"))
+            return failure
+        except OSError:  # e.g. a read-only cache
+            return CorruptResult(f"{problem}; remove it (or use mode='force') to recompute.")
 
     def write_error(self, error: BaseException, traceback_text: str) -> None:
         """Record the job's failure; an interrupt is not one (nothing is written: it runs again)."""
@@ -275,7 +301,7 @@ class Entry:
 
     def clear_outcome(self) -> None:
         """Forget the result, the error and the job, to compute again under one's own claim."""
-        for name in (RESULT, ERROR, ERROR_TEXT, JOB):
+        for name in (RESULT, ERROR, ERROR_TEXT, JOB, RESULT + ".corrupt"):
             (self.folder / name).unlink(missing_ok=True)
 
 
