@@ -200,3 +200,29 @@ def test_the_summary_survives_a_result_whose_repr_raises() -> None:
     assert "2 job(s): 2 completed" in text
     assert "<_BadRepr: its repr failed: ValueError>" in text
     assert "b'xxxxxxxx" in text and len(max(text.splitlines(), key=len)) < 200
+
+
+@pytest.mark.parametrize("sweeper", ["exca", "basic"])
+def test_a_read_only_cache_with_a_missing_job_is_a_message(tmp_path: Path, sweeper: str) -> None:
+    ctx = Ctx(tmp_path)
+    assert ctx.run(APP, "lr=0.1").code == 0
+    ctx.log.unlink()
+    args = [str(APP), "-m", *(["hydra/sweeper=exca"] if sweeper == "exca" else []), "lr=0.1,0.7",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
+           "EXCA_HYDRA_CACHE": str(ctx.cache), "EXCA_TEST_LOG": str(ctx.log)}  # fmt: skip
+    if os.geteuid() == 0:  # root writes anywhere: a read-only mount, in a mount namespace of its own
+        if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+            pytest.skip("needs unshare -m (root) for a read-only mount")
+        mount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+        cmd = ["unshare", "-m", "sh", "-c", mount, str(ctx.cache), sys.executable, *args]
+    else:
+        for path in [ctx.cache, *ctx.cache.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        cmd = [sys.executable, *args]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.count("the cache folder is not writable") == 1, proc.stderr
+    assert "Cannot compute" in proc.stderr and "hydra.sweeper.mode=read-only" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert ctx.lines() == []

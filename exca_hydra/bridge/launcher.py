@@ -16,6 +16,7 @@ from pathlib import Path
 import pydantic
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 
+from ..cache.store import CacheNotWritable
 from ..execution import engine
 from ..execution.backends import Backend, ForkBackend, SubmititBackend
 from ..execution.options import Mode, Resources, SlurmOptions
@@ -24,7 +25,7 @@ from ..execution.slurm import slurm_queue
 from .convert import plugin_params
 from .hydra_job import HydraBatch, cached_return, failed_return
 from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
-from .report import Progress, summary
+from .report import Progress, SweepStopped, summary
 
 logger = logging.getLogger("exca_hydra.launcher")
 
@@ -109,6 +110,13 @@ def _setup(launcher: PlanLauncher) -> None:
 
 def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     """Run what the plan says; every job ends with a ``result`` (computed, cached or failed)."""
+    try:
+        _run_plan(launcher, params, jobs)
+    except CacheNotWritable as e:  # nothing was submitted (claims come first)
+        raise SweepStopped(str(e)) from None
+
+
+def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     steps = [job.step for job in jobs]
     assert all(step is not None for step in steps), "run_plan needs planned jobs"
     with engine.claimed(steps) as positions:  # type: ignore[arg-type]

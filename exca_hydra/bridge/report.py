@@ -149,3 +149,6 @@ class SweepFailed(CompactHydraException):
         super().__init__("\n".join(lines))
         self.jobs = list(failed)
 
+
+class SweepStopped(CompactHydraException):
+    """The sweep cannot go on (e.g. a cache folder it cannot write to): a message, no traceback."""

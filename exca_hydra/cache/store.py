@@ -39,6 +39,10 @@ class CorruptResult(CacheError):
     """A result file that does not unpickle (truncated, overwritten): the job's failure."""
 
 
+class CacheNotWritable(CacheError):
+    """A job to compute, and a cache folder this process cannot write to."""
+
+
 class JobFailure(RuntimeError):
     """A job ended without a result and without a Python exception (killed, timed out...)."""
 
@@ -256,16 +260,22 @@ class Entry:
     def claim(self) -> bool:
         """Take the claim, or return False when another live process holds it (a claim by a
         dead process of this host is taken over)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
         for _ in range(2):
             try:
+                self.folder.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 if not self.claim_is_stale():
                     return False
                 (self.folder / CLAIM).unlink(missing_ok=True)
                 continue
+            except OSError as e:  # e.g. a read-only cache (the first write of a computation)
+                raise CacheNotWritable(
+                    f"Cannot compute {self.folder}: the cache folder is not writable ({e.strerror}). "
+                    "A read-only cache serves the results it holds: mode=read-only "
+                    "(hydra.sweeper.mode=read-only) reads them without computing the missing ones."
+                ) from e
             with os.fdopen(fd, "w") as f:
                 f.write(data)
             return True
