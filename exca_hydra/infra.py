@@ -60,14 +60,14 @@ class TaskInfra(Resources):
     slurm_mem_per_gpu: str | None = None
     slurm_mem_per_cpu: str | None = None
     slurm_account: str | None = None
-    slurm_signal_delay_s: int = 120
-    slurm_max_num_timeout: int = 3
+    slurm_signal_delay_s: int = pydantic.Field(120, ge=0)
+    slurm_max_num_timeout: int = pydantic.Field(3, ge=0)
     slurm_additional_parameters: dict[str, tp.Any] = {}
     slurm_setup: list[str] | None = None
     slurm_srun_args: list[str] | None = None
     slurm_python: str | None = None
     slurm_use_srun: bool = True
-    slurm_array_parallelism: int = 256
+    slurm_array_parallelism: int = pydantic.Field(256, ge=1)
     workdir: WorkDir | None = None
 
     @pydantic.field_validator("folder")

@@ -15,7 +15,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict, read_write
 
-from ..cache.store import Entry
+from ..cache.store import RESULT, CacheError, Entry
+from ..execution import engine
 from ..execution.worker import run_cached
 from .convert import to_model
 from .jobs import HydraJob
@@ -81,6 +82,9 @@ class HydraBatch:
         if ret.status == JobStatus.FAILED and isinstance(ret._return_value, BaseException):
             what = f"Job {job_id} (#{cfg.hydra.job.num}: {' '.join(ret.overrides or [])})"
             ret.task_traceback = _report_failure(ret._return_value, what)  # type: ignore[attr-defined]
+        folder = self.entries[index]
+        if ret.status == JobStatus.COMPLETED and folder is not None and Entry(folder).has_result():
+            return LazyReturn.stored(ret, Entry(folder))  # the launcher loads the value when read
         return ret
 
 
@@ -111,14 +115,26 @@ def job_traceback(job: HydraJob) -> str:
     return (text or getattr(job.result, "task_traceback", "") or "").rstrip()
 
 
-# ----- JobReturns of jobs that did not run here -----
+# ----- JobReturns that keep neither their config nor their result -----
 class LazyReturn(JobReturn):
-    """A ``JobReturn`` for a job that did not run here (cached, or killed): its ``cfg`` (the
-    composed config) is rebuilt when first read, not kept for every job of the sweep."""
+    """A ``JobReturn`` whose ``cfg`` (of a job that did not run here: cached, or killed) is
+    rebuilt when first read, and whose value, for a completed job with a cache entry, stays in
+    that entry: loaded each time it is read and not kept, so the launcher holds at most one result
+    at a time. A value that cannot be loaded (a truncated file) makes the job failed, with the
+    error naming the file."""
 
-    def __init__(self, job: HydraJob, **kwargs: tp.Any) -> None:
-        super().__init__(overrides=job.overrides, **kwargs)
+    def __init__(self, job: HydraJob | None = None, stored: Entry | None = None, **kwargs: tp.Any) -> None:
+        if job is not None:
+            kwargs["overrides"] = job.overrides
+        super().__init__(**kwargs)
         self._job: HydraJob | None = job
+        self._stored = stored  # after the dataclass' __init__, which sets _return_value
+
+    @classmethod
+    def stored(cls, ret: JobReturn, entry: Entry) -> LazyReturn:
+        """A completed job's return, its value left in its cache entry (not sent back)."""
+        fields = ("overrides", "cfg", "hydra_cfg", "working_dir", "task_name", "status")
+        return cls(stored=entry, **{name: getattr(ret, name) for name in fields})
 
     @property  # type: ignore[override]
     def cfg(self) -> DictConfig | None:
@@ -133,19 +149,62 @@ class LazyReturn(JobReturn):
         self._cfg = value
         self._job = None
 
+    @property  # type: ignore[override]
+    def _return_value(self) -> tp.Any:
+        entry = self.__dict__.get("_stored")
+        if entry is None:
+            return self.__dict__.get("_value")
+        try:
+            return _load(entry)
+        except Exception as e:  # the job failed after all: its error names the file
+            self.status = JobStatus.FAILED
+            self._return_value = e
+            return e
+
+    @_return_value.setter
+    def _return_value(self, value: tp.Any) -> None:
+        self.__dict__["_value"] = value
+        self.__dict__["_stored"] = None
+
+    @property  # type: ignore[override]
+    def return_value(self) -> tp.Any:
+        value = self._return_value  # loaded here (a failure to load makes the job failed)
+        return value if self.status == JobStatus.COMPLETED else JobReturn.return_value.fget(self)  # type: ignore[attr-defined]
+
+    @return_value.setter
+    def return_value(self, value: tp.Any) -> None:
+        self._return_value = value
+
+    def __repr__(self) -> str:  # without loading the value
+        entry = self.__dict__.get("_stored")
+        where = f"in {entry.folder}" if entry is not None else repr(self.__dict__.get("_value"))
+        return f"LazyReturn(overrides={self.overrides!r}, status={self.status}, value {where})"
+
     def __getstate__(self) -> dict[str, tp.Any]:
         _ = self.cfg
         return self.__dict__
 
 
+def _load(entry: Entry) -> tp.Any:
+    try:
+        return entry.load_result()
+    except FileNotFoundError:  # gone since the plan: e.g. being recomputed (mode=force) by another process
+        status, failure = engine.wait_for([entry])[0]
+        if status == "completed":
+            return entry.load_result()
+        if status == "failed":
+            raise failure or entry.load_error() from None
+        raise CacheError(f"Cached result {entry.path(RESULT)} was removed") from None
+
+
 def cached_return(job: HydraJob, why_missing: str = "mode=read-only") -> JobReturn:
-    """The JobReturn of a job that did not run in this launch: its cached outcome."""
-    ret = LazyReturn(job, hydra_cfg=None, working_dir=None, task_name=None)  # cfg: rebuilt if read
+    """The JobReturn of a job that did not run in this launch: its cached outcome (a result is
+    loaded when read)."""
     assert job.entry is not None and job.step is not None
     status = job.step.status
+    ret = LazyReturn(job, stored=job.entry if status == "completed" else None, hydra_cfg=None, working_dir=None, task_name=None)
     if status == "completed":
         ret.status = JobStatus.COMPLETED
-        ret.return_value = job.entry.load_result()
     elif status == "failed":
         ret.status = JobStatus.FAILED
         ret.return_value = job.step.failure or job.entry.load_error()

@@ -19,6 +19,7 @@ import pydantic
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import OmegaConf
 
+from ..cache.store import CacheNotWritable
 from ..execution import engine
 from ..execution.backends import Backend, ForkBackend, SubmititBackend
 from ..execution.options import Mode, Resources, SlurmOptions
@@ -30,7 +31,7 @@ from ..workdir import WorkDir, inside
 from .convert import ConfigValidationError, plugin_params
 from .hydra_job import HydraBatch, cached_return, failed_return, job_traceback
 from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
-from .report import Progress, summary
+from .report import Progress, SweepStopped, summary
 
 logger = logging.getLogger("exca_hydra.launcher")
 
@@ -40,9 +41,9 @@ class LauncherParams(Resources, SlurmOptions):
     anything runs (the plugin's config node must list the same keys with the same defaults)."""
 
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
-    array_parallelism: int | None = None  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
-    max_array_size: int | None = None  # None: Slurm's MaxArraySize
-    jobs_per_task: int = 1  # several short jobs run one after the other in one array task
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
+    max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
+    jobs_per_task: int = pydantic.Field(1, ge=1)  # several short jobs run one after the other in one array task
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
@@ -55,7 +56,7 @@ class LocalLauncherParams(Resources):
     default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
 
     folder: str | None = None
-    array_parallelism: int | None = None  # None: the CPU count / cpus_per_task
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: the CPU count / cpus_per_task
     timeout_min: float | None = None  # type: ignore[assignment]  # None: no limit
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
@@ -174,6 +175,13 @@ def _setup(launcher: PlanLauncher) -> None:
 
 def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     """Run what the plan says; every job ends with a ``result`` (computed, cached or failed)."""
+    try:
+        _run_plan(launcher, params, jobs)
+    except CacheNotWritable as e:  # nothing was submitted (claims come first)
+        raise SweepStopped(str(e)) from None
+
+
+def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     steps = [job.step for job in jobs]
     assert all(step is not None for step in steps), "run_plan needs planned jobs"
     with engine.claimed(steps) as positions:  # type: ignore[arg-type]

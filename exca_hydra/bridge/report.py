@@ -69,11 +69,20 @@ class Progress:
 
 
 def _outcome(ret: JobReturn | None) -> str:
-    """The result, or the error's line (as a traceback's last line shows it), in one short line."""
+    """The result, or the error's line (as a traceback's last line shows it), in one short line.
+    Reading a cached result loads it (and drops it); one that cannot be loaded fails its job."""
     if ret is None:
         return "?"
     value = ret._return_value
-    text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
+    try:
+        if isinstance(value, BaseException):
+            text = f"{type(value).__name__}: {value}"
+        elif isinstance(value, (str, bytes, bytearray)):
+            text = repr(value[:61])  # not a copy of a big result
+        else:
+            text = repr(value)
+    except Exception as e:  # a result's own __repr__ (or an error's __str__) may fail
+        text = f"<{type(value).__name__}: its repr failed: {type(e).__name__}>"
     return _fit((text.strip().splitlines() or [""])[0], 60)  # an error's first line is its "Type: message"
 
 
@@ -95,6 +104,8 @@ def _short_uid(uid: str | None, width: int = 60) -> str:
 def summary(jobs: tp.Sequence[HydraJob]) -> str:
     """End-of-sweep table: number, status, time (or "cached"), uid, overrides, result or the
     error's last line; then where the results are. Past 50 jobs, only those not completed."""
+    # first the outcomes, loading each result once: one that cannot be loaded fails its job
+    outcomes = {id(job): _outcome(job.result) for job in jobs if len(jobs) <= 50 or job.from_cache or not _ok(job)}
     counts = collections.Counter(
         "cached" if job.from_cache and _ok(job) else "completed" if _ok(job) else "failed" for job in jobs
     )
@@ -110,7 +121,7 @@ def summary(jobs: tp.Sequence[HydraJob]) -> str:
         status = job.result.status.name if job.result is not None else "?"
         seconds = "cached" if job.from_cache else f"{job.ended - job.started:.1f}s" if job.ended else "-"
         overrides = _fit(job.shown_overrides or "(no overrides)", 40)
-        rows.append((str(job.num), status, seconds, _short_uid(job.uid), overrides, _outcome(job.result)))
+        rows.append((str(job.num), status, seconds, _short_uid(job.uid), overrides, outcomes[id(job)]))
     lines = [head]
     if rows:
         titles = ("#", "status", "time", "uid", "overrides", "result")
@@ -159,3 +170,6 @@ class SweepFailed(CompactHydraException):
         super().__init__("\n".join(lines))
         self.jobs = list(failed)
 
+
+class SweepStopped(CompactHydraException):
+    """The sweep cannot go on (e.g. a cache folder it cannot write to): a message, no traceback."""

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 class SweeperParams(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
-    max_batch_size: int | None = None
+    max_batch_size: int | None = pydantic.Field(None, ge=1)
     params: dict[str, str] | None = None
     mode: Mode = "cached"
     dry_run: bool = False

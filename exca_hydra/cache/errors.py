@@ -5,5 +5,13 @@ class CacheError(RuntimeError):
     """A cache entry is unreadable, inconsistent or untrusted."""
 
 
+class CorruptResult(CacheError):
+    """A result file that does not unpickle (truncated, overwritten): the job's failure."""
+
+
+class CacheNotWritable(CacheError):
+    """A job to compute, and a cache folder this process cannot write to."""
+
+
 class JobFailure(RuntimeError):
     """A job ended without a result and without a Python exception (killed, timed out...)."""

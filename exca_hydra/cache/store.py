@@ -10,10 +10,8 @@ look at without unpickling) and ``job.json`` (the reference of the job computing
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import pickle
-import reprlib
 import socket
 import time
 import typing as tp
@@ -22,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CacheError, JobFailure
+from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
+from .preview import preview, short
 from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
@@ -35,6 +34,15 @@ CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
 OUTCOME = "outcome.json"
+
+
+class JobInterrupted(JobFailure):
+    """A job stopped by the user (Ctrl-C, SIGTERM): not an outcome, so nothing is recorded and
+    the job runs again next time."""
+
+
+def is_interrupt(error: BaseException) -> bool:
+    return isinstance(error, (KeyboardInterrupt, JobInterrupted))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -219,7 +227,10 @@ class Entry:
         try:
             with path.open("rb") as f:
                 check_trusted(f, path)
-                return pickle.load(f)
+                try:
+                    return pickle.load(f)
+                except (EOFError, pickle.UnpicklingError) as e:
+                    raise self._set_aside(os.fstat(f.fileno()), e) from e
         except (FileNotFoundError, CacheError):
             raise
         except Exception as e:
@@ -228,9 +239,31 @@ class Entry:
                 "remove it (or use mode='force') to recompute."
             ) from e
 
+    def _set_aside(self, read: os.stat_result, error: BaseException) -> CacheError:
+        """A result file that does not unpickle becomes the job's failure (kept beside as
+        result.pkl.corrupt), so its status says failed and mode=retry recomputes it."""
+        path = self.folder / RESULT
+        problem = f"Cached result {path} is unreadable ({type(error).__name__}: {error})"
+        try:
+            now = path.stat()
+            if (now.st_ino, now.st_dev) != (read.st_ino, read.st_dev):  # rewritten meanwhile: not this one
+                return CacheError(f"{problem}; it was rewritten since, read it again.")
+            failure = CorruptResult(
+                f"{problem}; kept as {path.name}.corrupt, and recorded as this job's failure: "
+                "mode=retry recomputes it."
+            )
+            self.write_error(failure, "")
+            os.replace(path, path.with_name(RESULT + ".corrupt"))
+            return failure
+        except OSError:  # e.g. a read-only cache
+            return CorruptResult(f"{problem}; remove it (or use mode='force') to recompute.")
+
     def write_error(self, error: BaseException, traceback_text: str, duration: float | None = None) -> None:
+        """Record the job's failure; an interrupt is not one (nothing is written: it runs again)."""
+        if is_interrupt(error):
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.write_outcome("failed", duration, f"{type(error).__name__}: {_short(error, str)}")
+        self.write_outcome("failed", duration, f"{type(error).__name__}: {short(error, str)}")
         try:
             data = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
@@ -270,16 +303,22 @@ class Entry:
     def claim(self) -> bool:
         """Take the claim, or return False when another live process holds it (a claim by a
         dead process of this host is taken over)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
         for _ in range(2):
             try:
+                self.folder.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 if not self.claim_is_stale():
                     return False
                 (self.folder / CLAIM).unlink(missing_ok=True)
                 continue
+            except OSError as e:  # e.g. a read-only cache (the first write of a computation)
+                raise CacheNotWritable(
+                    f"Cannot compute {self.folder}: the cache folder is not writable ({e.strerror}). "
+                    "A read-only cache serves the results it holds: mode=read-only "
+                    "(hydra.sweeper.mode=read-only) reads them without computing the missing ones."
+                ) from e
             with os.fdopen(fd, "w") as f:
                 f.write(data)
             return True
@@ -315,63 +354,8 @@ class Entry:
 
     def clear_outcome(self) -> None:
         """Forget the result, the error and the job, to compute again under one's own claim."""
-        for name in (RESULT, ERROR, ERROR_TEXT, OUTCOME, JOB):
+        for name in (RESULT, ERROR, ERROR_TEXT, OUTCOME, JOB, RESULT + ".corrupt"):
             (self.folder / name).unlink(missing_ok=True)
-
-
-PREVIEW_WIDTH, PREVIEW_KEYS = 80, 50
-
-
-class _Repr(reprlib.Repr):
-    def repr_instance(self, x: tp.Any, level: int) -> str:
-        return _short(x, repr)
-
-
-_repr = _Repr()
-_repr.maxlevel, _repr.maxstring, _repr.maxother = 2, PREVIEW_WIDTH, PREVIEW_WIDTH
-
-
-def _short(value: tp.Any, text: tp.Callable[[tp.Any], str]) -> str:
-    """``text(value)`` cut to PREVIEW_WIDTH; ``<Type>`` when it raises."""
-    try:
-        out = text(value)
-    except Exception:
-        out = f"<{type(value).__name__}>"
-    return out if len(out) <= PREVIEW_WIDTH else out[: PREVIEW_WIDTH - 3] + "..."
-
-
-def _scalar(value: tp.Any) -> tp.Any:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, str):
-        return _short(value, str)
-    return _short(value, _repr.repr)
-
-
-def preview(value: tp.Any) -> tp.Any:
-    """What ``outcome.json`` shows of a result: a scalar as it is (a string cut to 80 characters),
-    a dict as its leaves under dotted keys (each a scalar or a short repr, at most 50), anything
-    else as its short repr (``<Type>`` when its ``__repr__`` raises)."""
-    if not isinstance(value, dict):
-        return _scalar(value)
-    out: dict[str, tp.Any] = {}
-    _leaves(value, "", out)
-    return out
-
-
-def _leaves(node: dict[tp.Any, tp.Any], prefix: str, out: dict[str, tp.Any], depth: int = 0) -> None:
-    for key, item in node.items():
-        if len(out) >= PREVIEW_KEYS:
-            out["..."] = "more keys"
-            return
-        if isinstance(item, dict) and item and depth < 4:
-            _leaves(item, f"{prefix}{key}.", out, depth + 1)
-        else:
-            out[f"{prefix}{key}"] = _scalar(item)
 
 
 def pid_alive(pid: int) -> bool:

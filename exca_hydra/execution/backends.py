@@ -21,7 +21,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from ..cache.store import JobFailure, pid_alive
+from ..cache.store import JobFailure, JobInterrupted, pid_alive
 from . import slurm
 from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
 from .options import Resources, SlurmOptions, submitit_parameters
@@ -127,11 +127,25 @@ class ForkHandle:
             how = "SIGTERM" if len(self.stopped) == 1 else f"SIGTERM, then SIGKILL {self.backend.grace_s:g} s later"
             raise TaskLost(JobFailure(f"The job timed out after {self.backend.timeout_min:g} min: its process (pid {self.pid}) was stopped ({how})"))
         status = self.status or 0
-        reason = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
+        if os.WIFSIGNALED(status):
+            reason, interrupted = f"signal {os.WTERMSIG(status)}", os.WTERMSIG(status) in INTERRUPTS
+        else:
+            code = os.waitstatus_to_exitcode(status)
+            reason, interrupted = f"exit code {code}", code == INTERRUPTED_EXIT
+        if interrupted:  # Ctrl-C or SIGTERM: not the job's outcome, nothing is recorded
+            raise TaskLost(JobInterrupted(f"The job's process (pid {self.pid}) was interrupted ({reason})"))
         raise TaskLost(JobFailure(f"The job's process (pid {self.pid}) died ({reason}) before returning"))
 
     def ref(self) -> dict[str, tp.Any]:
         return {"backend": "ForkJob", "job_id": str(self.pid), "folder": str(self.backend.folder)}
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # a job process that stopped on Ctrl-C or SIGTERM
+
+
+def _interrupt(signum: int, frame: tp.Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _die_with_parent() -> None:
@@ -184,17 +198,20 @@ class ForkBackend:
             flush_std()  # else the child writes the launcher's buffered output again
             pid = os.fork()
             if pid == 0:  # child: run the task, write its returns, leave without cleanup handlers
-                code = 0
+                code = 1
                 try:
                     _die_with_parent()
                     if os.getppid() != parent:
                         os._exit(1)
+                    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: the task's cleanup runs
                     assert self.batch is not None
                     values = [self.batch.run(index, self.setup.enter(index)) for index in handle.indices]
                     _write_returns(self.folder / f"{handle.position}.pkl", values)
+                    code = 0
+                except KeyboardInterrupt:
+                    code = INTERRUPTED_EXIT
                 except BaseException:
                     traceback.print_exc()
-                    code = 1
                 finally:
                     flush_std()
                     os._exit(code)
@@ -241,14 +258,27 @@ class ForkBackend:
         wait_any(list(self.running), timeout)  # returns as soon as a child ends, too
         self._reap(block=False)
 
-    def cancel(self) -> None:
-        """Ctrl-C of the launcher: the children get it too (same process group); reap them."""
+    def cancel(self, grace_s: float = 10.0) -> None:
+        """The launch was interrupted (Ctrl-C, which the children of a terminal get too): stop the
+        running tasks (SIGTERM: interrupted, nothing recorded), SIGKILL after ``grace_s``, reap."""
         self.pending.clear()
-        for pid in list(self.running):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        deadline = time.time() + grace_s
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in list(self.running):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            while self.running and (sig == signal.SIGKILL or time.time() < deadline):
+                for pid in list(self.running):
+                    try:
+                        ended, status = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:  # reaped elsewhere
+                        ended, status = pid, 0
+                    if ended:
+                        self.running.pop(pid).status = status
+                if self.running:
+                    time.sleep(0.05)
 
 
 def _write_returns(path: Path, values: list[tp.Any]) -> None:

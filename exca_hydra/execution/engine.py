@@ -100,6 +100,23 @@ def collect(
 ) -> None:
     """Wait for every task; ``on_end(job index, outcome)`` as each job's task ends; ``on_pass``
     (the tasks still waiting) after each pass, e.g. for a progress display."""
+    try:
+        _collect(backend, handles, tasks, on_end, on_pass, max_delay)
+    except BaseException:  # e.g. Ctrl-C: local processes must not outlive their launch (a Slurm job may)
+        cancel = getattr(backend, "cancel", None)
+        if cancel is not None:
+            cancel()
+        raise
+
+
+def _collect(
+    backend: Backend,
+    handles: tp.Sequence[tp.Any],
+    tasks: tp.Sequence[tp.Sequence[int]],
+    on_end: tp.Callable[[int, Outcome], None],
+    on_pass: tp.Callable[[list[int]], None] | None,
+    max_delay: float,
+) -> None:
     waiting = list(range(len(handles)))
     delay = 0.2
     while waiting:

@@ -15,12 +15,12 @@ class Resources(pydantic.BaseModel):
     """What a job asks for, whatever the cluster (submitit's generic parameters)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    timeout_min: int | None = None  # None: the partition's default time limit
-    nodes: int | None = 1
-    tasks_per_node: int | None = 1
-    cpus_per_task: int | None = None
-    gpus_per_node: int | None = None
-    mem_gb: float | None = None
+    timeout_min: int | None = pydantic.Field(None, ge=1)  # None: the partition's default time limit
+    nodes: int | None = pydantic.Field(1, ge=1)
+    tasks_per_node: int | None = pydantic.Field(1, ge=1)
+    cpus_per_task: int | None = pydantic.Field(None, ge=1)
+    gpus_per_node: int | None = pydantic.Field(None, ge=0)
+    mem_gb: float | None = pydantic.Field(None, ge=0)  # 0: all of the node's memory (Slurm's --mem=0)
 
 
 class SlurmOptions(pydantic.BaseModel):
@@ -39,14 +39,14 @@ class SlurmOptions(pydantic.BaseModel):
     mem_per_gpu: str | None = None
     mem_per_cpu: str | None = None
     account: str | None = None
-    signal_delay_s: int = 120  # Slurm's warning before the time limit (the checkpoint hook's time)
-    max_num_timeout: int = 3  # requeues after a timeout, for configs with a checkpoint() hook (submitit's default)
+    signal_delay_s: int = pydantic.Field(120, ge=0)  # Slurm's warning before the time limit (the checkpoint hook's time)
+    max_num_timeout: int = pydantic.Field(3, ge=0)  # requeues after a timeout, for configs with a checkpoint() hook (submitit's default)
     additional_parameters: dict[str, tp.Any] = {}
     setup: list[str] | None = None
     srun_args: list[str] | None = None  # extra arguments of the job step's srun
     python: str | None = None  # the command that runs Python in the job (e.g. "apptainer exec img python")
     use_srun: bool = True  # Slurm's timeout/preemption signals reach job steps only
-    array_parallelism: int = 256  # tasks of one array running at once
+    array_parallelism: int = pydantic.Field(256, ge=1)  # tasks of one array running at once
 
 
 RESOURCE_FIELDS = tuple(Resources.model_fields)

@@ -40,8 +40,8 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry: E
         value = function(obj)
         entry.write_result(value, duration=time.time() - start)
         return value
-    except SystemExit:  # e.g. submitit's exit after requeuing the job: not the task's failure
-        raise
+    except (SystemExit, KeyboardInterrupt):  # submitit's exit after a requeue; Ctrl-C or SIGTERM:
+        raise  # neither is the task's outcome, the job stays missing and runs again next time
     except BaseException as e:
         # from the task's own frame on: this function is not what the user wants to read
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
