@@ -15,7 +15,8 @@ import pytest
 
 from exca_hydra.cache.store import Entry, JobFailure
 from exca_hydra.execution import engine
-from exca_hydra.execution.backends import ForkBackend, InlineBackend, TaskLost
+from exca_hydra.execution.backends import InlineBackend, TaskLost
+from exca_hydra.execution.fork import ForkBackend
 from exca_hydra.execution.plan import decide, plan, read_status
 from exca_hydra.execution.worker import CheckpointableTaskCall, MethodBatch, TaskCall, task_call
 

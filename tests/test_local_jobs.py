@@ -24,7 +24,7 @@ import pytest
 from exca_hydra.bridge.report import Progress
 from exca_hydra.cache.store import JobFailure
 from exca_hydra.execution import engine
-from exca_hydra.execution.backends import ForkBackend
+from exca_hydra.execution.fork import ForkBackend
 
 APP = Path(__file__).resolve().parent / "apps" / "jobenv"
 

@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 
 from ..cache.store import CacheNotWritable
 from ..execution import engine
-from ..execution.backends import Backend, ForkBackend, SubmititBackend
+from ..execution.backends import Backend, SubmititBackend
+from ..execution.fork import ForkBackend
 from ..execution.options import Mode, Resources, SlurmOptions
 from ..execution.plan import plan
 from ..execution.fork_job import JobSetup

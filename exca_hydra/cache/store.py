@@ -79,7 +79,7 @@ def _same(stored: tp.Any, current: tp.Any) -> bool:
         return stored != stored and current != current
     if isinstance(stored, list) and isinstance(current, list) and len(stored) == len(current):
         if type(current) is not list:
-            from .uid import _dumps, _Unordered  # (imported late: job processes import this module)
+            from .kinds import _dumps, _Unordered  # (imported late: job processes import this module)
 
             if isinstance(current, _Unordered):
                 stored = sorted(stored, key=_dumps)
