@@ -257,3 +257,24 @@ def test_cli_and_python_share_the_cache(ctx: Ctx, monkeypatch: pytest.MonkeyPatc
     r = ctx.run(TRAINER / "method_app.py", "lr=0.3,0.1")  # ...and reused by the CLI
     assert r.code == 0, r.err
     assert len(ctx.lines()) == 3
+
+
+def test_two_programs_with_the_same_name_never_share_an_entry(ctx: Ctx) -> None:
+    """Two projects' app.py:main with the same overrides and one cache folder: the second never
+    gets the first's results; it is told why, before anything runs."""
+    import shutil
+
+    for project in ("a", "b"):
+        shutil.copytree(PLAIN, ctx.tmp / project)
+    args = ("x=1,2", f"hydra.launcher.folder={ctx.cache}")
+    first = ctx.run(ctx.tmp / "a" / "app.py", *args)
+    assert first.code == 0, first.err
+    assert sorted(ctx.lines()) == ["plain x=1", "plain x=2"]
+    entries = ctx.cache_entries()
+    assert {(e / "program.txt").read_text() for e in entries} == {str((ctx.tmp / "a" / "app.py").resolve())}
+    second = ctx.run(ctx.tmp / "b" / "app.py", *args)
+    assert second.code == 1
+    assert "computed by" in second.err and str(ctx.tmp / "a" / "app.py") in second.err and "Traceback" not in second.err
+    assert sorted(ctx.lines()) == ["plain x=1", "plain x=2"]  # nothing ran for b, nothing served
+    again = ctx.run(ctx.tmp / "a" / "app.py", *args)  # a's own entries are still hits
+    assert again.code == 0 and sorted(ctx.lines()) == ["plain x=1", "plain x=2"]

@@ -4,6 +4,7 @@ cache entry, and check that the cached outcomes about to be reused are this conf
 from __future__ import annotations
 
 import gc
+import os
 import typing as tp
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class HydraJob:
     entry: Entry | None = None
     uid_cfg: dict[str, tp.Any] | None = None  # what the uid is computed from (computed once)
     step: Step | None = None  # its plan: status read once, what to do
+    program: str | None = None  # a plain task's file: entries of another program are not its own
     result: JobReturn | None = field(default=None, repr=False)
     started: float = 0.0
     ended: float = 0.0
@@ -179,9 +181,20 @@ def entry_of(task_function: tp.Any, folder: str | None, obj: tp.Any, uid_cfg: di
 
 
 def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[HydraJob]) -> None:
+    program = program_of(task_function)
     for job in jobs:
         job.uid_cfg = uid_config(job.obj)
         job.entry = entry_of(task_function, folder, job.obj, job.uid_cfg)
+        job.program = program
+
+
+def program_of(task_function: tp.Any) -> str | None:
+    """A plain (DictConfig) task is named by its script and function only: the real path of its
+    file tells two projects' ``train.py:main`` apart (a model's task is named by its class)."""
+    if getattr(task_function, "__exca_model__", None) is not None:
+        return None
+    code = getattr(task_function, "__code__", None)
+    return os.path.realpath(code.co_filename) if code is not None else None
 
 
 def full_config(obj: tp.Any) -> dict[str, tp.Any]:
@@ -195,10 +208,13 @@ def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
     (edited files, changed defaults) before anything runs."""
     problems = []
     for job in jobs:
-        if job.entry is None or job.status not in ("completed", "failed"):
+        if job.entry is None:
             continue
         try:
-            job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj))
+            if job.status not in ("completed", "failed"):
+                job.entry.check_program(job.program)  # (one failed open when there is no record)
+                continue
+            job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj), job.program)
         except CacheError as e:
             problems.append(f"  #{job.num} : {job.shown_overrides}\n      {e}")
     if problems:

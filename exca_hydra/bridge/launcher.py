@@ -189,7 +189,7 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
         mine = [jobs[p] for p in positions]
         for job in mine:
             if job.entry is not None and not job.entry.has_result():  # a result keeps its config
-                job.entry.write_configs(full_config(job.obj), job.uid_cfg or {})
+                job.entry.write_configs(full_config(job.obj), job.uid_cfg or {}, job.program)
         others = [job for job in jobs if job.step.action == "wait"]  # type: ignore[union-attr]
         logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
         if others:

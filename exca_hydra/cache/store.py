@@ -34,6 +34,7 @@ CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
 OUTCOME = "outcome.json"
+PROGRAM = "program.txt"  # the file of the plain task function that computed it
 
 
 class JobInterrupted(JobFailure):
@@ -140,9 +141,13 @@ class Entry:
             return "failed"
         return None
 
-    def write_configs(self, full: dict[str, tp.Any], uid_cfg: dict[str, tp.Any]) -> None:
-        """Record the configs; an existing uid.yaml that disagrees means a uid collision."""
+    def write_configs(self, full: dict[str, tp.Any], uid_cfg: dict[str, tp.Any], program: str | None = None) -> None:
+        """Record the configs (and the program computing them); an existing uid.yaml that
+        disagrees means a uid collision."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.check_program(program)
+        if program is not None and not (self.folder / PROGRAM).exists():
+            atomic_write(self.folder / PROGRAM, program.encode("utf8"))
         uid_path = self.folder / UID_CONFIG
         previous = None
         if uid_path.exists():
@@ -170,12 +175,27 @@ class Entry:
         except (OSError, yaml.YAMLError) as e:
             raise CacheError(f"Cache file {path} is missing or unreadable ({e}); remove {self.folder} to recompute") from e
 
-    def verify(self, uid_cfg: dict[str, tp.Any], identity: dict[str, tp.Any]) -> None:
+    def check_program(self, program: str | None) -> None:
+        """Two programs whose tasks have the same name (``train.py:main`` of two projects) share
+        a folder name: an entry computed by another program is never theirs."""
+        try:
+            stored = (self.folder / PROGRAM).read_text("utf8")
+        except OSError:
+            return
+        if program is not None and stored != program:
+            raise CacheError(
+                f"Cache entry {self.folder} was computed by {stored}, not by {program}: two programs "
+                "with the same script and function name share this cache folder. Give one of them "
+                "its own cache folder (hydra.launcher.folder or hydra.sweeper.folder)."
+            )
+
+    def verify(self, uid_cfg: dict[str, tp.Any], identity: dict[str, tp.Any], program: str | None = None) -> None:
         """Before a cached outcome is used: the folder must hold this config's uid config, and the
         stored config must agree with this one on every field, defaults included (a class default
-        that changed would otherwise serve a stale result)."""
+        that changed would otherwise serve a stale result); for a plain task, the same program."""
         from .uid import flatten  # (uid imports pydantic: only when verifying)
 
+        self.check_program(program)
         stored_uid = self._read_yaml(UID_CONFIG)
         if not _same(stored_uid, _normalized(uid_cfg)):
             raise CacheError(
