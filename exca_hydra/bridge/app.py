@@ -1,13 +1,12 @@
 """The Hydra bridge: composed DictConfig -> the app's pydantic model, with errors that name the field.
 
 ``exca_hydra.main`` wraps ``hydra.main`` for a task function annotated with a pydantic model; the
-launcher and the sweeper find that model on the task function (``__exca_model__``).
+launcher and the sweeper find that model in the task function's ``exca_info`` (``task_info.py``).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import types
 import typing as tp
@@ -17,6 +16,7 @@ from omegaconf import DictConfig
 
 from ..cache.layout import import_name
 from .convert import model_of, to_model
+from .task_info import TaskInfo
 
 
 def main(
@@ -123,31 +123,31 @@ class _Task:
     """The task function handed to Hydra: validates the config, then calls the user's function."""
 
     def __init__(self, function: tp.Callable[[tp.Any], tp.Any], model: type) -> None:
-        self.__exca_function__ = function
-        self.__exca_model__ = model
-        # the import name of the function's module, fixed here: in a job process __main__ differs
-        self.__exca_module__ = import_name(function.__module__)
         functools.update_wrapper(self, function)
         # one computation, one cache entry (delegation.py): `return cfg.method()` is that method
         from .delegation import infra_calls
 
         method, calls = infra_calls(function, model)
-        if method is not None:
-            self.__exca_function__ = getattr(model, method)
-        self.__exca_uncached__ = calls and method is None  # the model's methods cache, not the app
+        self.exca_info = TaskInfo(
+            function=getattr(model, method) if method is not None else function,
+            model=model,
+            # the import name of the function's module, fixed here: in a job process __main__ differs
+            module=import_name(function.__module__),
+            uncached=bool(calls) and method is None,  # the model's methods cache, not the app
+        )
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
         from .jobs import configured_folder, entry_of
 
-        obj = to_model(cfg, self.__exca_model__)
-        function = self.__exca_function__
+        info = self.exca_info
+        obj = to_model(cfg, info.model)
         # a single run, or a job of a launcher other than exca's: cache where the exca sweeper
         # and launchers look (hydra.sweeper.folder, hydra.launcher.folder, else infra.folder)
         folder = configured_folder(_hydra_node())
-        if hasattr(function, "__exca_method__"):  # an @infra.apply method: its infra caches
-            return function(_with_folder(obj, function, folder) if folder else obj)
-        if self.__exca_uncached__:  # it calls the model's cached methods: they cache, not the app
-            return function(obj)
+        if info.method is not None:  # an @infra.apply method: its infra caches
+            return info.function(_with_folder(obj, info.method, folder) if folder else obj)
+        if info.uncached:  # it calls the model's cached methods: they cache, not the app
+            return info.function(obj)
         from ..cache.uid import uid_config
         from ..execution.worker import run_cached
 
@@ -155,7 +155,7 @@ class _Task:
         entry = entry_of(self, folder, obj, uid_cfg)
         if entry is not None and not entry.has_result():
             entry.write_configs(obj.model_dump(mode="json"), uid_cfg)
-        return run_cached(function, obj, entry)
+        return run_cached(info.function, obj, entry)
 
 
 def _hydra_node() -> tp.Any:
@@ -168,7 +168,7 @@ def _hydra_node() -> tp.Any:
 def _with_folder(obj: tp.Any, method: tp.Any, folder: str) -> tp.Any:
     """``obj`` whose infra running ``method`` caches under ``folder`` (a copy: the uid is the same)."""
     for name, (function, _) in getattr(type(obj), "__exca_infras__", {}).items():
-        if function is method.__exca_method__:
+        if function is method:
             data = obj.model_dump()
             data[name] = {**data[name], "folder": folder}
             return type(obj).model_validate(data)

@@ -101,8 +101,7 @@ def model_of(function: tp.Callable[..., tp.Any]) -> type | None:
     of a method decorated with ``@infra.apply``."""
     import pydantic
 
-    function = getattr(function, "__exca_function__", function)
-    if hasattr(function, "__exca_method__"):
+    if hasattr(function, "__exca_method__"):  # an @infra.apply method
         owner: tp.Any = sys.modules[function.__module__]
         for part in function.__qualname__.split(".")[:-1]:
             owner = getattr(owner, part)

@@ -20,6 +20,7 @@ from ..execution import engine
 from ..execution.worker import run_cached
 from .convert import to_model
 from .jobs import HydraJob
+from .task_info import task_info
 
 
 class CachedTask:
@@ -30,11 +31,10 @@ class CachedTask:
         self.entry_folder = entry_folder
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
-        model = getattr(self.task_function, "__exca_model__", None)
-        if model is not None:
-            obj = to_model(cfg, model)
-            function = self.task_function.__exca_function__
-            compute = getattr(function, "__exca_method__", function)
+        info = task_info(self.task_function)
+        if info is not None:
+            obj = to_model(cfg, info.model)
+            compute = info.method or info.function
         else:
             obj, compute = cfg, self.task_function
         return run_cached(compute, obj, None if self.entry_folder is None else Entry(self.entry_folder))
@@ -45,8 +45,8 @@ class HydraBatch:
 
     def __init__(self, hydra_context: tp.Any, task_function: tp.Any, jobs: tp.Sequence[HydraJob]) -> None:
         # a model with a checkpoint() hook is requeued on timeout or preemption, then resumes
-        model = getattr(task_function, "__exca_model__", None)
-        self.checkpointable = callable(getattr(model, "checkpoint", None))
+        info = task_info(task_function)
+        self.checkpointable = info is not None and callable(getattr(info.model, "checkpoint", None))
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.singleton_state = Singleton.get_state()

@@ -20,6 +20,7 @@ from ..cache.uid import identity_config, uid_config, uid_string
 from ..execution.plan import Step
 from .compose import FullRecipe, HydraView, Recipe, composer_for, task_container
 from .convert import ConfigValidationError, convert, format_errors
+from .task_info import task_info
 
 
 @dataclass
@@ -83,7 +84,8 @@ def prepare(
     ``invalid`` list, append ``(num, overrides, errors)`` of each to it).  A job keeps the recipe
     of its config, not the config; ``keep_full=False`` (a dry run) does not keep the configs made
     by Hydra's full compose either."""
-    model = getattr(context.task_function, "__exca_model__", None)
+    info = task_info(context.task_function)
+    model = info.model if info is not None else None
     composer = composer_for(context.hydra_context.config_loader, context.config)
     jobs, failures = [], []
     hydra_config = HydraConfig.instance()
@@ -160,19 +162,20 @@ def _infras(obj: tp.Any) -> list[tp.Any]:
 
 def task_name(task_function: tp.Any, obj: tp.Any) -> str:
     """The name of what a job computes, as its cache folder says it."""
-    function = getattr(task_function, "__exca_function__", task_function)
-    method = getattr(function, "__exca_method__", None)
-    if method is not None:
-        return method_name(type(obj), method.__name__)  # the folder of obj.method() from Python
+    info = task_info(task_function)
+    if info is None:  # a plain task
+        return f"{import_name(task_function.__module__)}.{task_function.__qualname__}"
+    if info.method is not None:
+        return method_name(type(obj), info.method.__name__)  # the folder of obj.method() from Python
     # named when decorated: in a job process, __main__ is whatever started the job
-    module = getattr(task_function, "__exca_module__", None) or import_name(function.__module__)
-    return f"{module}.{function.__qualname__}"
+    return f"{info.module}.{info.function.__qualname__}"
 
 
 def entry_of(task_function: tp.Any, folder: str | None, obj: tp.Any, uid_cfg: dict[str, tp.Any] | None = None) -> Entry | None:
     """The cache entry of one job (None: no cache)."""
     root = cache_root(folder, obj)
-    if root is None or getattr(task_function, "__exca_uncached__", False):  # the model's methods cache
+    info = task_info(task_function)
+    if root is None or (info is not None and info.uncached):  # the model's methods cache
         return None
     infras = _infras(obj)
     version = infras[0].version if infras else "0"
@@ -191,7 +194,7 @@ def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[
 def program_of(task_function: tp.Any) -> str | None:
     """A plain (DictConfig) task is named by its script and function only: the real path of its
     file tells two projects' ``train.py:main`` apart (a model's task is named by its class)."""
-    if getattr(task_function, "__exca_model__", None) is not None:
+    if task_info(task_function) is not None:
         return None
     code = getattr(task_function, "__code__", None)
     return os.path.realpath(code.co_filename) if code is not None else None

@@ -32,6 +32,7 @@ from ..workdir import WorkDir, inside
 from .convert import ConfigValidationError, plugin_params
 from .hydra_job import HydraBatch, cached_return, failed_return, job_traceback
 from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
+from .task_info import task_info
 from .report import Progress, SweepStopped, summary
 
 logger = logging.getLogger("exca_hydra.launcher")
@@ -146,7 +147,7 @@ def _say_if_uncached(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> Non
     if not any(job.entry is None for job in jobs) or getattr(launcher, "_said_uncached", False):
         return
     setattr(launcher, "_said_uncached", True)
-    plain = getattr(launcher.task_function, "__exca_model__", None) is None
+    plain = task_info(launcher.task_function) is None
     logger.warning(
         "Exca %s launcher: no cache folder, nothing will be cached (every job runs again next time): set "
         "hydra.launcher.folder%s", launcher.cluster, "" if plain else " or the model's infra.folder",

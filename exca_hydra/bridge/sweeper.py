@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from ..execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
+from .task_info import task_info
 from .jobs import Context, HydraJob, assign_entries, configured_folder, prepare, verify_entries
 from .launcher import PlanLauncher, launch_plan, launcher_params, plan_jobs
 from .report import SweepFailed, summary
@@ -115,7 +116,7 @@ def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> l
 
 def _say_what_is_cached(sweeper: tp.Any, jobs: tp.Sequence[HydraJob], exca_launcher: bool) -> None:
     """Caching is never silently off: say why once, before anything runs."""
-    plain = getattr(sweeper.task_function, "__exca_model__", None) is None
+    plain = task_info(sweeper.task_function) is None
     if plain and not exca_launcher:  # the launcher calls the DictConfig task itself: no cache
         for job in jobs:
             job.entry = None
