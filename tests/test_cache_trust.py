@@ -126,7 +126,7 @@ def test_a_truncated_result_fails_its_job_and_retry_recomputes_it(tmp_path: Path
         r = ctx.run(APP, *args)
     assert r.code == 0, r.err
     assert [line.split()[-1] for line in ctx.lines()] == ["lr=0.2"]
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "result.pkl", "uid.yaml"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "outcome.json", "result.pkl", "uid.yaml"]
 
 
 # ----- 3. results are loaded when read, one at a time -----
