@@ -60,7 +60,8 @@ def test_generated_nodes_of_the_model() -> None:
     assert primary["defaults"] == [{"model": "mlp"}, {"data": "mnist"}, "_self_"]  # the fields' defaults
     assert primary["seed"] == 3 and primary["tags"] == {}
     assert "scale" not in primary  # `scale: float = 1` would validate to 1.0: left to pydantic
-    assert primary["infra"]["folder"] is None and primary["infra"]["version"] == "0"  # TaskInfra: a sub-model
+    # TaskInfra: the keys set from the command line most (resources: +infra.gpus_per_node=...)
+    assert primary["infra"] == {"folder": None, "cluster": None, "mode": "cached", "version": "0"}
     assert set(app.groups) == {"model", "model/opt", "data"}
     assert app.nodes["model/mlp"] == {"defaults": [{"opt": "sgd"}, "_self_"], "name": "mlp", "hidden": [64, 64]}
     assert app.nodes["model/cnn"] == {"defaults": [{"opt": "adam"}, "_self_"], "name": "cnn", "channels": 8}
@@ -403,3 +404,22 @@ def test_delegation_is_read_from_the_task() -> None:
     assert infra_calls(more, Experiment) == (None, True)
     assert infra_calls(other, Experiment) == (None, False)
     assert infra_calls(Experiment.train, Experiment) == (None, False)  # already the method form
+
+
+def test_an_infra_node_holds_what_its_default_sets() -> None:
+    """What the field's default sets is in the node (kept as the class default says), the ~30
+    resources are not: each node is cloned and converted for every job of a sweep."""
+    import pydantic
+
+    from exca_hydra import TaskInfra
+
+    class Job(pydantic.BaseModel):
+        x: int = 0
+        infra: TaskInfra = TaskInfra(version="2", gpus_per_node=1)
+
+        @infra.apply
+        def run(self) -> int:
+            return self.x
+
+    node = generate.generate(Job).nodes["config"]["infra"]
+    assert node == {"folder": None, "cluster": None, "mode": "cached", "version": "2", "gpus_per_node": 1}
