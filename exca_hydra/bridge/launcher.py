@@ -17,7 +17,8 @@ import pydantic
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 
 from ..execution import engine
-from ..execution.backends import Backend, ForkBackend, SubmititBackend
+from ..execution.backends import Backend, ForkBackend
+from ..execution.pull import slurm_backend
 from ..execution.options import Mode, Resources, SlurmOptions
 from ..execution.plan import plan
 from ..execution.slurm import slurm_queue
@@ -36,7 +37,6 @@ class LauncherParams(Resources, SlurmOptions):
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
     array_parallelism: int | None = None  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
     max_array_size: int | None = None  # None: Slurm's MaxArraySize
-    jobs_per_task: int = 1  # several short jobs run one after the other in one array task
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
@@ -176,7 +176,7 @@ def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParam
 def _backend(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams) -> Backend:
     if isinstance(params, LauncherParams):
         extra = {"stderr_to_stdout": True} if params.stderr_to_stdout else {}
-        return SubmititBackend(
+        return slurm_backend(  # type: ignore[no-any-return]
             "slurm", Path(params.submitit_folder), params, params, name=params.name,
             max_array_size=params.max_array_size, extra=extra,
         )  # fmt: skip
@@ -185,7 +185,7 @@ def _backend(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParam
 
 def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     backend = _backend(launcher, params)
-    per_task = max(1, getattr(params, "jobs_per_task", 1))
+    per_task = max(1, getattr(params, "jobs_per_task", 1) or 1)  # None: pull workers, collected per job
     tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]
     batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
     if launcher.cluster != "slurm":

@@ -24,7 +24,7 @@ EXCA_SLURM = {
     **_COMMON,
     "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",
     "max_array_size": None,  # null: Slurm's MaxArraySize
-    "jobs_per_task": 1,  # >1 packs short jobs: one Python start-up per task, not per job
+    "jobs_per_task": None,  # null: array tasks pull jobs until none is left; k: k jobs a task (1: a task per job)
     "timeout_min": None,  # null: the partition's default time limit
     "cpus_per_task": None,
     "gpus_per_node": None,
