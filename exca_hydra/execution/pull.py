@@ -145,7 +145,13 @@ class Pool:
                 self.lose(unit, self._worker_failure(claim))
         tasks = [t for r in rounds for t in r["tasks"]]  # type: ignore[index]
         if unclaimed and not any(self.live(t) for t in tasks):
-            if len(rounds) >= MAX_ROUNDS:
+            last = len(rounds) - 1
+            if not (self.folder / "rounds" / f"{last}.took").exists():  # its workers failed to start
+                failure = self._worker_failure({"task": rounds[last]["tasks"][0], "stderr": self._log(rounds[last]["tasks"][0])},  # type: ignore[index]
+                                               "ended without taking any job")  # fmt: skip
+                for unit in unclaimed:
+                    self.lose(unit, failure)
+            elif len(rounds) >= MAX_ROUNDS:
                 for unit in unclaimed:
                     self.lose(unit, JobFailure(f"No worker took this job in {MAX_ROUNDS} arrays ({self.folder})"))
             else:
@@ -153,12 +159,18 @@ class Pool:
         elif not unclaimed and units is None:
             self._cancel_pending(rounds, claimed_by)
 
-    def _worker_failure(self, claim: dict[str, tp.Any]) -> JobFailure:
+    def _log(self, task: str) -> str:
+        import submitit
+
+        return str(submitit.core.utils.JobPaths(self.state["backend"]["folder"], job_id=task, task_id=0).stderr)
+
+    def _worker_failure(self, claim: dict[str, tp.Any], what: str = "") -> JobFailure:
         task, log = claim["task"], claim.get("stderr", "?")
-        state = self.states.get(task) or "gone from the queue"
-        said = slurm.slurm_says(log)
-        lines = [f"Slurm job {task} ({state}), the worker running this job, ended before it finished "
-                 "(killed, out of time or memory?)", *([f"Slurm: {said}"] if said else []), f"log: {log}"]  # fmt: skip
+        state = self.states.get(task) or "ended"
+        said, error = slurm.slurm_says(log), _last_line(log) if what else ""
+        what = what or "the worker running this job, ended before it finished (killed, out of time or memory?)"
+        lines = [f"Slurm job {task} ({state}), {what}", *([f"Slurm: {said}"] if said else []),
+                 *([f"error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
         return JobFailure("\n".join(lines))
 
     def lose(self, unit: int, failure: JobFailure) -> None:
@@ -258,6 +270,16 @@ class PullBackend:
 
     def pause(self, delay: float) -> None:
         time.sleep(delay)
+
+
+def _last_line(log: str) -> str:
+    """The worker's last error line (e.g. an import error before it took any job)."""
+    try:
+        lines = Path(log).read_text("utf8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if line and not line.startswith((" ", "submitit", "srun:", "Traceback"))]
+    return errors[-1] if errors else ""
 
 
 def is_pulled_running(ref: dict[str, tp.Any]) -> tuple[bool, str]:

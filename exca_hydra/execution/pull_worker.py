@@ -165,6 +165,8 @@ class _Run:
                 return done  # the rest go to the others, or to a follow-up array
             if unit != resumed and not self._claim(unit):
                 continue
+            if not done:  # this array makes progress (else the collector stops following up)
+                _touch(self.pool / "rounds" / f"{self.worker.round}.took")
             if (self.pool / "returns" / f"{unit}.pkl").exists():  # finished before a requeue
                 continue
             start = time.time()
