@@ -34,4 +34,11 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
             if ref is not None and entry is not None:
                 entry.write_job(ref)  # job.json now says what the claim said
             jobs[p] = getattr(handle, "job", None)
+            if jobs[p] is None and ref is None and entry is not None and cluster_job(handle):  # a pull worker's job
+                jobs[p] = engine.EntryJob(entry)
+                jobs[p].job_id = handle.job_id
     return jobs
+
+
+def cluster_job(handle: tp.Any) -> bool:
+    return type(handle).__name__ == "PullHandle"

@@ -209,11 +209,14 @@ class PullHandle:
 
     @property
     def job_id(self) -> str:
+        """The worker running this unit, else the last array (its only task if it has one)."""
         claim = read_claim(self.pool.folder, self.unit)
         if claim:
             return str(claim["task"])
         rounds = [r for r in self.pool.rounds() if r]
-        return rounds[-1]["arrays"][0] if rounds else "?"
+        if not rounds:
+            return "?"
+        return str(rounds[-1]["tasks"][0] if len(rounds[-1]["tasks"]) == 1 else rounds[-1]["arrays"][0])
 
     def returns(self) -> list[tp.Any]:
         with (self.pool.folder / "returns" / f"{self.unit}.pkl").open("rb") as f:
