@@ -280,16 +280,16 @@ def rows_slurm(n: int, work: Path, partition: str) -> list[Row]:
                      f"hydra.sweep.dir={packed_dir}"], TRIVIAL)  # fmt: skip
     arrays = len({p.name.split("_")[0] for p in (ours_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)})
     expected_arrays = -(-n // _max_array_size())
-    ours_bytes = (_sizes(ours_dir, "payload-*.pkl") + _sizes(ours_dir, "*_submitted.pkl")) / n
+    ours_bytes = (_sizes(ours_dir, "batch-*.pkl") + _sizes(ours_dir, "pool.pkl") + _sizes(ours_dir, "*_submitted.pkl")) / n
     hsl_bytes = _sizes(hsl_dir, "*_submitted.pkl") / n
     return [
         (f"bytes pickled per job ({n}-job Slurm sweep: shared payload / N + per-task pickle)", f"{ours_bytes / 1e3:.1f} KB",
          f"{hsl_bytes / 1e3:.1f} KB (submitit_slurm `*_submitted.pkl`)", f"{hsl_bytes / max(ours_bytes, 1):.1f}x smaller",
          "≤ 4 KB", met(ours_bytes <= 4000)),
-        (f"{n}-job trivial sweep on the local Slurm, whole command, vs hydra-submitit-launcher", fmt_s(ours),
+        (f"{n}-job trivial sweep on the local Slurm, whole command, launcher defaults (pull workers), vs hydra-submitit-launcher", fmt_s(ours),
          f"{fmt_s(hsl)} (submitit_slurm)", ratio(ours, hsl), "≤ ½ of submitit_slurm", met(ours <= hsl / 2)),
         (f"{n}-job trivial sweep on the local Slurm, whole command, vs plain submitit", fmt_s(ours),
-         f"{fmt_s(plain)} (plain `map_array`)", ratio(ours, plain), "within 10% of plain", met(ours <= plain * 1.1)),
+         f"{fmt_s(plain)} (plain `map_array`)", ratio(ours, plain), "below plain", met(ours < plain)),
         (f"{n}-job trivial sweep on the local Slurm, `jobs_per_task=10`, vs plain submitit", fmt_s(packed),
          f"{fmt_s(plain)} (plain `map_array`)", ratio(packed, plain), "below plain", met(packed < plain)),
         (f"sbatch calls for {n} jobs (distinct arrays)", str(arrays), f"⌈N / MaxArraySize⌉ = {expected_arrays}", "-",
@@ -329,7 +329,7 @@ def main() -> None:
     parser.add_argument("--n-slurm", type=int, default=None, help="jobs for the Slurm rows (default 1000)")
     parser.add_argument("--n-memory", type=int, default=None, help="jobs for the memory row (default 10000)")
     parser.add_argument("--partition", default="debug")
-    parser.add_argument("--only", default="", help="comma-separated row names: uid,imports,local,prelaunch,cached,memory,slurm")
+    parser.add_argument("--only", default="", help="comma-separated row names: uid,imports,local,prelaunch,cached,memory,slurm,pull")
     args = parser.parse_args()
     smoke = args.smoke
     n = args.n or (20 if smoke else 1000)
@@ -348,6 +348,9 @@ def main() -> None:
     ]
     if args.slurm:
         sections.append(("slurm", lambda: rows_slurm(n_slurm, work, args.partition)))
+        from pull_rows import rows_pull  # bench/ is the script's folder
+
+        sections.append(("pull", lambda: rows_pull(n_slurm, work, args.partition, run, TRIVIAL, PY, fmt_s, ratio, met)))
     rows: list[Row] = []
     start = time.perf_counter()
     try:

@@ -53,8 +53,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     job = entry.read_job()
     if job:
         print(f"job:     {job.get('backend')} {job.get('job_id')}")
+        if job.get("log"):  # a pull worker's job: its own log, then the worker's
+            print(f"log:     {job['log']}")
         if job.get("stderr"):
-            print(f"log:     {job['stderr']}")
+            print(f"{'worker:' if job.get('log') else 'log:':<8} {job['stderr']}")
     done = outcome(entry, status)  # outcome.json: nothing is unpickled
     if done and done.get("duration") is not None:
         print(f"duration: {done['duration']:.2f} s")

@@ -18,9 +18,10 @@ from .cache.layout import method_folder, method_name
 from .cache.store import Entry, Status, dump_yaml
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
-from .execution.backends import Backend, InlineBackend, SubmititBackend, is_running, job_from_ref
+from .execution.backends import Backend, InlineBackend, is_running, job_from_ref
 from .execution.options import SLURM_FIELDS, Cluster, Mode, Resources, SlurmOptions
 from .execution.plan import plan, read_status
+from .execution.pull import slurm_backend
 from .owner import NOTHING, Binding, Method, bind_infras, forbid_extra_in_submodels, hook_owner
 from .submission import submit
 from .workdir import WorkDir
@@ -68,6 +69,7 @@ class TaskInfra(Resources):
     slurm_python: str | None = None
     slurm_use_srun: bool = True
     slurm_array_parallelism: int = pydantic.Field(256, ge=1)
+    slurm_jobs_per_task: int | None = pydantic.Field(None, ge=1)  # None: array tasks pull jobs (see SlurmOptions)
     workdir: WorkDir | None = None
 
     @pydantic.field_validator("folder")
@@ -247,7 +249,7 @@ class TaskInfra(Resources):
         if max_workers is not None:
             options.array_parallelism = max_workers
         name = self.job_name or f"{type(binding.obj).__name__}.{binding.method.__name__}"
-        return SubmititBackend(None if self.cluster == "auto" else self.cluster, logs, self, options, name=name)
+        return slurm_backend(None if self.cluster == "auto" else self.cluster, logs, self, options, name=name)
 
     def executor(self) -> tp.Any:
         """The submitit executor for this infra's resources (None for cluster=None)."""

@@ -34,6 +34,9 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
             if ref is not None and entry is not None:
                 entry.write_job(ref)  # job.json now says what the claim said
             job: tp.Any = getattr(handle, "job", None)
+            if job is None and ref is None and entry is not None and cluster_job(handle):  # a pull worker's job
+                job = engine.EntryJob(entry)
+                job.job_id = handle.job_id
             jobs[p] = job
             if type(job).__name__ == "DebugJob":  # cluster="debug": runs here, now, under the claim
                 try:
@@ -41,3 +44,7 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
                 except Exception:  # recorded in the entry by the job side
                     pass
     return jobs
+
+
+def cluster_job(handle: tp.Any) -> bool:
+    return type(handle).__name__ == "PullHandle"

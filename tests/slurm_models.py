@@ -102,3 +102,21 @@ class Resumable(pydantic.BaseModel):
     def checkpoint(self) -> None:
         """Called by exca_hydra's checkpoint hook before Slurm requeues the job."""
         self._checkpoint_file().write_text(str(_PROGRESS["step"]))
+
+
+class Crash(pydantic.BaseModel):
+    """``how``: "ok" returns x, "segv" segfaults its process, "exit" leaves it with os._exit(3)."""
+
+    x: int
+    how: str = "ok"
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def compute(self) -> int:
+        if self.how == "segv":
+            import ctypes
+
+            ctypes.string_at(0)
+        if self.how == "exit":
+            os._exit(3)
+        return self.x

@@ -121,7 +121,8 @@ def test_single_job_result(tmp_path: Path) -> None:
 
 def test_job_array_is_one_array_with_parallelism(tmp_path: Path) -> None:
     marks = marks_dir(tmp_path)
-    base = Timed(x=0, marks=marks, infra=infra(tmp_path, slurm_array_parallelism=2))
+    # slurm_jobs_per_task=1: this test is about one array task per item (pull workers: test_slurm_pull.py)
+    base = Timed(x=0, marks=marks, infra=infra(tmp_path, slurm_array_parallelism=2, slurm_jobs_per_task=1))
     tasks = [base.infra.clone_obj(x=x, sleep_s=2.0) for x in range(5)]
     refs: list[dict[str, tp.Any]] = []
     try:
@@ -166,7 +167,8 @@ def test_job_array_is_one_array_with_parallelism(tmp_path: Path) -> None:
 # ----- 5: scancel of one running array task -----
 def test_scancel_one_array_task(tmp_path: Path) -> None:
     marks = Path(marks_dir(tmp_path))
-    base = Gated(x=0, marks=str(marks), infra=infra(tmp_path))
+    # one task per job (the pull workers' version: test_slurm_pull.py)
+    base = Gated(x=0, marks=str(marks), infra=infra(tmp_path, slurm_jobs_per_task=1))
     tasks = [base.infra.clone_obj(x=x) for x in range(3)]
     with base.infra.job_array() as array:
         array.extend(tasks)
@@ -363,7 +365,7 @@ def _load(path: Path) -> tp.Any:
 def test_sweep_larger_than_max_array_size_is_split(tmp_path: Path) -> None:
     app = App(tmp_path)
     lrs = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8]
-    r = app.run("lr=" + ",".join(map(str, lrs)), "hydra.launcher.max_array_size=4")
+    r = app.run("lr=" + ",".join(map(str, lrs)), "hydra.launcher.max_array_size=4", "hydra.launcher.jobs_per_task=1")
     assert r.returncode == 0, r.stderr
     assert len(app.lines()) == 7
     ids = []
@@ -390,7 +392,7 @@ def test_max_array_size_read_from_scontrol() -> None:
 
 def test_failed_and_killed_tasks_keep_the_others(tmp_path: Path) -> None:
     app = App(tmp_path)
-    r = app.run("lr=0.1,0.5,0.25,0.2")
+    r = app.run("lr=0.1,0.5,0.25,0.2", "hydra.launcher.jobs_per_task=1")  # about tasks (pull: test_slurm_pull.py)
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "lr=0.5 diverges" in r.stderr  # Hydra re-raises the first failure after the sweep
@@ -451,7 +453,7 @@ def test_killed_launcher_attaches_to_its_running_jobs_when_run_again(tmp_path: P
 
     def launch(sweep_dir: Path) -> subprocess.Popen[str]:
         cmd = [sys.executable, str(TRAINER / "app.py"), "-m", "hydra/launcher=exca_slurm", "hydra/sweeper=exca",
-               "hydra.launcher.timeout_min=5", "lr=0.1,0.2,0.3", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+               "hydra.launcher.timeout_min=5", "hydra.launcher.jobs_per_task=1", "lr=0.1,0.2,0.3", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
         return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     entries = [app.entry(model={"name": "conv"}, lr=lr) for lr in (0.1, 0.2, 0.3)]

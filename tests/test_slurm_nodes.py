@@ -97,7 +97,7 @@ def _start_requeued_now(marks: Path, tasks: tp.Sequence[tp.Any], xs: tp.Sequence
 # ----- the node fails: Slurm requeues its running tasks, finished results stay -----
 def test_node_failure_mid_array_requeues_and_keeps_finished_results(tmp_path: Path, node: str) -> None:
     marks = Path(marks_dir(tmp_path))
-    base = Gated(x=0, marks=str(marks), infra=infra(tmp_path))
+    base = Gated(x=0, marks=str(marks), infra=infra(tmp_path, slurm_jobs_per_task=1))  # about tasks
     tasks = [base.infra.clone_obj(x=x) for x in range(3)]
     with base.infra.job_array() as array:
         array.extend(tasks)
@@ -135,7 +135,8 @@ def test_node_failure_mid_array_requeues_and_keeps_finished_results(tmp_path: Pa
 def test_node_failure_without_requeue_is_reported_and_retry_reruns_exactly_those(tmp_path: Path, node: str) -> None:
     app = App(tmp_path)
     lrs = (0.2, 0.1, 0.3)  # jobs 0 and 2 will be on the failing node: a scattered retry
-    sweep = ["hydra/sweeper=exca", "lr=" + ",".join(map(str, lrs)), "+hydra.launcher.additional_parameters.no_requeue=true"]
+    sweep = ["hydra/sweeper=exca", "lr=" + ",".join(map(str, lrs)), "+hydra.launcher.additional_parameters.no_requeue=true",
+             "hydra.launcher.jobs_per_task=1"]  # fmt: skip
     release = str(tmp_path / "release-{lr}")
     entries = {lr: app.entry(model={"name": "conv"}, lr=lr) for lr in lrs}
     ids: dict[float, str] = {}
@@ -185,7 +186,8 @@ def test_drained_node_finishes_running_tasks_and_holds_the_rest(tmp_path: Path, 
     lrs = (0.1, 0.2, 0.3, 0.4)
     release = str(tmp_path / "release-{lr}")
     entries = {lr: app.entry(model={"name": "conv"}, lr=lr) for lr in lrs}
-    proc = app.start("lr=" + ",".join(map(str, lrs)), "hydra.launcher.array_parallelism=2", EXCA_TEST_RELEASE=release)
+    proc = app.start("lr=" + ",".join(map(str, lrs)), "hydra.launcher.array_parallelism=2", "hydra.launcher.jobs_per_task=1",
+                     EXCA_TEST_RELEASE=release)  # fmt: skip
     ids: dict[float, str] = {}
     try:
         wait_for(lambda: all((e / "job.json").exists() for e in entries.values()), 60, "the submission")

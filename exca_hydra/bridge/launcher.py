@@ -21,8 +21,9 @@ from omegaconf import OmegaConf
 
 from ..cache.store import CacheNotWritable
 from ..execution import engine
-from ..execution.backends import Backend, SubmititBackend
+from ..execution.backends import Backend
 from ..execution.fork import ForkBackend
+from ..execution.pull import slurm_backend
 from ..execution.options import Mode, Resources, SlurmOptions
 from ..execution.plan import plan
 from ..execution.fork_job import JobSetup
@@ -45,7 +46,6 @@ class LauncherParams(Resources, SlurmOptions):
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
     array_parallelism: int | None = pydantic.Field(None, ge=1)  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
     max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
-    jobs_per_task: int = pydantic.Field(1, ge=1)  # several short jobs run one after the other in one array task
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
@@ -237,7 +237,7 @@ def _backend(
 ) -> Backend:  # fmt: skip
     if isinstance(params, LauncherParams):
         extra = {"stderr_to_stdout": True} if params.stderr_to_stdout else {}
-        return SubmititBackend(
+        return slurm_backend(  # type: ignore[no-any-return]
             "slurm", Path(params.submitit_folder), params, params, name=params.name,
             max_array_size=params.max_array_size, extra=extra, import_path=snapshot and snapshot.import_path,
         )  # fmt: skip
@@ -256,7 +256,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
     progress = Progress(len(jobs))  # drawn from its first update on; the jobs' output goes above it
     snapshot = _snapshot(launcher, params)
     backend = _backend(launcher, params, jobs, snapshot, progress.write)
-    per_task = max(1, getattr(params, "jobs_per_task", 1))
+    per_task = max(1, getattr(params, "jobs_per_task", 1) or 1)  # None: pull workers, collected per job
     tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]
     batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
     if snapshot is not None:  # the jobs start in the snapshot: their outputs still go to the sweep dir

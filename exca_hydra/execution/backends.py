@@ -151,15 +151,19 @@ class SubmititBackend:
         self.import_path = import_path if import_path is not None else script_dir()
         self.no_result_since: dict[str, float] = {}
 
-    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[SubmititHandle]:
+    def write_batch(self, batch: Batch) -> Path:
+        """One pickle for the whole launch, beside the logs (their folder may be a %j template)."""
         import cloudpickle
 
-        # one pickle for the whole launch, beside the logs (their folder may be a %j template)
         batch_dir = self.folder.parent if "%" in self.folder.name else self.folder
         batch_dir.mkdir(parents=True, exist_ok=True)
         path = batch_dir / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(batch):x}.pkl"
         with path.open("wb") as f:
             cloudpickle.dump(batch, f)
+        return path
+
+    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[SubmititHandle]:
+        path = self.write_batch(batch)
         size = self.max_array_size or (slurm.max_array_size() if self.cluster == "slurm" else len(tasks))
         jobs: list[tp.Any] = []
         for start in range(0, len(tasks), max(1, size)):  # one array per MaxArraySize tasks
@@ -202,7 +206,7 @@ def job_from_ref(ref: dict[str, tp.Any]) -> tp.Any:
         from submitit.local.local import LocalJob
 
         return LocalJob(ref["folder"], ref["job_id"])
-    if ref["backend"] in ("DebugJob", "ForkJob"):
+    if ref["backend"] in ("DebugJob", "ForkJob", "PullJob"):
         return None
     raise ValueError(f"Unknown job backend in job reference: {ref}")
 

@@ -47,10 +47,13 @@ class SlurmOptions(pydantic.BaseModel):
     python: str | None = None  # the command that runs Python in the job (e.g. "apptainer exec img python")
     use_srun: bool = True  # Slurm's timeout/preemption signals reach job steps only
     array_parallelism: int = pydantic.Field(256, ge=1)  # tasks of one array running at once
+    # None: min(N, array_parallelism) array tasks that pull jobs until none is left (one Python
+    # start per worker); k: k jobs per array task, fixed at submission (1: one task per job)
+    jobs_per_task: int | None = pydantic.Field(None, ge=1)
 
 
 RESOURCE_FIELDS = tuple(Resources.model_fields)
-EXECUTOR_ARGUMENTS = ("max_num_timeout", "python")  # given to the executor, not to update_parameters
+EXECUTOR_ARGUMENTS = ("max_num_timeout", "python", "jobs_per_task")  # not update_parameters' (executor, exca)
 SLURM_FIELDS = tuple(SlurmOptions.model_fields)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..cache.store import Entry, JobFailure, Status
 from .backends import is_running
 from .options import Mode
+from .pull import is_pulled_running
 from .slurm import failure_from_job
 
 # run: compute it; read: run it through the job side, which reads its result back (a launcher
@@ -38,7 +39,7 @@ def read_status(entry: Entry) -> tuple[Status, JobFailure | None]:
     ref = entry.read_job()
     if ref is None:  # maybe another process is computing it right now
         return ("not submitted" if entry.claim_is_stale() else "running"), None
-    running, state = is_running(ref)
+    running, state = is_pulled_running(ref) if ref.get("backend") == "PullJob" else is_running(ref)
     if running:
         return "running", None
     status = entry.file_status()  # it may have finished in between

@@ -39,7 +39,7 @@ EXCA_SLURM = {
     "_target_": f"{_PLUGINS}.launchers.ExcaSlurmLauncher",
     **_COMMON,
     "max_array_size": None,  # null: Slurm's MaxArraySize
-    "jobs_per_task": 1,  # >1 packs short jobs: one Python start-up per task, not per job
+    "jobs_per_task": None,  # null: array tasks pull jobs until none is left; k: k jobs a task (1: a task per job)
     "partition": None,
     "qos": None,
     "comment": None,

@@ -50,6 +50,8 @@ def work(trainer: Trainer) -> str:
         os._exit(3)  # the job's process dies without a Python error
     if trainer.lr == 0.5:
         raise ValueError("lr=0.5 diverges")
+    if str(trainer.lr) in os.environ.get("EXCA_TEST_FAIL", "").split(","):  # failures that a retry fixes
+        raise ValueError(f"lr={trainer.lr} failed (EXCA_TEST_FAIL)")
     release = os.environ.get("EXCA_TEST_RELEASE")  # wait for this file: a job observably running
     if release:
         release = release.replace("{lr}", str(trainer.lr))  # one file per job, if asked

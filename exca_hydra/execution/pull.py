@@ -1,0 +1,313 @@
+"""Pull workers on Slurm (the pilot-job pattern), the collector side: a launch of N jobs submits
+one array of W = min(N, array_parallelism) worker tasks; each worker claims jobs one by one
+(execution/pull_worker.py) and writes each job's outcome in its own entry and in the pool.
+
+Collection is per job: a ``PullHandle`` per unit (a job, or a few with jobs_per_task), ended when
+its returns file exists. ``Pool.reconcile`` (one squeue call) reports the job a dead worker was
+running (with Slurm's word from the worker's log), cancels the pending workers once every job is
+claimed, and submits a follow-up array when jobs are left and no worker is: the launcher's collect
+loop calls it, and so does ``status()``/``wait()`` of the Python API (through ``is_pulled_running``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import time
+import typing as tp
+from pathlib import Path
+
+from ..cache.store import Entry, JobFailure, atomic_write
+from . import slurm
+from .backends import RESULT_GRACE_S, SubmititBackend, TaskLost
+from .pull_worker import Lost, PullWorker, entry_of, read_claim
+from .worker import Batch
+
+MAX_ROUNDS = 50  # follow-up arrays of one launch (each worker runs at least one job: progress)
+QUEUE_EVERY_S = 1.5  # at most one squeue call per pool and process in this time
+DEFAULT_PARALLELISM = 256
+
+
+class Pool:
+    """The pool folder of one launch, as a collector (or any process reading a status) sees it."""
+
+    _cache: dict[str, Pool] = {}
+
+    def __init__(self, folder: Path, backend: SubmititBackend | None = None) -> None:
+        self.folder = Path(folder)
+        self.backend = backend
+        self._state: dict[str, tp.Any] | None = None
+        self.asked = 0.0
+        self.states: dict[str, str] = {}  # worker task id -> squeue state
+        self.dead_since: dict[int, float] = {}
+        self.cancelled: set[int] = set()
+
+    @classmethod
+    def get(cls, folder: str) -> Pool:
+        pool = cls._cache.get(folder)
+        if pool is None:
+            pool = cls._cache[folder] = Pool(Path(folder))
+        return pool
+
+    @property
+    def state(self) -> dict[str, tp.Any]:
+        if self._state is None:
+            with (self.folder / "pool.pkl").open("rb") as f:
+                self._state = pickle.load(f)
+        return self._state
+
+    def returned(self, unit: int) -> bool:
+        return (self.folder / "returns" / f"{unit}.pkl").exists()
+
+    def rounds(self) -> list[dict[str, tp.Any] | None]:
+        out: list[dict[str, tp.Any] | None] = []
+        for k in range(MAX_ROUNDS + 1):
+            path = self.folder / "rounds" / f"{k}.json"
+            try:
+                out.append(json.loads(path.read_text("utf8")))
+            except FileNotFoundError:
+                break
+            except (OSError, ValueError):
+                out.append(None)  # being submitted
+        return out
+
+    # ----- submission -----
+    def submit_round(self, k: int, workers: int) -> bool:
+        """Submit round k (W workers) unless another process did: O_EXCL on rounds/<k>.json."""
+        path = self.folder / "rounds" / f"{k}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            return False
+        state = self.state
+        backend = self.backend or SubmititBackend(**state["backend"])
+        calls = [PullWorker(state["batch_path"], str(self.folder), state["units"], rank, workers, k, state["import_path"],
+                            state["max_requeues"]) for rank in range(workers)]  # fmt: skip
+        jobs: list[tp.Any] = []
+        size = max(1, backend.max_array_size or slurm.max_array_size())
+        for start in range(0, len(calls), size):
+            with backend.executor.batch():
+                jobs.extend(backend.executor.submit(call) for call in calls[start : start + size])
+        ids = [str(job.job_id) for job in jobs]
+        atomic_write(path, json.dumps({"arrays": sorted({i.split("_")[0] for i in ids}), "tasks": ids}).encode())
+        return True
+
+    # ----- Slurm's view -----
+    def _ask(self, rounds: tp.Sequence[dict[str, tp.Any]]) -> bool:
+        arrays = sorted({a for r in rounds for a in r["arrays"]})
+        if not arrays:
+            return True
+        try:
+            proc = subprocess.run(["squeue", "-h", "-j", ",".join(arrays), "-o", "%i|%T"], capture_output=True,
+                                  text=True, timeout=60)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return False
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            return False  # no answer: decide nothing
+        states = {}
+        for line in proc.stdout.splitlines():
+            squeue_id, _, state = line.partition("|")
+            for task_id in slurm._task_ids(squeue_id.strip()):
+                states[task_id] = state.strip()
+        self.states = states
+        self.asked = time.time()
+        return True
+
+    def live(self, task_id: str) -> bool:
+        return self.states.get(task_id, "") in slurm._SLURM_UNFINISHED
+
+    # ----- reconciliation -----
+    def reconcile(self, units: tp.Iterable[int] | None = None, force: bool = False) -> None:
+        """Lost jobs, follow-ups, pending workers to cancel; at most once per QUEUE_EVERY_S."""
+        if not force and time.time() - self.asked < QUEUE_EVERY_S:
+            return
+        rounds = self.rounds()
+        if not rounds or any(r is None for r in rounds) or not self._ask(rounds):  # type: ignore[arg-type]
+            return
+        now = time.time()
+        unclaimed, claimed_by = [], set()
+        for unit in range(self.state["units"]) if units is None else units:
+            if self.returned(unit):
+                continue
+            claim = read_claim(self.folder, unit)
+            if claim is None:
+                unclaimed.append(unit)
+                continue
+            if not claim:
+                continue  # being written
+            claimed_by.add(claim["task"])
+            if self.live(claim["task"]) or self.returned(unit):
+                self.dead_since.pop(unit, None)
+                continue
+            if now - self.dead_since.setdefault(unit, now) >= RESULT_GRACE_S:  # a shared FS shows files late
+                self.lose(unit, self._worker_failure(claim))
+        tasks = [t for r in rounds for t in r["tasks"]]  # type: ignore[index]
+        if unclaimed and not any(self.live(t) for t in tasks):
+            last = len(rounds) - 1
+            if not (self.folder / "rounds" / f"{last}.took").exists():  # its workers failed to start
+                failure = self._worker_failure({"task": rounds[last]["tasks"][0], "stderr": self._log(rounds[last]["tasks"][0])},  # type: ignore[index]
+                                               "ended without taking any job")  # fmt: skip
+                for unit in unclaimed:
+                    self.lose(unit, failure)
+            elif len(rounds) >= MAX_ROUNDS:
+                for unit in unclaimed:
+                    self.lose(unit, JobFailure(f"No worker took this job in {MAX_ROUNDS} arrays ({self.folder})"))
+            else:
+                self.submit_round(len(rounds), min(self.state["workers"], len(unclaimed)))
+        elif not unclaimed and units is None:
+            self._cancel_pending(rounds, claimed_by)
+
+    def _log(self, task: str) -> str:
+        import submitit
+
+        return str(submitit.core.utils.JobPaths(self.state["backend"]["folder"], job_id=task, task_id=0).stderr)
+
+    def _worker_failure(self, claim: dict[str, tp.Any], what: str = "") -> JobFailure:
+        task, log = claim["task"], claim.get("stderr", "?")
+        state = self.states.get(task) or "ended"
+        said, error = slurm.slurm_says(log), _last_line(log) if what else ""
+        what = what or "the worker running this job, ended before it finished (killed, out of time or memory?)"
+        lines = [f"Slurm job {task} ({state}), {what}", *([f"Slurm: {said}"] if said else []),
+                 *([f"error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
+        return JobFailure("\n".join(lines))
+
+    def lose(self, unit: int, failure: JobFailure) -> None:
+        if self.returned(unit):
+            return
+        for folder in self.state["entries"][unit]:
+            entry = None if folder is None else Entry(folder)
+            if entry is not None and entry.file_status() is None:
+                entry.write_error(failure, "")
+        atomic_write(self.folder / "returns" / f"{unit}.pkl", pickle.dumps(Lost(failure)))
+
+    def _cancel_pending(self, rounds: tp.Sequence[tp.Any], claimed_by: set[str]) -> None:
+        """Every job is claimed: workers still pending have nothing to do (a requeued worker,
+        pending again, holds its claim and is kept)."""
+        ids = [t for k, r in enumerate(rounds) if k not in self.cancelled for t in r["tasks"]
+               if self.states.get(t) == "PENDING" and t not in claimed_by]  # fmt: skip
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
+        self.cancelled.update(range(len(rounds)))
+
+    def running(self, unit: int) -> tuple[bool, str]:
+        """(running, state) of a unit, for a status read by any process."""
+        if self.returned(unit):
+            return False, "COMPLETED"
+        claim = read_claim(self.folder, unit)
+        if claim:
+            state = self.states.get(claim["task"], "RUNNING")
+            return True, state
+        return True, "PENDING"
+
+
+class PullHandle:
+    def __init__(self, pool: Pool, unit: int) -> None:
+        self.pool = pool
+        self.unit = unit
+
+    @property
+    def job_id(self) -> str:
+        """The worker running this unit, else the last array (its only task if it has one)."""
+        claim = read_claim(self.pool.folder, self.unit)
+        if claim:
+            return str(claim["task"])
+        rounds = [r for r in self.pool.rounds() if r]
+        if not rounds:
+            return "?"
+        return str(rounds[-1]["tasks"][0] if len(rounds[-1]["tasks"]) == 1 else rounds[-1]["arrays"][0])
+
+    def returns(self) -> list[tp.Any]:
+        with (self.pool.folder / "returns" / f"{self.unit}.pkl").open("rb") as f:
+            values = pickle.load(f)
+        if isinstance(values, Lost):
+            raise TaskLost(values.failure)
+        return values  # type: ignore[no-any-return]
+
+    def ref(self) -> None:
+        return None  # job.json is written before the array is submitted, then by the worker
+
+
+class PullBackend:
+    """W array tasks that pull jobs; one handle per unit of jobs (the engine collects per job)."""
+
+    def __init__(self, backend: SubmititBackend, backend_args: dict[str, tp.Any]) -> None:
+        self.backend = backend
+        self.backend_args = backend_args
+        self.pool: Pool | None = None
+
+    @property
+    def executor(self) -> tp.Any:
+        return self.backend.executor
+
+    def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[PullHandle]:
+        path = self.backend.write_batch(batch)
+        folder = path.with_suffix(".pool")
+        for name in ("claims", "returns", "workers", "logs", "rounds"):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        entries = [[entry_of(batch, i) for i in task] for task in tasks]
+        options = self.backend_args["slurm_options"]
+        workers = min(len(tasks), options.array_parallelism or DEFAULT_PARALLELISM)
+        state = {
+            "backend": self.backend_args, "batch_path": str(path), "import_path": self.backend.import_path,
+            "units": len(tasks), "workers": workers, "max_requeues": options.max_num_timeout,
+            "entries": [[None if e is None else str(e.folder) for e in unit] for unit in entries],
+        }  # fmt: skip
+        atomic_write(folder / "pool.pkl", pickle.dumps(state))
+        atomic_write(folder / "units.json", json.dumps([list(t) for t in tasks]).encode())
+        for unit, unit_entries in enumerate(entries):  # before any worker can write its own
+            for entry in unit_entries:
+                if entry is not None:
+                    entry.write_job({"backend": "PullJob", "job_id": "", "folder": str(folder), "unit": unit})
+        self.pool = Pool._cache[str(folder)] = Pool(folder, self.backend)
+        self.pool._state = state
+        if tasks:
+            self.pool.submit_round(0, workers)
+        return [PullHandle(self.pool, unit) for unit in range(len(tasks))]
+
+    def ended(self, handles: tp.Sequence[PullHandle]) -> list[bool]:  # type: ignore[override]
+        if self.pool is not None:
+            self.pool.reconcile()
+        return [handle.pool.returned(handle.unit) for handle in handles]
+
+    def pause(self, delay: float) -> None:
+        time.sleep(delay)
+
+
+def _last_line(log: str) -> str:
+    """The worker's last error line (e.g. an import error before it took any job)."""
+    try:
+        lines = Path(log).read_text("utf8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if line and not line.startswith((" ", "submitit", "srun:", "Traceback"))]
+    return errors[-1] if errors else ""
+
+
+def is_pulled_running(ref: dict[str, tp.Any]) -> tuple[bool, str]:
+    """(running, state) of a job a pull array was submitted for and no worker has started yet
+    (job.json's "PullJob" reference); reconciles the pool on the way (rate-limited)."""
+    try:
+        pool = Pool.get(ref["folder"])
+        pool.reconcile()
+        return pool.running(int(ref["unit"]))
+    except (OSError, ValueError, KeyError, pickle.UnpicklingError):
+        return False, "UNKNOWN"
+
+
+def slurm_backend(cluster: str | None, folder: Path, resources: tp.Any, slurm_options: tp.Any, **kwargs: tp.Any) -> tp.Any:
+    """A ``SubmititBackend``, wrapped in a ``PullBackend`` on Slurm unless jobs_per_task is set."""
+    from .options import RESOURCE_FIELDS, SLURM_FIELDS, Resources, SlurmOptions
+
+    backend = SubmititBackend(cluster, folder, resources, slurm_options, **kwargs)
+    if backend.cluster != "slurm" or slurm_options.jobs_per_task is not None:
+        return backend
+    args = {
+        "cluster": "slurm", "folder": backend.folder,
+        "resources": Resources(**{name: getattr(resources, name) for name in RESOURCE_FIELDS}),
+        "slurm_options": SlurmOptions(**{name: getattr(slurm_options, name) for name in SLURM_FIELDS
+                                         if getattr(slurm_options, name) is not None or name != "array_parallelism"}),
+        **kwargs, "import_path": backend.import_path,
+    }  # fmt: skip
+    return PullBackend(backend, args)
