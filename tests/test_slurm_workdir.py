@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 APP = Path(__file__).resolve().parent / "apps" / "jobenv"
 
 
-def test_held_jobs_run_the_code_of_their_submission(tmp_path: Path) -> None:
+def _project(tmp_path: Path) -> tuple[Path, Path, Path, Path, dict[str, str]]:
+    """A copy of the app whose code module says "old"; where jobs report, cache and write."""
     project = tmp_path / "project"
     shutil.copytree(APP, project, ignore=shutil.ignore_patterns("__pycache__"))
     (project / "snap_code.py").write_text('VALUE = "old"\n')
@@ -29,6 +30,11 @@ def test_held_jobs_run_the_code_of_their_submission(tmp_path: Path) -> None:
     seen.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["EXCA_TEST_LOG"] = str(seen)
+    return project, seen, cache, sweep_dir, env
+
+
+def test_held_jobs_run_the_code_of_their_submission(tmp_path: Path) -> None:
+    project, seen, cache, sweep_dir, env = _project(tmp_path)
     # one task per job: the test holds the array and reads each job's Slurm id from job.json
     cmd = [sys.executable, "app.py", "-m", "hydra/launcher=exca_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.jobs_per_task=1",
            "+hydra.launcher.additional_parameters.hold=true", "hydra.launcher.workdir.copied=[.]",
@@ -60,13 +66,7 @@ def test_held_jobs_run_the_code_of_their_submission(tmp_path: Path) -> None:
 def test_pull_workers_run_the_code_of_their_submission(tmp_path: Path) -> None:
     """The same with the default pull workers: the held workers start after the edit, in the
     snapshot, and run the submission's code."""
-    project = tmp_path / "project"
-    shutil.copytree(APP, project, ignore=shutil.ignore_patterns("__pycache__"))
-    (project / "snap_code.py").write_text('VALUE = "old"\n')
-    seen, cache, sweep_dir = tmp_path / "seen", tmp_path / "cache", tmp_path / "sweep"
-    seen.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["EXCA_TEST_LOG"] = str(seen)
+    project, seen, cache, sweep_dir, env = _project(tmp_path)
     cmd = [sys.executable, "app.py", "-m", "hydra/launcher=exca_slurm", "hydra.launcher.timeout_min=5",
            "+hydra.launcher.additional_parameters.hold=true", "hydra.launcher.workdir.copied=[.]",
            f"hydra.launcher.folder={cache}", "action=code", "x=1,2", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
