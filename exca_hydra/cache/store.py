@@ -46,14 +46,16 @@ def is_interrupt(error: BaseException) -> bool:
     return isinstance(error, (KeyboardInterrupt, JobInterrupted))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling then rename: readers see the old file or the whole new one."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write to a temporary sibling then rename: readers see the old file or the whole new one.
+    ``durable=False``: no fsync, for a marker whose loss after a crash is harmless."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         with tmp.open("wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -307,10 +309,10 @@ class Entry:
         path = self.folder / ERROR_TEXT
         return path.read_text("utf8") if path.exists() else ""
 
-    def write_job(self, ref: dict[str, tp.Any]) -> None:
+    def write_job(self, ref: dict[str, tp.Any], durable: bool = True) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         ref = {**ref, "submitted_at": time.time()}
-        atomic_write(self.folder / JOB, json.dumps(ref).encode("utf8"))
+        atomic_write(self.folder / JOB, json.dumps(ref).encode("utf8"), durable)
 
     def read_job(self) -> dict[str, tp.Any] | None:
         try:

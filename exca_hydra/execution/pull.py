@@ -256,10 +256,12 @@ class PullBackend:
         }  # fmt: skip
         atomic_write(folder / "pool.pkl", pickle.dumps(state))
         atomic_write(folder / "units.json", json.dumps([list(t) for t in tasks]).encode())
-        for unit, unit_entries in enumerate(entries):  # before any worker can write its own
+        # before any worker can write its own; no fsync: lost in a crash, the job only looks
+        # not submitted (its claim in the pool still keeps it from running twice in this launch)
+        for unit, unit_entries in enumerate(entries):
             for entry in unit_entries:
                 if entry is not None:
-                    entry.write_job({"backend": "PullJob", "job_id": "", "folder": str(folder), "unit": unit})
+                    entry.write_job({"backend": "PullJob", "job_id": "", "folder": str(folder), "unit": unit}, durable=False)
         self.pool = Pool._cache[str(folder)] = Pool(folder, self.backend)
         self.pool._state = state
         if tasks:
