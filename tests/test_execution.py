@@ -177,3 +177,44 @@ def test_debug_cluster_runs_in_process_through_the_engine(tmp_path: Path) -> Non
     with pytest.raises(ZeroDivisionError):
         bad.run()
     assert bad.infra.status() == "failed" and "ZeroDivisionError" in Entry(bad.infra.uid_folder()).error_text()  # type: ignore[arg-type]
+
+
+# ----- claims that must not outlive their reason -----
+def test_an_empty_claim_is_stale_once_old(tmp_path: Path) -> None:
+    import time
+
+    entry = Entry(tmp_path / "a")
+    entry.folder.mkdir()
+    (entry.folder / "claim.json").write_text("")  # e.g. a full disk while it was written
+    assert plan([entry], "cached")[0].action == "wait"  # being written, maybe
+    old = time.time() - 60
+    os.utime(entry.folder / "claim.json", (old, old))
+    assert plan([entry], "cached")[0].action == "run"
+    with engine.claimed(plan([entry], "cached")) as mine:
+        assert mine == [0] and entry.claim_owner()["pid"] == os.getpid()  # type: ignore[index]
+
+
+def test_a_claim_that_cannot_be_written_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exca_hydra.cache.errors import CacheNotWritable
+
+    entry = Entry(tmp_path / "a")
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+            self.f = real_fdopen(*args, **kwargs)
+
+        def __enter__(self) -> "FullDisk":
+            return self
+
+        def __exit__(self, *args: tp.Any) -> None:
+            self.f.close()
+
+        def write(self, data: str) -> None:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("exca_hydra.cache.store.os.fdopen", FullDisk)
+    with pytest.raises(CacheNotWritable, match="No space left"):
+        with engine.claimed(plan([entry], "cached")):
+            pass
+    assert not (entry.folder / "claim.json").exists()

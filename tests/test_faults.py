@@ -97,3 +97,33 @@ def test_concurrent_cli_sweeps_compute_each_uid_once(tmp_path: Path, sweeper: st
     computed = [line.split()[-1] for line in log.read_text().splitlines()]
     assert sorted(computed) == sorted(set(computed))  # each uid computed by one process only
     assert set(computed) == {f"lr={lr}" for lr in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8)}
+
+
+def test_forked_jobs_die_with_a_killed_launcher(tmp_path: Path) -> None:
+    """kill -9 of an exca_local launcher: its forked jobs die too (their claims name it), and
+    the re-run computes each job once, none beside an orphan."""
+    import json
+
+    app = Path(__file__).resolve().parent / "apps" / "jobenv" / "app.py"
+    seen, release = tmp_path / "seen", tmp_path / "release"
+    seen.mkdir()
+    (tmp_path / "snap_code.py").write_text('VALUE = "v"\n')  # what the lazy job imports
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "EXCA_TEST_LOG": str(seen), "EXCA_TEST_RELEASE": str(release), "PYTHONPATH": path}
+    cmd = [sys.executable, str(app), "-m", "x=1,2", "action=lazy", f"hydra.launcher.folder={tmp_path / 'cache'}"]
+    first = subprocess.Popen([*cmd, f"hydra.sweep.dir={tmp_path / 'one'}"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 60
+    while not Path(str(release) + ".waiting").exists():
+        assert time.time() < deadline and first.poll() is None, "no job started"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    release.touch()  # a surviving orphan would now finish and report
+    time.sleep(3)
+    assert list(seen.iterdir()) == []
+    again = subprocess.run([*cmd, f"hydra.sweep.dir={tmp_path / 'two'}"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "2 completed" in again.stdout + again.stderr
+    assert sorted(json.loads(p.read_text())["num"] for p in seen.iterdir()) == [0, 1]

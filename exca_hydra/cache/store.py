@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
+from .host import pid_alive
 from .preview import preview, short
 from .trust import check_trusted
 
@@ -34,7 +35,8 @@ CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
 OUTCOME = "outcome.json"
-PROGRAM = "program.txt"  # the file of the plain task function that computed it
+PROGRAM = "program.txt"
+CLAIM_WRITE_S = 10.0  # a claim is written right after it is created: empty for longer, it is stale  # the file of the plain task function that computed it
 
 
 class JobInterrupted(JobFailure):
@@ -341,8 +343,12 @@ class Entry:
                     "A read-only cache serves the results it holds: mode=read-only "
                     "(hydra.sweeper.mode=read-only) reads them without computing the missing ones."
                 ) from e
-            with os.fdopen(fd, "w") as f:
-                f.write(data)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(data)
+            except OSError as e:  # e.g. a full disk: no empty claim may outlive this call
+                (self.folder / CLAIM).unlink(missing_ok=True)
+                raise CacheNotWritable(f"Cannot claim {self.folder}: {e.strerror or e}") from e
             return True
         return False
 
@@ -358,8 +364,11 @@ class Entry:
         owner = self.claim_owner()
         if owner is None:
             return True
-        if not owner:  # being written: young by definition
-            return False
+        if not owner:  # being written (young), or left empty by a write that failed (stale)
+            try:
+                return time.time() - (self.folder / CLAIM).stat().st_mtime > CLAIM_WRITE_S
+            except OSError:
+                return True
         if owner.get("host") != socket.gethostname():
             return False  # cannot tell from here: remove claim.json by hand if that process is gone
         return not pid_alive(int(owner.get("pid", -1)))
@@ -378,20 +387,3 @@ class Entry:
         """Forget the result, the error and the job, to compute again under one's own claim."""
         for name in (RESULT, ERROR, ERROR_TEXT, OUTCOME, JOB, RESULT + ".corrupt"):
             (self.folder / name).unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host is alive (a zombie counts as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill()
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -18,7 +18,8 @@ import time
 import typing as tp
 from pathlib import Path
 
-from ..cache.store import JobFailure, pid_alive
+from ..cache.host import pid_alive
+from ..cache.store import JobFailure
 from . import slurm
 from .options import Resources, SlurmOptions, submitit_parameters
 from .worker import Batch, script_dir, task_call

@@ -7,7 +7,8 @@ import functools
 import subprocess
 import typing as tp
 
-from ..cache.store import JobFailure, pid_alive
+from ..cache.host import pid_alive
+from ..cache.store import JobFailure
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 
