@@ -34,7 +34,7 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
             if ref is not None and entry is not None:
                 entry.write_job(ref)  # job.json now says what the claim said
             job: tp.Any = getattr(handle, "job", None)
-            if job is None and ref is None and entry is not None and cluster_job(handle):  # a pull worker's job
+            if job is None and entry is not None and cluster_job(handle):  # a pull worker's job
                 job = engine.EntryJob(entry)
                 job.job_id = handle.job_id
             jobs[p] = job

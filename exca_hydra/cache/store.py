@@ -48,16 +48,14 @@ def is_interrupt(error: BaseException) -> bool:
     return isinstance(error, (KeyboardInterrupt, JobInterrupted))
 
 
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write to a temporary sibling then rename: readers see the old file or the whole new one.
-    ``durable=False``: no fsync, for a marker whose loss after a crash is harmless."""
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary sibling then rename: readers see the old file or the whole new one."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         with tmp.open("wb") as f:
             f.write(data)
             f.flush()
-            if durable:
-                os.fsync(f.fileno())
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -311,10 +309,21 @@ class Entry:
         path = self.folder / ERROR_TEXT
         return path.read_text("utf8") if path.exists() else ""
 
-    def write_job(self, ref: dict[str, tp.Any], durable: bool = True) -> None:
+    def write_job(self, ref: dict[str, tp.Any]) -> None:
+        """Record the job computing it; a ``placeholder`` reference (a job submitted, not yet
+        started) never replaces one that is there (its worker's own), and needs no fsync."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        ref = {**ref, "submitted_at": time.time()}
-        atomic_write(self.folder / JOB, json.dumps(ref).encode("utf8"), durable)
+        data = json.dumps({**ref, "submitted_at": time.time()}).encode("utf8")
+        if not ref.get("placeholder"):
+            return atomic_write(self.folder / JOB, data)
+        tmp = self.folder / f".tmp-{uuid.uuid4().hex[:8]}-{JOB}"
+        try:
+            tmp.write_bytes(data)
+            os.link(tmp, self.folder / JOB)  # fails if there is one: never replaced
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def read_job(self) -> dict[str, tp.Any] | None:
         try:

@@ -91,7 +91,7 @@ class Pool:
             with backend.executor.batch():
                 jobs.extend(backend.executor.submit(call) for call in calls[start : start + size])
         ids = [str(job.job_id) for job in jobs]
-        atomic_write(path, json.dumps({"arrays": sorted({i.split("_")[0] for i in ids}), "tasks": ids}).encode())
+        _publish(path, json.dumps({"arrays": sorted({i.split("_")[0] for i in ids}), "tasks": ids}).encode())
         return True
 
     # ----- Slurm's view -----
@@ -225,8 +225,10 @@ class PullHandle:
             raise TaskLost(values.failure)
         return values  # type: ignore[no-any-return]
 
-    def ref(self) -> None:
-        return None  # job.json is written before the array is submitted, then by the worker
+    def ref(self) -> dict[str, tp.Any]:
+        """A placeholder until a worker takes the job and writes its own: written after sbatch
+        only where no worker has been faster (``Entry.write_job``)."""
+        return {"backend": "PullJob", "job_id": "", "folder": str(self.pool.folder), "unit": self.unit, "placeholder": True}
 
 
 class PullBackend:
@@ -254,14 +256,8 @@ class PullBackend:
             "units": len(tasks), "workers": workers, "max_requeues": options.max_num_timeout,
             "entries": [[None if e is None else str(e.folder) for e in unit] for unit in entries],
         }  # fmt: skip
-        atomic_write(folder / "pool.pkl", pickle.dumps(state))
-        atomic_write(folder / "units.json", json.dumps([list(t) for t in tasks]).encode())
-        # before any worker can write its own; no fsync: lost in a crash, the job only looks
-        # not submitted (its claim in the pool still keeps it from running twice in this launch)
-        for unit, unit_entries in enumerate(entries):
-            for entry in unit_entries:
-                if entry is not None:
-                    entry.write_job({"backend": "PullJob", "job_id": "", "folder": str(folder), "unit": unit}, durable=False)
+        _publish(folder / "pool.pkl", pickle.dumps(state))
+        _publish(folder / "units.json", json.dumps([list(t) for t in tasks]).encode())
         self.pool = Pool._cache[str(folder)] = Pool(folder, self.backend)
         self.pool._state = state
         if tasks:
@@ -275,6 +271,14 @@ class PullBackend:
 
     def pause(self, delay: float) -> None:
         time.sleep(delay)
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Whole or absent for the workers that read it (a rename), without atomic_write's fsync: the
+    pool lives as long as its launch, and a launch does not survive a crash of its host anyway."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _last_line(log: str) -> str:
