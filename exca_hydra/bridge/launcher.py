@@ -197,7 +197,7 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             logger.info("%d job(s) are being computed by another process: waiting for them", len(others))
         if mine:
             _submit_and_collect(launcher, params, mine)
-    _wait_for_others(others)
+    wait_for_others(others)
     for job in jobs:
         if job.result is None:  # skipped: its cached outcome
             job.result = cached_return(job)
@@ -330,7 +330,7 @@ def _queue_view(waiting: tp.Sequence[int], tasks: tp.Sequence[tp.Sequence[int]],
     return running, reasons.most_common(1)[0][0] if reasons else ""
 
 
-def _wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
+def wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
     """Jobs another process is computing: wait for their outcome in the cache."""
     waiting = [job for job in jobs if job.entry is not None]
     for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]

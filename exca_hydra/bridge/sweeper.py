@@ -18,7 +18,7 @@ from .convert import plugin_params
 from .hydra_job import cached_return
 from .task_info import task_info
 from .jobs import Context, HydraJob, assign_entries, configured_folder, prepare, verify_entries
-from .launcher import PlanLauncher, launch_plan, launcher_params, plan_jobs
+from .launcher import PlanLauncher, launch_plan, launcher_params, plan_jobs, wait_for_others
 from .report import SweepFailed, summary
 
 logger = logging.getLogger(__name__)
@@ -140,14 +140,12 @@ def _launch_with(launcher: tp.Any, jobs: tp.Sequence[HydraJob]) -> None:
     """Another launcher numbers jobs from ``initial_job_idx``: one launch per contiguous run of
     jobs to run keeps the numbers stable; the others get their cached outcome (after waiting for
     those another process is computing)."""
-    from ..execution import engine
-
-    waiting = [job for job in jobs if job.step is not None and job.step.action == "wait" and job.entry is not None]
-    for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]
-        job.step.status, job.step.failure = status, failure  # type: ignore[union-attr]
+    wait_for_others([job for job in jobs if job.step is not None and job.step.action == "wait"])
     for chunk in _launch_groups(jobs):
         if not _to_run(chunk[0]):
             for job in chunk:
+                if job.result is not None:  # waited for above
+                    continue
                 job.result = cached_return(job)
                 job.from_cache = job.status in ("completed", "failed")
             continue

@@ -180,11 +180,13 @@ class Entry:
     def check_program(self, program: str | None) -> None:
         """Two programs whose tasks have the same name (``train.py:main`` of two projects) share
         a folder name: an entry computed by another program is never theirs."""
+        if program is None:  # a model's task: named by its class, nothing to read
+            return
         try:
             stored = (self.folder / PROGRAM).read_text("utf8")
         except OSError:
             return
-        if program is not None and stored != program:
+        if stored != program:
             raise CacheError(
                 f"Cache entry {self.folder} was computed by {stored}, not by {program}: two programs "
                 "with the same script and function name share this cache folder. Give one of them "
