@@ -59,7 +59,8 @@ _SECRETS = tuple(getattr(pydantic, name) for name in ("SecretStr", "SecretBytes"
 # How a field's value is written, from its annotation (computed once per class):
 #   None: the annotation fixes every kind inside, the printed form is enough (the uid of old);
 #   _ANY: any kind, told apart; ("dict", keys_fixed, value_spec); ("seq", item_spec, the type
-#   that needs no tag); ("tuple", item_specs).
+#   that needs no tag); ("tuple", item_specs); ("model", classes): a model of one of these
+#   classes as printed, an instance of a subclass tagged with its kind (it prints alike).
 _ANY: tp.Any = "any"
 _Spec = tp.Any
 
@@ -152,6 +153,16 @@ _SEQUENCES: dict[tp.Any, tuple[type, bool]] = {  # origin -> (type of its values
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
 
+def _plain(spec: _Spec) -> bool:
+    """Values of this spec print as the uid always printed them (a model of a declared class)."""
+    return spec is None or (type(spec) is tuple and spec[0] == "model")
+
+
+def _model_spec(kinds: tp.Iterable[tp.Any]) -> _Spec:
+    classes = tuple(c for m in kinds for c in _model_members(m) if not getattr(c, "_exca_is_infra", False))
+    return ("model", classes) if classes else None
+
+
 def _spec(annotation: tp.Any) -> _Spec:
     """How values of this annotation are written (see _ANY)."""
     kinds = [m for m in _members(annotation) if m is not type(None)]
@@ -159,9 +170,9 @@ def _spec(annotation: tp.Any) -> _Spec:
         return None
     if len(kinds) > 1:
         if all(_model_members(m) for m in kinds):
-            return None  # models: told apart by their discriminator (checked by _plan)
-        if all(_spec(m) is None for m in kinds) and _told_apart(kinds):
-            return None
+            return _model_spec(kinds)  # models: told apart by their discriminator (checked by _plan)
+        if all(_plain(_spec(m)) for m in kinds) and _told_apart(kinds):
+            return _model_spec(kinds)
         return _ANY
     annotation = kinds[0]
     if annotation in (tp.Any, object) or isinstance(annotation, tp.TypeVar):
@@ -172,7 +183,7 @@ def _spec(annotation: tp.Any) -> _Spec:
     origin = origin or annotation
     if isinstance(origin, type) and hasattr(origin, "__required_keys__"):  # a TypedDict
         hints = tp.get_type_hints(origin)
-        return None if all(_spec(a) is None for a in hints.values()) else ("dict", True, _ANY)
+        return None if all(_plain(_spec(a)) for a in hints.values()) else ("dict", True, _ANY)
     if isinstance(origin, type) and issubclass(origin, _MAPPINGS) and origin not in _SEQUENCES:
         keys_fixed = bool(args) and _keys_fixed(args[0])
         values = _spec(args[1]) if len(args) == 2 else _ANY
@@ -184,6 +195,8 @@ def _spec(annotation: tp.Any) -> _Spec:
             return None if all(s is None for s in specs) else ("tuple", specs)
         items = _spec(args[0]) if args else _ANY
         return None if only and items is None else ("seq", items, kind)
+    if isinstance(origin, type) and issubclass(origin, pydantic.BaseModel):
+        return _model_spec([origin])
     return None  # one kind, fixed
 
 

@@ -23,6 +23,7 @@ import yaml
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
 from .host import pid_alive
 from .preview import preview, short
+from .same import same_value
 from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
@@ -73,23 +74,27 @@ def _normalized(data: tp.Any) -> tp.Any:
     return json.loads(json.dumps(data))
 
 
-def _same(stored: tp.Any, current: tp.Any) -> bool:
-    """Equality of a stored config value with the current one, NaN equal to itself; a set of the
-    current config (a sorted list, see identity_config) matches the stored list in any order."""
-    if stored == current:
-        return True
-    if isinstance(stored, float) and isinstance(current, float):
-        return stored != stored and current != current
-    if isinstance(stored, list) and isinstance(current, list) and len(stored) == len(current):
+def _same(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
+    """A stored config value is the current one, of the same kind (``true`` is not ``1``), NaN
+    equal to itself; a set of the current config (a sorted list, see identity_config) matches
+    the stored list in any order.  ``numbers``: an int and a float of one value are the same (a
+    float field's int default is written as a float to config.yaml)."""
+    if isinstance(stored, list) and isinstance(current, list):
+        if len(stored) != len(current):
+            return False
         if type(current) is not list:
             from .kinds import _dumps, _Unordered  # (imported late: job processes import this module)
 
             if isinstance(current, _Unordered):
                 stored = sorted(stored, key=_dumps)
-        return all(_same(a, b) for a, b in zip(stored, current))
-    if isinstance(stored, dict) and isinstance(current, dict) and stored.keys() == current.keys():
-        return all(_same(stored[k], current[k]) for k in stored)
-    return False
+        return all(_same(a, b, numbers) for a, b in zip(stored, current))
+    if isinstance(stored, dict) and isinstance(current, dict):
+        return stored.keys() == current.keys() and all(_same(stored[k], current[k], numbers) for k in stored)
+    if isinstance(stored, str) and isinstance(current, str):  # (a key-like str subclass)
+        return stored == current
+    if numbers and {type(stored), type(current)} == {int, float}:
+        return bool(stored == current) and (stored != 0 or same_value(float(stored), float(current)))  # -0.0
+    return same_value(stored, current)
 
 
 def _without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
@@ -208,7 +213,7 @@ class Entry:
             )
         stored = flatten(self._read_yaml(CONFIG))
         current = flatten(identity)  # json-ready already; its sets stay unordered
-        changed = [key for key, value in current.items() if key in stored and not _same(stored[key], value)]
+        changed = [key for key, value in current.items() if key in stored and not _same(stored[key], value, numbers=True)]
         if changed:
             details = ", ".join(f"{k} (cached with {stored[k]!r}, now {current[k]!r})" for k in changed[:5])
             raise CacheError(

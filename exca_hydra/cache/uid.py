@@ -40,6 +40,7 @@ from .kinds import (
     _Tagged,
     _Unordered,
 )
+from .same import same_value
 from .uid_name import flatten, uid_string
 
 __all__ = ["uid_config", "uid_string", "compute_uid", "flatten", "UidError", "SECRET_KEY"]
@@ -55,8 +56,28 @@ class _Field(tp.NamedTuple):
     model_default: bool  # the default is a model: a value is compared with it as a uid
 
 
-def _has_tag(cls: type[pydantic.BaseModel]) -> bool:
-    return any(_is_single_literal(f.annotation) for f in cls.model_fields.values())
+def _tags(cls: type[pydantic.BaseModel]) -> dict[str, tp.Any]:
+    return {n: tp.get_args(f.annotation)[0] for n, f in cls.model_fields.items() if _is_single_literal(f.annotation)}
+
+
+def _tag_apart(one: type[pydantic.BaseModel], other: type[pydantic.BaseModel]) -> bool:
+    """Whether every uid of ``one`` differs from every uid of ``other`` by a tag (always kept):
+    a tag of one that the other has not as a field, or has as a tag of another value."""
+    for a, b in ((one, other), (other, one)):
+        tags_b = _tags(b)
+        for name, value in _tags(a).items():
+            if name not in b.model_fields or (name in tags_b and not same_value(tags_b[name], value)):
+                return True
+    return False
+
+
+def _untold_pair(members: list[type]) -> tuple[type, type] | None:
+    """Two members of a union without discriminator that could share a uid, if any."""
+    for i, one in enumerate(members):
+        for other in members[i + 1 :]:
+            if one is not other and not _tag_apart(one, other):
+                return one, other
+    return None
 
 
 _PLANS: dict[type, tuple[tuple[_Field, ...], frozenset[str], bool]] = {}
@@ -71,12 +92,14 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
     fields = []
     for name, info in cls.model_fields.items():
         members = _model_members(info.annotation)
-        if len(members) > 1 and info.discriminator is None and not all(map(_has_tag, members)):
+        pair = _untold_pair(members) if len(members) > 1 and info.discriminator is None else None
+        if pair is not None:
             raise UidError(
-                f"Field {cls.__name__}.{name} is a union of models without a discriminator, so "
-                "two of its options could share a uid. Give each option a tag field and declare "
-                f"it, e.g. {name}: A | B = pydantic.Field(..., discriminator='name') with "
-                "name: Literal['a'] = 'a' on A."
+                f"Field {cls.__name__}.{name} is a union of models without a discriminator, and "
+                f"{pair[0].__name__} and {pair[1].__name__} have no tag value telling them apart, so "
+                "two of its options could share a uid. Give each option a tag field of its own "
+                f"value and declare it, e.g. {name}: A | B = pydantic.Field(..., discriminator='name') "
+                "with name: Literal['a'] = 'a' on A."
             )
         if info.default_factory is not None:
             takes_data = getattr(info, "default_factory_takes_data", False)
@@ -100,9 +123,8 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
 
 
 def _same(value: tp.Any, default: tp.Any) -> bool:
-    if type(value) is not type(default):
-        return False
-    return value == default or (type(value) is float and value != value and default != default)  # NaN
+    """Equal to the default means the same value of the same kind: ``[True]`` is not ``[1]``."""
+    return same_value(value, default)
 
 
 _DEFAULT_CANON: dict[tuple[type, str], tp.Any] = {}
@@ -147,7 +169,7 @@ def _model_dict(
         if field.model_default and type(field.default) is type(value):
             # equal to the field's own default (not to its class's defaults), e.g. an infra
             # whose version is its default's
-            if canon == _default_canon(cls, field, exclude, sub_prefix):
+            if same_value(canon, _default_canon(cls, field, exclude, sub_prefix)):
                 continue
         out[name] = canon
     return out
@@ -213,6 +235,10 @@ def _enc(value: tp.Any, spec: _Spec, exclude: frozenset[str], prefix: str) -> tp
         return _canon(value, exclude, prefix)
     if spec is _ANY:
         return _enc_any(value, exclude, prefix)
+    if spec[0] == "model":  # a subclass of the declared class prints alike: its kind is kept
+        if isinstance(value, pydantic.BaseModel) and type(value) not in spec[1] and not _plan(type(value))[2]:
+            return _enc_any(value, exclude, prefix)
+        return _canon(value, exclude, prefix)
     if spec[0] == "dict" and isinstance(value, dict):
         _, keys_fixed, values = spec
         return {

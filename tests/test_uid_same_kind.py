@@ -1,0 +1,212 @@
+"""Issue 21: a value is left out of the uid only when it is its default's same value of the same
+kind ([True] and [1.0] are not [1], -0.0 is not 0.0, a subclass is not its base), unions of
+models whose options share a tag value are rejected, and the stored-config check keeps kinds."""
+
+from __future__ import annotations
+
+import textwrap
+import typing as tp
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from exca_hydra import TaskInfra, compute_uid, uid_config
+from exca_hydra.cache.store import CacheError, Entry
+from exca_hydra.cache.uid import UidError, identity_config
+
+from test_launcher import Ctx
+
+
+class Sub(pydantic.BaseModel):
+    a: tp.Any = 1
+
+
+class Defaults(pydantic.BaseModel):
+    any_list: list[tp.Any] = [1]
+    num_list: list[float | int] = [1]
+    any_dict: dict[str, tp.Any] = {"a": 1}
+    any_tuple: tuple[tp.Any, ...] = (1,)
+    anything: tp.Any = (1,)
+    sub: Sub = Sub()
+    zero: float = 0.0
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        return repr(self.model_dump(exclude={"infra"}))
+
+
+OTHER_KINDS = [
+    {"any_list": [True]},
+    {"any_list": [1.0]},
+    {"num_list": [True]},
+    {"num_list": [1.0]},
+    {"any_dict": {"a": True}},
+    {"any_dict": {"a": 1.0}},
+    {"any_tuple": (1.0,)},
+    {"anything": (1.0,)},
+    {"sub": Sub(a=True)},
+    {"sub": Sub(a=1.0)},
+    {"zero": -0.0},
+]
+
+
+@pytest.mark.parametrize("fields", OTHER_KINDS, ids=lambda f: repr(f))
+def test_equal_under_eq_but_another_kind_is_not_the_default(fields: dict[str, tp.Any]) -> None:
+    obj = Defaults(**fields)
+    name = next(iter(fields))
+    assert getattr(obj, name) == getattr(Defaults(), name)  # == cannot tell them apart
+    assert compute_uid(obj) != compute_uid(Defaults())
+    assert name in uid_config(obj)
+
+
+def test_the_default_itself_and_equal_values_of_its_kind_are_left_out() -> None:
+    default = compute_uid(Defaults())
+    assert default == compute_uid(Defaults(any_list=[1], any_dict={"a": 1}, any_tuple=(1,), sub=Sub(a=1), zero=0.0))
+    assert Defaults(zero=float("-0.0")).infra.config(uid=True) == {"zero": -0.0}
+
+
+def test_cached_kinds_get_their_own_entries(tmp_path: Path) -> None:
+    first = Defaults(any_dict={"a": True}, infra={"folder": tmp_path})
+    assert first.run() == repr(first.model_dump(exclude={"infra"}))
+    default = Defaults(infra={"folder": tmp_path})
+    assert default.run() == repr(default.model_dump(exclude={"infra"}))  # not {'a': True}
+    assert "'a': 1}" in default.run()
+
+
+def test_the_stored_config_check_keeps_kinds(tmp_path: Path) -> None:
+    planted = Defaults(any_dict={"a": True}, zero=-0.0)
+    entry = Entry(tmp_path / "entry")
+    entry.write_configs(planted.model_dump(mode="json"), uid_config(planted))
+    for other in (Defaults(any_dict={"a": 1}, zero=-0.0), Defaults(any_dict={"a": True}, zero=0.0)):
+        with pytest.raises(CacheError):
+            entry.verify(uid_config(other), identity_config(other))
+    entry.verify(uid_config(planted), identity_config(planted))
+    # config.yaml alone (uid.yaml agrees): a bool stored where the config now holds an int
+    config = entry.folder / "config.yaml"
+    config.write_text(config.read_text().replace("a: true", "a: 1"))
+    with pytest.raises(CacheError, match="any_dict.a"):
+        entry.verify(uid_config(planted), identity_config(planted))
+
+
+APP = '''
+import typing as tp
+import pydantic
+import exca_hydra
+from exca_hydra import TaskInfra
+
+
+class Tagged(pydantic.BaseModel):
+    tags: dict[str, tp.Any] = {"k": 1}
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        return repr(self.tags)
+
+
+@exca_hydra.main(version_base="1.3")
+def main(t: Tagged) -> str:
+    result = t.run()
+    print("RESULT", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_cli_true_then_default_one_are_two_entries(tmp_path: Path) -> None:
+    app = tmp_path / "tagged_app.py"
+    app.write_text(textwrap.dedent(APP))
+    ctx = Ctx(tmp_path)
+    folder = f"infra.folder={tmp_path / 'cache'}"
+    first = ctx.run(app, "tags.k=true", folder, multirun=False)
+    assert first.code == 0, first.err
+    assert "RESULT {'k': True}" in first.out
+    second = ctx.run(app, folder, multirun=False)
+    assert second.code == 0, second.err
+    assert "RESULT {'k': 1}" in second.out
+
+
+# ----- a subclass in a base-typed field -----
+class Opt(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    lr: float = 0.1
+
+
+class Adam(Opt):
+    pass
+
+
+class Holder(pydantic.BaseModel):
+    opt: Opt = Opt()
+    opts: list[Opt] = []
+    maybe: Opt | None = None
+    by_name: dict[str, Opt] = {}
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        return type(self.opt).__name__
+
+
+def test_a_subclass_instance_is_not_its_base() -> None:
+    for fields in ({"opt": "x"}, {"opts": ["x"]}, {"maybe": "x"}, {"by_name": {"k": "x"}}):
+        name = next(iter(fields))
+        for lr in (0.1, 0.2):
+
+            def build(cls: type) -> tp.Any:
+                value = fields[name]
+                value = [cls(lr=lr)] if isinstance(value, list) else {"k": cls(lr=lr)} if isinstance(value, dict) else cls(lr=lr)
+                return Holder(**{name: value})
+
+            assert compute_uid(build(Opt)) != compute_uid(build(Adam)), (name, lr)
+    assert compute_uid(Holder(opt=Opt(lr=0.2))) == compute_uid(Holder(opt={"lr": 0.2}))
+
+
+def test_a_subclass_gets_its_own_result(tmp_path: Path) -> None:
+    assert Holder(opt=Adam(lr=0.2), infra={"folder": tmp_path}).run() == "Adam"
+    assert Holder(opt=Opt(lr=0.2), infra={"folder": tmp_path}).run() == "Opt"
+
+
+# ----- unions whose options share a tag value -----
+class A(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: tp.Literal["x"] = "x"
+    v: int = 0
+
+
+class B(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: tp.Literal["x"] = "x"
+    v: int = 0
+    w: int = 0
+
+
+class C(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: tp.Literal["c"] = "c"
+    v: int = 0
+
+
+class D(pydantic.BaseModel):  # another tag name: never in A's uid
+    model_config = pydantic.ConfigDict(extra="forbid")
+    kind: tp.Literal["d"] = "d"
+    v: int = 0
+
+
+class SharedTag(pydantic.BaseModel):
+    choice: A | B = A()
+
+
+class OwnTags(pydantic.BaseModel):
+    choice: A | C | D = A()
+
+
+def test_a_union_whose_options_share_a_tag_value_is_rejected() -> None:
+    with pytest.raises(UidError, match=r"SharedTag.choice.*A and B"):
+        compute_uid(SharedTag(choice=B(v=1)))
+    assert compute_uid(OwnTags(choice=C(v=1))) != compute_uid(OwnTags(choice=A(v=1))) != compute_uid(OwnTags(choice=D(v=1)))
