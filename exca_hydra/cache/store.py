@@ -258,7 +258,9 @@ class Entry:
                 check_trusted(f, path)
                 try:
                     return pickle.load(f)
-                except (EOFError, pickle.UnpicklingError) as e:
+                except (ImportError, MemoryError, RecursionError):
+                    raise  # this environment's: the file may be sound (reported below, kept)
+                except Exception as e:  # truncated, garbage, or raising while rebuilt
                     raise self._set_aside(os.fstat(f.fileno()), e) from e
         except (FileNotFoundError, CacheError):
             raise
