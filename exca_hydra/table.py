@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from .cache import records
 from .cache.store import UID_CONFIG, Entry
 
 FIXED = ("method", "uid", "status", "duration")
@@ -57,8 +58,8 @@ def read_status(entry: Entry, ask_backend: bool = False) -> str:
 
 def read_yaml(entry: Entry, name: str) -> dict[str, tp.Any]:
     try:
-        data = yaml.load((entry.folder / name).read_text("utf8"), Loader=_Loader)
-    except (OSError, yaml.YAMLError):
+        data = records.read_yaml(entry.folder / name)  # bounded: anyone may have written it
+    except (OSError, ValueError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -2,8 +2,9 @@
 
 Two real users (``useradd``, removed at the end) in a shared group run Python as themselves
 (``setpriv``): A computes into a setgid group folder, B reads A's result and computes a new uid
-in the same folder, without permission errors; files get the umask's mode (the library never
-chmods) and the folder's group. A pickle of another user, or in a folder of another user, is
+in the same folder, without permission errors; files get the folder's group and are never
+writable by the group or others, whatever the umask (issue 21: a member could rewrite a result in
+place); a group-writable folder holds results one loads only when that group is opted in. A pickle of another user, or in a folder of another user, is
 loaded only by those who opted in (``EXCA_HYDRA_TRUSTED_OWNERS``): otherwise the load fails with
 a CacheError, before anything is unpickled (issue 13: a user who creates the cache folders first
 in a sticky folder like /tmp cannot plant a result).
@@ -178,8 +179,12 @@ def _mode(path: Path) -> int:
 def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     cache = users.shared_folder("cache")
     a_uid, b_uid = pwd.getpwnam(users.a).pw_uid, pwd.getpwnam(users.b).pw_uid
-    # A computes into the setgid group folder, umask 002
+    group = f"@{users.group}"
+    # A computes into the setgid group folder, umask 002: any member could replace its files,
+    # so A loads them only once A opts in to the group (issue 21)
     out = users.run(users.a, 1, cache)
+    assert f"writable by the group {users.group}" in out.get("error", "") and f"={group}`" in out["error"], out
+    out = users.run(users.a, 1, cache, trusted=group)
     assert out.get("value") == 2, out
     uid_folder = Path(out["folder"])
     assert uid_folder.parent == cache / METHOD_DIR
@@ -188,15 +193,14 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     for folder in (cache / METHOD_DIR, uid_folder):  # the kernel's setgid inheritance, umask 002
         assert folder.stat().st_uid == a_uid and folder.stat().st_gid == users.gid
         assert _mode(folder) == 0o2775, oct(_mode(folder))
-    for path in files:  # group-writable through the umask, the shared group through setgid
+    for path in files:  # never group-writable (issue 21), the shared group through setgid
         assert path.stat().st_uid == a_uid and path.stat().st_gid == users.gid
-        assert _mode(path) == 0o664, (path, oct(_mode(path)))
+        assert _mode(path) == 0o644, (path, oct(_mode(path)))
     result = (uid_folder / "result.pkl").stat()
 
     # B does not load A's pickle unless B trusts A: here, through their shared group
     out = users.run(users.b, 1, cache)
     assert f"export EXCA_HYDRA_TRUSTED_OWNERS={users.a}" in out.get("error", ""), out
-    group = f"@{users.group}"
     # B reads A's result from the cache (no recomputation, nothing rewritten)...
     out = users.run(users.b, 1, cache, trusted=group)
     assert out.get("value") == 2, out
@@ -211,16 +215,16 @@ def test_a_group_shares_a_setgid_cache(users: Users) -> None:
     assert b_folder.parent == cache / METHOD_DIR and b_folder.stat().st_uid == b_uid
     assert _mode(b_folder) == 0o2775 and b_folder.stat().st_gid == users.gid
     for path in b_folder.iterdir():
-        assert path.stat().st_uid == b_uid and path.stat().st_gid == users.gid and _mode(path) == 0o664
+        assert path.stat().st_uid == b_uid and path.stat().st_gid == users.gid and _mode(path) == 0o644
     # A reads B's result the same way
     assert users.run(users.a, 2, cache, trusted=group).get("value") == 4 and len(users.calls()) == 2
     # B recomputes A's entry (mode=force): replaces A's files in the group-writable folder
-    out = users.run(users.b, 1, cache, mode="force", trusted=users.a)
+    out = users.run(users.b, 1, cache, mode="force", trusted=f"{users.a},{group}")
     assert out.get("value") == 2, out
     assert (uid_folder / "result.pkl").stat().st_uid == b_uid and len(users.calls()) == 3
 
-    # the library never chmods: with umask 022 the files are not group-writable
-    out = users.run(users.a, 3, cache, umask=0o022)
+    # with umask 022 the files are not group-writable either
+    out = users.run(users.a, 3, cache, umask=0o022, trusted=group)
     assert out.get("value") == 6, out
     folder = Path(out["folder"])
     assert _mode(folder) == 0o2755 and folder.stat().st_gid == users.gid
@@ -257,6 +261,11 @@ def test_nobody_elses_pickle_is_loaded_unless_trusted(users: Users) -> None:
     assert f"folder {cache / METHOD_DIR} is owned by {users.b}" in out.get("error", ""), out
     assert Path(out["folder"]).stat().st_uid == a_uid
 
+    # folders writable by everyone (B's umask 0), not sticky: anyone could have put a pickle there
+    assert "is writable by everyone and not sticky" in users.run(users.a, 1, cache, trusted=users.b).get("error", "")
+    assert not marker.exists()
+    for folder in (cache, cache / METHOD_DIR, uid_folder):
+        os.chmod(folder, 0o755)  # B removes that access
     # opting in: B's pickles load (here the planted one: the check was all that stopped it)
     assert users.run(users.a, 1, cache, trusted=users.b).get("value", "-") is None
     assert marker.exists()

@@ -23,7 +23,7 @@ import yaml
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
 from .host import pid_alive
 from .preview import preview, short
-from .same import same_value
+from .records import MAX_FILE_BYTES, cut, dump_yaml, normalized, read_json, read_text, read_yaml, same_stored, without_secrets
 from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
@@ -49,11 +49,20 @@ def is_interrupt(error: BaseException) -> bool:
     return isinstance(error, (KeyboardInterrupt, JobInterrupted))
 
 
+FILE_MODE = 0o644  # and the umask: never writable by the group or others, whatever the umask
+
+
+def _create(path: Path) -> tp.BinaryIO:
+    """A new file that only its owner can write: in a group cache (umask 002), a member who could
+    rewrite a result in place would keep its owner, and the trust check with it."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary sibling then rename: readers see the old file or the whole new one."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
-        with tmp.open("wb") as f:
+        with _create(tmp) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -61,58 +70,6 @@ def atomic_write(path: Path, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def dump_yaml(data: tp.Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
-
-
-def _normalized(data: tp.Any) -> tp.Any:
-    return json.loads(json.dumps(data))
-
-
-def _same(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
-    """A stored config value is the current one, of the same kind (``true`` is not ``1``), NaN
-    equal to itself; a set of the current config (a sorted list, see identity_config) matches
-    the stored list in any order.  ``numbers``: an int and a float of one value are the same (a
-    float field's int default is written as a float to config.yaml)."""
-    if isinstance(stored, list) and isinstance(current, list):
-        if len(stored) != len(current):
-            return False
-        if type(current) is not list:
-            from .kinds import _dumps, _Unordered  # (imported late: job processes import this module)
-
-            if isinstance(current, _Unordered):
-                stored = sorted(stored, key=_dumps)
-        return all(_same(a, b, numbers) for a, b in zip(stored, current))
-    if isinstance(stored, dict) and isinstance(current, dict):
-        return stored.keys() == current.keys() and all(_same(stored[k], current[k], numbers) for k in stored)
-    if isinstance(stored, str) and isinstance(current, str):  # (a key-like str subclass)
-        return stored == current
-    if numbers and {type(stored), type(current)} == {int, float}:
-        return bool(stored == current) and (stored != 0 or same_value(float(stored), float(current)))  # -0.0
-    return same_value(stored, current)
-
-
-def _without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
-    """``full`` with each value that enters the uid as a secret's hash masked (a secret key of
-    a plain dict config; a pydantic secret is masked by pydantic already)."""
-    if not isinstance(full, dict) or not isinstance(uid_cfg, dict):
-        return full
-    if list(uid_cfg) == ["!dict"]:
-        return _without_secrets(full, uid_cfg["!dict"])
-    out = full
-    for key, value in uid_cfg.items():
-        if not isinstance(value, dict) or key not in full:
-            continue
-        masked = "**********" if list(value) == ["!secret"] else _without_secrets(full[key], value)
-        if masked is not full[key]:
-            out = dict(out) if out is full else out
-            out[key] = masked
-    return out
 
 
 class Entry:
@@ -159,16 +116,16 @@ class Entry:
         previous = None
         if uid_path.exists():
             try:
-                previous = yaml.safe_load(uid_path.read_text("utf8"))
-            except yaml.YAMLError:
+                previous = read_yaml(uid_path)
+            except (ValueError, yaml.YAMLError):
                 previous = None  # unreadable: rewritten below
-            if previous is not None and not _same(previous, _normalized(uid_cfg)):
+            if previous is not None and not same_stored(previous, normalized(uid_cfg)):
                 raise CacheError(
-                    f"Inconsistent uid config in {uid_path}:\nstored: {previous}\ncurrent: {uid_cfg}\n"
+                    f"Inconsistent uid config in {uid_path}:\nstored: {cut(previous)}\ncurrent: {uid_cfg}\n"
                     "Two configs share one uid folder; remove that folder if it is stale."
                 )
         # config.yaml records what the next result is computed with: always rewritten
-        atomic_write(self.folder / CONFIG, dump_yaml(_without_secrets(full, uid_cfg)).encode("utf8"))
+        atomic_write(self.folder / CONFIG, dump_yaml(without_secrets(full, uid_cfg)).encode("utf8"))
         if previous is None:
             atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
 
@@ -178,8 +135,8 @@ class Entry:
     def _read_yaml(self, name: str) -> tp.Any:
         path = self.folder / name
         try:
-            return yaml.load(path.read_text("utf8"), Loader=_Loader)
-        except (OSError, yaml.YAMLError) as e:
+            return read_yaml(path)
+        except (OSError, ValueError, yaml.YAMLError) as e:
             raise CacheError(f"Cache file {path} is missing or unreadable ({e}); remove {self.folder} to recompute") from e
 
     def check_program(self, program: str | None) -> None:
@@ -188,9 +145,11 @@ class Entry:
         if program is None:  # a model's task: named by its class, nothing to read
             return
         try:
-            stored = (self.folder / PROGRAM).read_text("utf8")
+            stored = read_text(self.folder / PROGRAM)
         except OSError:
             return
+        except ValueError:  # too big or not UTF-8: not a record of this library
+            stored = f"(an unreadable {PROGRAM})"
         if stored != program:
             raise CacheError(
                 f"Cache entry {self.folder} was computed by {stored}, not by {program}: two programs "
@@ -206,14 +165,14 @@ class Entry:
 
         self.check_program(program)
         stored_uid = self._read_yaml(UID_CONFIG)
-        if not _same(stored_uid, _normalized(uid_cfg)):
+        if not same_stored(stored_uid, normalized(uid_cfg)):
             raise CacheError(
-                f"Cache entry {self.folder} belongs to another config:\nstored uid config: {stored_uid}\n"
+                f"Cache entry {self.folder} belongs to another config:\nstored uid config: {cut(stored_uid)}\n"
                 f"this config: {uid_cfg}\nRemove that folder (it was edited, or two configs share a uid)."
             )
         stored = flatten(self._read_yaml(CONFIG))
         current = flatten(identity)  # json-ready already; its sets stay unordered
-        changed = [key for key, value in current.items() if key in stored and not _same(stored[key], value, numbers=True)]
+        changed = [key for key, value in current.items() if key in stored and not same_stored(stored[key], value, numbers=True)]
         if changed:
             details = ", ".join(f"{k} (cached with {stored[k]!r}, now {current[k]!r})" for k in changed[:5])
             raise CacheError(
@@ -228,7 +187,7 @@ class Entry:
 
     def read_outcome(self) -> dict[str, tp.Any] | None:
         try:
-            data = json.loads((self.folder / OUTCOME).read_text("utf8"))
+            data = read_json(self.folder / OUTCOME)
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -315,8 +274,13 @@ class Entry:
         return error if isinstance(error, BaseException) else JobFailure(repr(error))
 
     def error_text(self) -> str:
-        path = self.folder / ERROR_TEXT
-        return path.read_text("utf8") if path.exists() else ""
+        try:
+            with (self.folder / ERROR_TEXT).open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - MAX_FILE_BYTES))  # the end of a huge traceback: where it failed
+                return f.read(MAX_FILE_BYTES).decode("utf8", "replace")
+        except FileNotFoundError:
+            return ""
 
     def write_job(self, ref: dict[str, tp.Any]) -> None:
         """Record the job computing it; a ``placeholder`` reference (a job submitted, not yet
@@ -327,7 +291,8 @@ class Entry:
             return atomic_write(self.folder / JOB, data)
         tmp = self.folder / f".tmp-{uuid.uuid4().hex[:8]}-{JOB}"
         try:
-            tmp.write_bytes(data)
+            with _create(tmp) as f:
+                f.write(data)
             os.link(tmp, self.folder / JOB)  # fails if there is one: never replaced
         except FileExistsError:
             pass
@@ -336,8 +301,8 @@ class Entry:
 
     def read_job(self) -> dict[str, tp.Any] | None:
         try:
-            return json.loads((self.folder / JOB).read_text("utf8"))  # type: ignore[no-any-return]
-        except (FileNotFoundError, json.JSONDecodeError):
+            return read_json(self.folder / JOB)  # type: ignore[no-any-return]
+        except (FileNotFoundError, ValueError):
             return None
 
     # A claim says "this process is computing or submitting this uid": created with O_EXCL, so
@@ -372,10 +337,10 @@ class Entry:
 
     def claim_owner(self) -> dict[str, tp.Any] | None:
         try:
-            return json.loads((self.folder / CLAIM).read_text("utf8"))  # type: ignore[no-any-return]
+            return read_json(self.folder / CLAIM)  # type: ignore[no-any-return]
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
             return {}  # being written right now
 
     def claim_is_stale(self) -> bool:

@@ -3,7 +3,9 @@
 A ``result.pkl`` or ``error.pkl`` is loaded only when the file and every folder on its path, as
 written and with symlinks resolved, are owned by you, by root, or by an owner you trust through
 ``EXCA_HYDRA_TRUSTED_OWNERS`` (comma-separated user names or uids, ``@group`` for a group's
-members, ``*`` for everyone); and the file must not be writable by everyone. Anyone else who owns
+members, ``*`` for everyone); and nobody else may have rewritten it: the file, and the folders
+without the sticky bit, must not be writable by everyone, nor by a group unless it is opted in
+(``@group``), root's, or one's own private group (a file rewritten in place keeps its owner). Anyone else who owns
 one of them could have put the pickle there (e.g. by creating the cache folders first in ``/tmp``).
 
 Cost: one fstat and one lstat of the file, one lstat of its folder; the folders above are checked
@@ -42,6 +44,7 @@ class _Trust:
             except KeyError:
                 pass  # an unknown name trusts nobody
         self.members: dict[int, bool] = {}
+        self.gids: dict[int, bool] = {}  # groups whose members may write what one loads
         self.folders: set[str] = set()  # paths as written, each checked up to /
 
     def trusts(self, uid: int) -> bool:
@@ -56,6 +59,22 @@ class _Trust:
                 self.members[uid] = any(user.pw_gid == g.gr_gid or user.pw_name in g.gr_mem for g in self.groups)
         return self.members[uid]
 
+    def trusts_group(self, gid: int) -> bool:
+        """Its members may rewrite what one loads: root's group, one's own private group (no
+        other member), or a group opted in (``@group``)."""
+        if self.everyone or gid == 0:
+            return True
+        if gid not in self.gids:
+            try:
+                group = grp.getgrgid(gid)
+                me = pwd.getpwuid(os.geteuid())
+            except KeyError:
+                self.gids[gid] = False
+            else:
+                private = gid == me.pw_gid and group.gr_name == me.pw_name and set(group.gr_mem) <= {me.pw_name}
+                self.gids[gid] = private or any(g.gr_gid == gid for g in self.groups)
+        return self.gids[gid]
+
     def check(self, st: os.stat_result, node: str, path: tp.Any) -> None:
         is_file = not stat.S_ISDIR(st.st_mode)
         if is_file and st.st_mode & stat.S_IWOTH and not self.everyone:
@@ -66,6 +85,18 @@ class _Trust:
                 path,
             )
         if self.trusts(st.st_uid):
+            # others who may write it (a folder's sticky bit keeps them from replacing its files)
+            if st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and (is_file or not st.st_mode & stat.S_ISVTX):
+                if st.st_mode & stat.S_IWOTH and not self.everyone:
+                    raise _refused(
+                        f"the folder {node} is writable by everyone and not sticky (mode "
+                        f"{stat.filemode(st.st_mode)}), so anyone could have replaced what it holds, and "
+                        f"loading a pickle runs its code. Remove that access (chmod o-w {node}) if you "
+                        f"trust its content, or delete {path} to recompute.",
+                        path,
+                    )
+                if st.st_mode & stat.S_IWGRP and not self.trusts_group(st.st_gid):
+                    raise _group_refused(st, node, path, is_file, self.setting)
             return
         owner, me = _name(st.st_uid), os.geteuid()
         setting = f"{self.setting},{owner}" if self.setting.strip() else owner
@@ -98,6 +129,22 @@ class _Trust:
         if len(self.folders) > _MAX_CACHED:
             self.folders.clear()
         self.folders.update(checked)
+
+
+def _group_refused(st: os.stat_result, node: str, path: tp.Any, is_file: bool, setting: str) -> Exception:
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    opt_in = f"{setting},@{group}" if setting.strip() else f"@{group}"
+    what = f"{node} is" if is_file else f"the folder {node} (not sticky) is"
+    return _refused(
+        f"{what} writable by the group {group} (mode {stat.filemode(st.st_mode)}), so any of its "
+        f"members could have rewritten {'it' if is_file else 'what it holds'}, and loading a pickle runs "
+        f"its code. If you trust that group, opt in with `export {ENV}={opt_in}`; otherwise remove "
+        f"that access (chmod g-w {node}) or delete {path} to recompute.",
+        path,
+    )
 
 
 def _name(uid: int) -> str:

@@ -1,0 +1,137 @@
+"""The configs a cache entry records (``config.yaml``, ``uid.yaml``): how they are written, read
+within bounds, and compared with the current config.
+
+Anyone who can write a cache folder can write these files, and ``list``, ``table`` and every
+cached call read them: a file is read only up to ``MAX_FILE_BYTES``, without YAML aliases (a few
+hundred bytes of aliases expand to billions of nodes) and at most ``MAX_DEPTH`` levels deep
+(libyaml's C loader recurses without limit: a deep file crashes the process).  Files this library
+writes have none of these.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing as tp
+from pathlib import Path
+
+import yaml
+
+from .same import same_value
+
+MAX_FILE_BYTES = 4 << 20
+MAX_SLOW_BYTES = 256 << 10  # for the pure-Python loader (~1 MB/s): half a second at most
+MAX_DEPTH = 200  # deeper than any config the uid accepts (kinds.MAX_DEPTH)
+_CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
+_DEEP_LINE = re.compile(r"^[ \t?:-]{%d,}" % MAX_DEPTH, re.MULTILINE)  # indentation, "- - -"
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: tp.Any) -> bool:  # a value used twice is written twice
+        return True
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The pure-Python loader (deep nesting: RecursionError, not a crash), aliases refused."""
+
+    _depth = 0
+
+    def compose_node(self, parent: tp.Any, index: tp.Any) -> tp.Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not read in cache files", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested over {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def dump_yaml(data: tp.Any) -> str:
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+
+
+def read_text(path: Path) -> str:
+    """A cache file's text, refused (ValueError) above ``MAX_FILE_BYTES``."""
+    with path.open("rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is over {MAX_FILE_BYTES >> 20} MiB: not a file this library wrote")
+    return data.decode("utf8")
+
+
+def load_yaml(text: str) -> tp.Any:
+    """YAML of a cache file; yaml.YAMLError when it has aliases or nests too deep."""
+    if "&" not in text and "*" not in text and text.count("[") + text.count("{") < MAX_DEPTH and not _DEEP_LINE.search(text):
+        return yaml.load(text, Loader=_CLoader)  # what this library writes: the fast loader is safe
+    if len(text) > MAX_SLOW_BYTES:
+        raise yaml.YAMLError(f"over {MAX_SLOW_BYTES >> 10} KiB with aliases, anchors or deep nesting")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except RecursionError as e:
+        raise yaml.YAMLError(f"nested too deep: {e}") from e
+
+
+def read_yaml(path: Path) -> tp.Any:
+    """Raise OSError, ValueError (too big, not UTF-8) or yaml.YAMLError for an unreadable file."""
+    return load_yaml(read_text(path))
+
+
+def read_json(path: Path) -> tp.Any:
+    """Raise OSError or ValueError (too big, not JSON, nested too deep)."""
+    try:
+        return json.loads(read_text(path))
+    except RecursionError as e:
+        raise ValueError(f"{path} is nested too deep") from e
+
+
+def cut(value: tp.Any, limit: int = 2000) -> str:
+    """A stored value in a message: a hostile file must not make it megabytes long."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def normalized(data: tp.Any) -> tp.Any:
+    return json.loads(json.dumps(data))
+
+
+def same_stored(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
+    """A stored config value is the current one, of the same kind (``true`` is not ``1``), NaN
+    equal to itself; a set of the current config (a sorted list, see identity_config) matches
+    the stored list in any order.  ``numbers``: an int and a float of one value are the same (a
+    float field's int default is written as a float to config.yaml)."""
+    if isinstance(stored, list) and isinstance(current, list):
+        if len(stored) != len(current):
+            return False
+        if type(current) is not list:
+            from .kinds import _dumps, _Unordered  # (imported late: job processes import this module)
+
+            if isinstance(current, _Unordered):
+                stored = sorted(stored, key=_dumps)
+        return all(same_stored(a, b, numbers) for a, b in zip(stored, current))
+    if isinstance(stored, dict) and isinstance(current, dict):
+        return stored.keys() == current.keys() and all(same_stored(stored[k], current[k], numbers) for k in stored)
+    if isinstance(stored, str) and isinstance(current, str):  # (a key-like str subclass)
+        return stored == current
+    if numbers and {type(stored), type(current)} == {int, float}:
+        return bool(stored == current) and (stored != 0 or same_value(float(stored), float(current)))  # -0.0
+    return same_value(stored, current)
+
+
+def without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
+    """``full`` with each value that enters the uid as a secret's hash masked (a secret key of
+    a plain dict config; a pydantic secret is masked by pydantic already)."""
+    if not isinstance(full, dict) or not isinstance(uid_cfg, dict):
+        return full
+    if list(uid_cfg) == ["!dict"]:
+        return without_secrets(full, uid_cfg["!dict"])
+    out = full
+    for key, value in uid_cfg.items():
+        if not isinstance(value, dict) or key not in full:
+            continue
+        masked = "**********" if list(value) == ["!secret"] else without_secrets(full[key], value)
+        if masked is not full[key]:
+            out = dict(out) if out is full else out
+            out[key] = masked
+    return out
