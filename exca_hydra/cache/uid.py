@@ -18,6 +18,7 @@ shows the value alone, as before.  Secrets (``pydantic.SecretStr``...) enter as 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import typing as tp
 from pathlib import PurePath
@@ -46,6 +47,7 @@ from .uid_name import flatten, uid_string
 __all__ = ["uid_config", "uid_string", "compute_uid", "flatten", "UidError", "SECRET_KEY"]
 
 _NO_DEFAULT: tp.Any = object()
+SECRET_COST = 2**14  # scrypt's N
 
 
 class _Field(tp.NamedTuple):
@@ -216,8 +218,16 @@ def _secret(value: tp.Any, plain: bool = False) -> _Tagged:
         kind, data = "bytes", value
     else:
         kind, data = "json", _dumps(_enc_any(value)).encode("utf8", "surrogatepass")
-    digest = hashlib.sha256(f"exca-hydra secret {kind}\0".encode() + data).hexdigest()
-    return _Tagged({"!secret": digest})
+    return _Tagged({"!secret": _slow_hash(kind, data)})
+
+
+@functools.lru_cache(maxsize=256)  # a sweep's jobs share their secrets: one derivation each
+def _slow_hash(kind: str, data: bytes) -> str:
+    """uid.yaml and the folder's hash can be checked against guesses of a secret: scrypt makes
+    each guess cost ~50 ms and 16 MiB (sha256: nanoseconds). Not salted per cache, so that a
+    config has one uid in every cache and a shared cache works without a shared key."""
+    salt = f"exca-hydra secret v2 {kind}".encode()
+    return hashlib.scrypt(data, salt=salt, n=SECRET_COST, r=8, p=1, maxmem=64 << 20, dklen=32).hex()
 
 
 def _key(key: tp.Any) -> str:

@@ -159,7 +159,8 @@ class SubmititBackend:
         batch_dir = self.folder.parent if "%" in self.folder.name else self.folder
         batch_dir.mkdir(parents=True, exist_ok=True)
         path = batch_dir / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(batch):x}.pkl"
-        with path.open("wb") as f:
+        # it holds the configs, secrets in clear (the jobs need them): readable by its owner only
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             cloudpickle.dump(batch, f)
         return path
 
