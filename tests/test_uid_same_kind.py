@@ -210,3 +210,74 @@ def test_a_union_whose_options_share_a_tag_value_is_rejected() -> None:
     with pytest.raises(UidError, match=r"SharedTag.choice.*A and B"):
         compute_uid(SharedTag(choice=B(v=1)))
     assert compute_uid(OwnTags(choice=C(v=1))) != compute_uid(OwnTags(choice=A(v=1))) != compute_uid(OwnTags(choice=D(v=1)))
+
+
+# ----- a class default that changed is never served stale -----
+class Part(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    depth: int = 1
+
+
+def _versions(old: tp.Any, new: tp.Any, annotation: tp.Any) -> tuple[type, type]:
+    def make(default: tp.Any) -> type:
+        class Stale(pydantic.BaseModel):
+            x: int = 1
+            value: annotation = default  # type: ignore[valid-type]
+            infra: TaskInfra = TaskInfra()
+
+            @infra.apply
+            def run(self) -> str:
+                return repr(self.value)
+
+        Stale.__qualname__ = "Stale"  # the same cache folder for both versions of the class
+        return Stale
+
+    return make(old), make(new)
+
+
+@pytest.mark.parametrize(
+    "old, new, annotation",
+    [
+        (None, {"a": 1}, tp.Optional[dict[str, int]]),
+        (None, Part(), tp.Optional[Part]),
+        ({"a": 1}, {"b": 2}, dict[str, int]),
+        ({"a": 1}, {"a": 1, "b": 2}, dict[str, int]),
+        ({"a": 1}, None, tp.Optional[dict[str, int]]),
+        ({"a": 1}, {"a": 2}, dict[str, int]),  # detected before too
+    ],
+    ids=["none-to-dict", "none-to-model", "dict-keys", "dict-key-added", "dict-to-none", "dict-value"],
+)
+def test_a_changed_class_default_is_not_served_stale(tmp_path: Path, old: tp.Any, new: tp.Any, annotation: tp.Any) -> None:
+    before, after = _versions(old, new, annotation)
+    assert before(infra={"folder": tmp_path}).run() == repr(old)
+    now = after(infra={"folder": tmp_path})
+    assert now.infra.uid() == before().infra.uid()  # defaults are left out of the uid
+    with pytest.raises(CacheError, match=r"value.*cached with .*now"):
+        now.run()
+    assert after(infra={"folder": tmp_path, "mode": "force"}).run() == repr(new)
+
+
+def test_an_added_field_keeps_old_entries(tmp_path: Path) -> None:
+    class Grown(pydantic.BaseModel):
+        x: int = 1
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> int:
+            return self.x
+
+    Grown.__qualname__ = "Grown"
+    assert Grown(infra={"folder": tmp_path}).run() == 1
+
+    class Grown2(pydantic.BaseModel):  # noqa: F811
+        x: int = 1
+        part: Part = Part()
+        extra: dict[str, int] = {"k": 1}
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> int:
+            return self.x + 10
+
+    Grown2.__qualname__ = "Grown"
+    assert Grown2(infra={"folder": tmp_path}).run() == 1  # the cached result: nothing changed for it

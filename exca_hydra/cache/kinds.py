@@ -41,10 +41,18 @@ class _Unordered(list):  # type: ignore[type-arg]
     __slots__ = ()
 
 
+class _ModelDict(dict):  # type: ignore[type-arg]
+    """A model's fields in ``identity_config``: a field missing from a stored config was added
+    since (or removed: a field now missing), unlike a key of a dict value."""
+
+    __slots__ = ()
+
+
 # uid.yaml holds them as the plain dict and string they are
 yaml.SafeDumper.add_representer(_Tagged, yaml.representer.SafeRepresenter.represent_dict)
 yaml.SafeDumper.add_representer(_Key, yaml.representer.SafeRepresenter.represent_str)
 yaml.SafeDumper.add_representer(_Unordered, yaml.representer.SafeRepresenter.represent_list)
+yaml.SafeDumper.add_representer(_ModelDict, yaml.representer.SafeRepresenter.represent_dict)
 
 # Plain dict configs (DictConfig apps) have no types to mark a secret: the values of keys matching
 # this (any case) enter the uid as a hash, like a pydantic.SecretStr. "token" alone or as an

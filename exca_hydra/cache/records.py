@@ -119,6 +119,46 @@ def same_stored(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
     return same_value(stored, current)
 
 
+def changed_paths(stored: tp.Any, current: tp.Any, path: str = "") -> tp.Iterator[str]:
+    """Dotted paths where a stored config.yaml differs from ``identity_config``: a model's field
+    that only one of them has was added or removed since (not a difference), a dict value's key
+    that only one has is one, as is None that became a dict or a model."""
+    from .kinds import _ModelDict, _Tagged  # (imported late: job processes import this module)
+
+    if type(current) is _Tagged:  # a secret's hash: config.yaml holds it masked, the uid checks it
+        return
+    if isinstance(stored, dict) and isinstance(current, dict):
+        if type(current) is not _ModelDict and stored.keys() != current.keys():
+            yield path[:-1] or _ROOT
+            return
+        for key in stored.keys() & current.keys():
+            yield from changed_paths(stored[key], current[key], f"{path}{key}.")
+    elif not same_stored(stored, current, numbers=True):
+        yield path[:-1] or "(the config)"
+
+
+_ROOT = "(the config)"
+
+
+def _at(data: tp.Any, path: str) -> tp.Any:
+    if path == _ROOT:
+        return data
+    for key in path.split("."):  # (a key with a dot: shown as missing, still reported)
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def changed_values(stored: tp.Any, current: tp.Any) -> list[tuple[str, tp.Any, tp.Any]]:
+    """(path, stored value, current value) where config.yaml and ``identity_config`` differ."""
+    from .kinds import _ModelDict
+    from .uid_name import flatten
+
+    if type(current) is not _ModelDict:  # a plain dict config: the leaves both have
+        old, new = flatten(stored), flatten(current)
+        return [(k, old[k], v) for k, v in new.items() if k in old and not same_stored(old[k], v, numbers=True)]
+    return [(p, _at(stored, p), _at(current, p)) for p in changed_paths(stored, current)]
+
+
 def without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
     """``full`` with each value that enters the uid as a secret's hash masked (a secret key of
     a plain dict config; a pydantic secret is masked by pydantic already)."""

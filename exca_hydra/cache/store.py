@@ -23,7 +23,7 @@ import yaml
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
 from .host import pid_alive
 from .preview import preview, short
-from .records import MAX_FILE_BYTES, cut, dump_yaml, normalized, read_json, read_text, read_yaml, same_stored, without_secrets
+from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, normalized, read_json, read_text, read_yaml, same_stored, without_secrets
 from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
@@ -161,7 +161,6 @@ class Entry:
         """Before a cached outcome is used: the folder must hold this config's uid config, and the
         stored config must agree with this one on every field, defaults included (a class default
         that changed would otherwise serve a stale result); for a plain task, the same program."""
-        from .uid import flatten  # (uid imports pydantic: only when verifying)
 
         self.check_program(program)
         stored_uid = self._read_yaml(UID_CONFIG)
@@ -170,11 +169,9 @@ class Entry:
                 f"Cache entry {self.folder} belongs to another config:\nstored uid config: {cut(stored_uid)}\n"
                 f"this config: {uid_cfg}\nRemove that folder (it was edited, or two configs share a uid)."
             )
-        stored = flatten(self._read_yaml(CONFIG))
-        current = flatten(identity)  # json-ready already; its sets stay unordered
-        changed = [key for key, value in current.items() if key in stored and not same_stored(stored[key], value, numbers=True)]
+        changed = changed_values(self._read_yaml(CONFIG), identity)  # identity: sets unordered
         if changed:
-            details = ", ".join(f"{k} (cached with {stored[k]!r}, now {current[k]!r})" for k in changed[:5])
+            details = ", ".join(f"{k} (cached with {cut(repr(old), 200)}, now {cut(repr(new), 200)})" for k, old, new in changed[:5])
             raise CacheError(
                 f"Cache entry {self.folder} was computed with other values for {details}: a default "
                 "changed since, or config.yaml was edited. Recompute with mode='force', bump "

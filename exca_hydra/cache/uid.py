@@ -36,6 +36,7 @@ from .kinds import (
     _kind,
     _long_int_error,
     _model_members,
+    _ModelDict,
     _spec,
     _Spec,
     _Tagged,
@@ -149,9 +150,11 @@ def _model_dict(
     fields, cls_excluded, is_infra = _plan(cls)
     if is_infra:
         version = model.__dict__["version"]
-        return {"version": version} if defaults or version != "0" else {}
+        if defaults:
+            return _ModelDict(version=version)
+        return {"version": version} if version != "0" else {}
     values = model.__dict__
-    out: dict[str, tp.Any] = {}
+    out: dict[str, tp.Any] = _ModelDict() if defaults else {}
     for field in fields:
         name = field.name
         if name in cls_excluded:
