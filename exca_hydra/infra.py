@@ -81,8 +81,15 @@ class TaskInfra(Resources):
     @pydantic.field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, version: tp.Any) -> tp.Any:
-        # `infra.version=2` on Hydra's command line arrives as an int
-        return str(version) if isinstance(version, (int, float)) and not isinstance(version, bool) else version
+        # `infra.version=2` on Hydra's command line arrives as an int; `1.10` as the float 1.1,
+        # whose text is not what was written: refused rather than read as version 1.1
+        if isinstance(version, float):
+            raise ValueError(
+                f"version={version!r} was read as a number, which loses its text (1.10 reads as 1.1): "
+                "give it as a string, e.g. \"infra.version='1.10'\" on the command line (quotes "
+                "included) or version: '1.10' in YAML"
+            )
+        return str(version) if isinstance(version, int) and not isinstance(version, bool) else version
 
     @pydantic.field_validator("version")
     @classmethod

@@ -281,3 +281,20 @@ def test_an_added_field_keeps_old_entries(tmp_path: Path) -> None:
 
     Grown2.__qualname__ = "Grown"
     assert Grown2(infra={"folder": tmp_path}).run() == 1  # the cached result: nothing changed for it
+
+
+def test_a_version_read_as_a_float_is_refused(tmp_path: Path) -> None:
+    app = tmp_path / "tagged_app.py"
+    app.write_text(textwrap.dedent(APP))
+    ctx = Ctx(tmp_path)
+    folder = f"infra.folder={tmp_path / 'cache'}"
+    r = ctx.run(app, "infra.version=1.10", folder, multirun=False)
+    assert r.code != 0 and "infra.version='1.10'" in r.err, r.err
+    assert not (tmp_path / "cache").exists()
+    r = ctx.run(app, "infra.version='1.10'", folder, multirun=False)
+    assert r.code == 0, r.err
+    assert [p.name.rsplit(",", 1)[1] for p in (tmp_path / "cache").iterdir()] == ["1.10"]
+    r = ctx.run(app, "infra.version=2", folder, multirun=False)  # an int is its own text
+    assert r.code == 0, r.err
+    with pytest.raises(pydantic.ValidationError, match="1.10"):
+        Defaults(infra={"version": 1.1})
