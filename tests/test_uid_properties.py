@@ -4,7 +4,9 @@
   (OmegaConf- and Hydra-composed configs whose keys were inserted in another order);
 - no collision among 1,000,000 distinct random configs (many sharing a readable prefix);
 - a folder name that never escapes the cache: no '/', no NUL, never '.'-leading, at most 255
-  bytes, ``Path(cache, uid).resolve().parent == Path(cache).resolve()``, whatever the values.
+  bytes, ``Path(cache, uid).resolve().parent == Path(cache).resolve()``, whatever the values;
+- (issue 21) configs that differ only in a kind (bool, int, float, -0.0, a subclass, a list or a
+  tuple) never share a uid, a default included; uids are the same under every PYTHONHASHSEED.
 """
 
 from __future__ import annotations
@@ -243,3 +245,107 @@ def test_folder_name_of_a_single_string_field(name: str) -> None:
     uid = Free(name=name).infra.uid()
     assert_safe_folder_name(uid)
     assert uid.endswith("-" + uid_string(uid_config(Free(name=name))).rsplit("-", 1)[1])
+
+
+# ----- 4. kinds (issue 21) -----
+def _kind_variants(value: tp.Any) -> tp.Iterator[tp.Any]:
+    """Values ``==`` to ``value`` that differ from it in the kind of one part: a bool for an
+    int, a float for an int (and back), -0.0 for 0.0, a tuple for a list (and back)."""
+    kind = type(value)
+    if kind is bool:
+        yield int(value)
+    elif kind is int:
+        yield float(value)
+        if value in (0, 1):
+            yield bool(value)
+    elif kind is float:
+        if value == 0:
+            yield -value
+        if value.is_integer() and abs(value) < 2**53:
+            yield int(value)
+    elif kind in (list, tuple):
+        yield (tuple if kind is list else list)(value)
+        for i, item in enumerate(value):
+            for other in _kind_variants(item):
+                yield kind([*value[:i], other, *value[i + 1 :]])
+    elif kind is dict:
+        for key, item in value.items():
+            for other in _kind_variants(item):
+                yield {**value, key: other}
+
+
+NUMBERS = st.sampled_from([0, 1, -1, 2, 0.0, -0.0, 1.0, 2.5, True, False]) | st.integers(-5, 5)
+KIND_VALUES = st.recursive(
+    NUMBERS | st.none() | st.sampled_from(["a", "1"]),
+    lambda c: st.lists(c, max_size=3) | st.lists(c, max_size=3).map(tuple) | st.dictionaries(st.sampled_from(["a", "b"]), c, max_size=2),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=KIND_VALUES)
+def test_values_that_differ_only_in_kind_never_share_a_uid(value: tp.Any) -> None:
+    variants = list(_kind_variants(value))
+    Model = pydantic.create_model("KindDefault", value=(tp.Any, value), holder=(dict[str, tp.Any], {"k": value}))
+    default = compute_uid(Model())
+    assert compute_uid(Model(value=value)) == default  # the default itself: left out
+    for other in variants:
+        assert compute_uid(Model(value=other)) != default, (value, other)
+        assert compute_uid(Model(holder={"k": other})) != default, (value, other)
+        assert compute_uid({"x": other}) != compute_uid({"x": value}), (value, other)  # a plain dict config
+
+
+class BaseOpt(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    lr: float = 0.1
+
+
+class SubOpt(BaseOpt):
+    pass
+
+
+class WithOpt(pydantic.BaseModel):
+    opt: BaseOpt = BaseOpt()
+    opts: list[BaseOpt] = []
+
+
+@settings(max_examples=50, deadline=None)
+@given(lr=st.floats(0, 1), n=st.integers(0, 3))
+def test_a_subclass_never_shares_its_bases_uid(lr: float, n: int) -> None:
+    assert compute_uid(WithOpt(opt=SubOpt(lr=lr))) != compute_uid(WithOpt(opt=BaseOpt(lr=lr)))
+    if n:
+        assert compute_uid(WithOpt(opts=[SubOpt(lr=lr)] * n)) != compute_uid(WithOpt(opts=[BaseOpt(lr=lr)] * n))
+
+
+_SEED_SCRIPT = """
+import json, typing as tp
+import pydantic
+from exca_hydra.cache.uid import compute_uid
+
+class Sets(pydantic.BaseModel):
+    keys: dict[frozenset[str], int] = {}
+    names: set[str] = set()
+    anything: tp.Any = None
+
+configs = [
+    Sets(keys={frozenset({"alpha", "beta", "gamma", "delta"}): 1, frozenset({"x", "y"}): 2}),
+    Sets(names={"alpha", "beta", "gamma", "delta", "eps"}),
+    Sets(anything={frozenset({"a", "b", "c"}): {"z", "y", "x"}}),
+    {"s": {"q", "r", "s", "t"}},
+]
+print(json.dumps([compute_uid(c) for c in configs]))
+"""
+
+
+def test_uids_are_the_same_under_every_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    outputs = set()
+    for seed in ("0", "1", "2", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, "-c", _SEED_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outputs.add(proc.stdout.strip())
+    assert len(outputs) == 1, outputs

@@ -190,7 +190,8 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
     if isinstance(value, pydantic.BaseModel):
         return _model_dict(value, exclude, prefix, defaults)
     if isinstance(value, dict):
-        return {str(k): _canon(v, exclude, f"{prefix}{k}." if exclude else "", defaults) for k, v in value.items()}
+        text = _json_key if defaults else _key_text
+        return {text(k): _canon(v, exclude, f"{prefix}{k}." if exclude else "", defaults) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_canon(v, defaults=defaults) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -208,6 +209,26 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
         return to_jsonable_python(value)
     except Exception as e:  # the value has no stable serialization
         raise UidError(f"Cannot compute a uid for value {value!r} of type {type(value)}") from e
+
+
+def _key_text(key: tp.Any) -> str:
+    """A key whose kind is fixed, as text: ``str(key)`` as always, but a set's elements in a
+    fixed order (``str`` follows the hash seed: another uid in every process)."""
+    if isinstance(key, (set, frozenset)) and len(key) > 1:
+        return f"{type(key).__name__}({{{', '.join(sorted(map(repr, key)))}}})"
+    if isinstance(key, tuple) and any(isinstance(k, (set, frozenset, tuple)) for k in key):
+        return "(" + ", ".join(_key_text(k) if isinstance(k, (set, frozenset, tuple)) else repr(k) for k in key) + ("," if len(key) == 1 else "") + ")"
+    return str(key)
+
+
+def _json_key(key: tp.Any) -> str:
+    """A key as config.yaml holds it (pydantic's JSON form: ``true``, an enum's value)."""
+    try:
+        from pydantic_core import to_jsonable_python
+
+        return str(next(iter(to_jsonable_python({key: None}))))
+    except Exception:  # a key pydantic does not serialize (a frozenset)
+        return _key_text(key)
 
 
 def _secret(value: tp.Any, plain: bool = False) -> _Tagged:
@@ -255,7 +276,7 @@ def _enc(value: tp.Any, spec: _Spec, exclude: frozenset[str], prefix: str) -> tp
     if spec[0] == "dict" and isinstance(value, dict):
         _, keys_fixed, values = spec
         return {
-            (str(k) if keys_fixed else _key(k)): _enc(v, values, exclude, f"{prefix}{k}." if exclude else "")
+            (_key_text(k) if keys_fixed else _key(k)): _enc(v, values, exclude, f"{prefix}{k}." if exclude else "")
             for k, v in value.items()
         }
     if spec[0] == "seq" and type(value) is spec[2]:
