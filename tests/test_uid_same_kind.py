@@ -298,3 +298,53 @@ def test_a_version_read_as_a_float_is_refused(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     with pytest.raises(pydantic.ValidationError, match="1.10"):
         Defaults(infra={"version": 1.1})
+
+
+# ----- values that broke an entry -----
+ODD_RUNS: list[str] = []
+
+
+class Odd(pydantic.BaseModel):
+    anything: tp.Any = None
+    text: str = ""
+    raw: bytes = b""
+    params: dict[str, tp.Any] = {}
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        ODD_RUNS.append(repr(self.anything) + self.text)
+        return "done"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"anything": float("inf")},
+        {"anything": float("nan")},
+        {"anything": [1.0, float("-inf")]},
+        {"anything": {"x": float("nan")}},
+        {"text": "a\udcffb"},  # a non-UTF-8 byte of the command line, as Python decodes it
+        {"params": {"k\udcfe": "v\udcff"}},
+    ],
+    ids=["inf", "nan", "inf-in-list", "nan-in-dict", "surrogate", "surrogate-key"],
+)
+def test_odd_values_cache_normally(tmp_path: Path, fields: dict[str, tp.Any]) -> None:
+    ODD_RUNS.clear()
+    for _ in range(3):
+        assert Odd(**fields, infra={"folder": tmp_path}).run() == "done"
+    assert len(ODD_RUNS) == 1
+
+
+def test_values_without_a_stable_form_name_their_field() -> None:
+    with pytest.raises(UidError, match=r"Cannot compute a uid for raw\b"):
+        compute_uid(Odd(raw=b"\xff\xfe"))
+    with pytest.raises(UidError, match=r"Cannot compute a uid for params\.a\.b\b"):
+        compute_uid(Odd(params={"a": {"b": b"\xff"}}))
+    deep: tp.Any = "leaf"
+    for _ in range(900):
+        deep = {"k": deep}
+    with pytest.raises(UidError, match=r"params\.top\.k.* is nested 90\d levels deep"):
+        compute_uid(Odd(params={"top": deep}))
+    with pytest.raises(UidError, match=r"nested"):
+        compute_uid({"top": deep})

@@ -3,14 +3,15 @@ within bounds, and compared with the current config.
 
 Anyone who can write a cache folder can write these files, and ``list``, ``table`` and every
 cached call read them: a file is read only up to ``MAX_FILE_BYTES``, without YAML aliases (a few
-hundred bytes of aliases expand to billions of nodes) and at most ``MAX_DEPTH`` levels deep
-(libyaml's C loader recurses without limit: a deep file crashes the process).  Files this library
+hundred bytes of aliases expand to billions of nodes) and not nested so deep that libyaml's C
+loader, which recurses without limit, would crash the process.  Files this library
 writes have none of these.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import typing as tp
 from pathlib import Path
@@ -21,9 +22,10 @@ from .same import same_value
 
 MAX_FILE_BYTES = 4 << 20
 MAX_SLOW_BYTES = 256 << 10  # for the pure-Python loader (~1 MB/s): half a second at most
-MAX_DEPTH = 200  # deeper than any config the uid accepts (kinds.MAX_DEPTH)
+MAX_DEPTH = 200  # for the pure-Python loader (its recursion fails near 300 anyway)
+_FAST_LIMIT = 1000  # brackets, line prefix: under these a file nests < 2000 levels, which libyaml reads
 _CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
-_DEEP_LINE = re.compile(r"^[ \t?:-]{%d,}" % MAX_DEPTH, re.MULTILINE)  # indentation, "- - -"
+_DEEP_LINE = re.compile(r"^[ \t?:-]{%d,}" % _FAST_LIMIT, re.MULTILINE)  # indentation, "- - -"
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -48,8 +50,37 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def _yaml_text(text: str) -> str:
+    """``text`` as YAML can hold it: a lone surrogate (not Unicode, e.g. a non-UTF-8 byte of the
+    command line) as its escaped bytes; YAML writes it but no YAML reader reads it back."""
+    try:
+        text.encode("utf8")
+    except UnicodeEncodeError:
+        return text.encode("utf8", "surrogatepass").decode("utf8", "backslashreplace")
+    return text
+
+
+def _lossy(text: str) -> str:
+    """How pydantic's JSON mode writes a dict key holding a lone surrogate."""
+    return text.encode("utf8", "surrogatepass").decode("utf8", "replace")
+
+
+def _text_forms(text: str) -> tuple[str, ...]:
+    return (text,) if text.isascii() else (text, _yaml_text(text), _lossy(text))
+
+
+def yaml_safe(data: tp.Any) -> tp.Any:
+    if isinstance(data, str):
+        return data if data.isascii() else _yaml_text(data)
+    if isinstance(data, dict):
+        return {yaml_safe(k): yaml_safe(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [yaml_safe(v) for v in data]
+    return data
+
+
 def dump_yaml(data: tp.Any) -> str:
-    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+    return yaml.dump(yaml_safe(data), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
 
 
 def read_text(path: Path) -> str:
@@ -63,7 +94,7 @@ def read_text(path: Path) -> str:
 
 def load_yaml(text: str) -> tp.Any:
     """YAML of a cache file; yaml.YAMLError when it has aliases or nests too deep."""
-    if "&" not in text and "*" not in text and text.count("[") + text.count("{") < MAX_DEPTH and not _DEEP_LINE.search(text):
+    if "&" not in text and "*" not in text and text.count("[") + text.count("{") < _FAST_LIMIT and not _DEEP_LINE.search(text):
         return yaml.load(text, Loader=_CLoader)  # what this library writes: the fast loader is safe
     if len(text) > MAX_SLOW_BYTES:
         raise yaml.YAMLError(f"over {MAX_SLOW_BYTES >> 10} KiB with aliases, anchors or deep nesting")
@@ -92,6 +123,16 @@ def cut(value: tp.Any, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _keys_as_stored(stored: dict[tp.Any, tp.Any], current: dict[tp.Any, tp.Any]) -> dict[tp.Any, tp.Any]:
+    """``current`` with each key holding a lone surrogate as ``stored`` writes it (escaped)."""
+    out = {}
+    for key, value in current.items():
+        if isinstance(key, str):
+            key = next((form for form in _text_forms(key) if form in stored), key)
+        out[key] = value
+    return out
+
+
 def normalized(data: tp.Any) -> tp.Any:
     return json.loads(json.dumps(data))
 
@@ -111,9 +152,13 @@ def same_stored(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
                 stored = sorted(stored, key=_dumps)
         return all(same_stored(a, b, numbers) for a, b in zip(stored, current))
     if isinstance(stored, dict) and isinstance(current, dict):
+        if stored.keys() != current.keys():
+            current = _keys_as_stored(stored, current)
         return stored.keys() == current.keys() and all(same_stored(stored[k], current[k], numbers) for k in stored)
     if isinstance(stored, str) and isinstance(current, str):  # (a key-like str subclass)
-        return stored == current
+        return stored in _text_forms(current)
+    if numbers and stored is None and type(current) is float and not math.isfinite(current):
+        return True  # pydantic writes an inf or a NaN inside tp.Any as null (uid.yaml has it)
     if numbers and {type(stored), type(current)} == {int, float}:
         return bool(stored == current) and (stored != 0 or same_value(float(stored), float(current)))  # -0.0
     return same_value(stored, current)
@@ -128,7 +173,10 @@ def changed_paths(stored: tp.Any, current: tp.Any, path: str = "") -> tp.Iterato
     if type(current) is _Tagged:  # a secret's hash: config.yaml holds it masked, the uid checks it
         return
     if isinstance(stored, dict) and isinstance(current, dict):
-        if type(current) is not _ModelDict and stored.keys() != current.keys():
+        model = type(current) is _ModelDict
+        if stored.keys() != current.keys():
+            current = _keys_as_stored(stored, current)
+        if not model and stored.keys() != current.keys():
             yield path[:-1] or _ROOT
             return
         for key in stored.keys() & current.keys():

@@ -43,6 +43,7 @@ from .kinds import (
     _Unordered,
 )
 from .same import same_value
+from .uid_checks import depth_error, in_field
 from .uid_name import flatten, uid_string
 
 __all__ = ["uid_config", "uid_string", "compute_uid", "flatten", "UidError", "SECRET_KEY"]
@@ -164,13 +165,16 @@ def _model_dict(
             if path in exclude:
                 continue
         value = values[name]
-        if defaults:
-            out[name] = _canon(value, exclude, prefix + name + "." if exclude else "", defaults)
-            continue
-        if not field.is_tag and _same(value, field.default):
-            continue
-        sub_prefix = prefix + name + "." if exclude else ""
-        canon = _canon(value, exclude, sub_prefix) if field.spec is None else _enc(value, field.spec, exclude, sub_prefix)
+        try:
+            if defaults:
+                out[name] = _canon(value, exclude, prefix + name + "." if exclude else "", defaults)
+                continue
+            if not field.is_tag and _same(value, field.default):
+                continue
+            sub_prefix = prefix + name + "." if exclude else ""
+            canon = _canon(value, exclude, sub_prefix) if field.spec is None else _enc(value, field.spec, exclude, sub_prefix)
+        except UidError as e:
+            raise in_field(name, e) from None
         if field.model_default and type(field.default) is type(value):
             # equal to the field's own default (not to its class's defaults), e.g. an infra
             # whose version is its default's
@@ -191,7 +195,13 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
         return _model_dict(value, exclude, prefix, defaults)
     if isinstance(value, dict):
         text = _json_key if defaults else _key_text
-        return {text(k): _canon(v, exclude, f"{prefix}{k}." if exclude else "", defaults) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            try:
+                out[text(k)] = _canon(v, exclude, f"{prefix}{k}." if exclude else "", defaults)
+            except UidError as e:
+                raise in_field(k, e) from None
+        return out
     if isinstance(value, (list, tuple)):
         return [_canon(v, defaults=defaults) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -208,7 +218,7 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
 
         return to_jsonable_python(value)
     except Exception as e:  # the value has no stable serialization
-        raise UidError(f"Cannot compute a uid for value {value!r} of type {type(value)}") from e
+        raise UidError(f"the value {str(repr(value))[:80]} ({type(value).__name__}) has no stable form: {e}") from e
 
 
 def _key_text(key: tp.Any) -> str:
@@ -275,10 +285,13 @@ def _enc(value: tp.Any, spec: _Spec, exclude: frozenset[str], prefix: str) -> tp
         return _canon(value, exclude, prefix)
     if spec[0] == "dict" and isinstance(value, dict):
         _, keys_fixed, values = spec
-        return {
-            (_key_text(k) if keys_fixed else _key(k)): _enc(v, values, exclude, f"{prefix}{k}." if exclude else "")
-            for k, v in value.items()
-        }
+        out = {}
+        for k, v in value.items():
+            try:
+                out[_key_text(k) if keys_fixed else _key(k)] = _enc(v, values, exclude, f"{prefix}{k}." if exclude else "")
+            except UidError as e:
+                raise in_field(k, e) from None
+        return out
     if spec[0] == "seq" and type(value) is spec[2]:
         items = [_enc(v, spec[1], frozenset(), "") for v in value]
         return sorted(items, key=_dumps) if spec[2] is set or spec[2] is frozenset else items
@@ -290,10 +303,13 @@ def _enc(value: tp.Any, spec: _Spec, exclude: frozenset[str], prefix: str) -> tp
 def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str, secret_keys: bool) -> dict[str, tp.Any]:
     out: dict[str, tp.Any] = {}
     for k, v in value.items():
-        if secret_keys and isinstance(k, str) and SECRET_KEY.search(k):
-            out[_key(k)] = _secret(v, plain=True)
-        else:
-            out[_key(k)] = _enc_any(v, exclude, f"{prefix}{k}." if exclude else "", secret_keys)
+        try:
+            if secret_keys and isinstance(k, str) and SECRET_KEY.search(k):
+                out[_key(k)] = _secret(v, plain=True)
+            else:
+                out[_key(k)] = _enc_any(v, exclude, f"{prefix}{k}." if exclude else "", secret_keys)
+        except UidError as e:
+            raise in_field(k, e) from None
     return out
 
 
@@ -328,12 +344,16 @@ def uid_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]
     excluded = frozenset(exclude)
     try:
         if isinstance(obj, pydantic.BaseModel):
-            return _model_dict(obj, excluded, "")
-        if isinstance(obj, dict):  # a plain dict config: any kind anywhere, secret keys hashed
-            return _enc_dict(obj, excluded, "", secret_keys=True)
+            out = _model_dict(obj, excluded, "")
+        elif isinstance(obj, dict):  # a plain dict config: any kind anywhere, secret keys hashed
+            out = _enc_dict(obj, excluded, "", secret_keys=True)
+        else:
+            raise UidError(f"uid_config expects a pydantic model or a dict, got {type(obj)}")
     except ValueError as e:
         raise _long_int_error(obj, e) from e
-    raise UidError(f"uid_config expects a pydantic model or a dict, got {type(obj)}")
+    except RecursionError:
+        raise depth_error(obj) from None
+    return out
 
 
 def identity_config(obj: tp.Any, exclude: tp.Iterable[str] = ()) -> dict[str, tp.Any]:
