@@ -7,6 +7,7 @@ import getpass
 import hashlib
 import stat
 import time
+import typing as tp
 from pathlib import Path
 
 import pydantic
@@ -49,3 +50,25 @@ def test_the_secret_digest_is_slow_to_guess(tmp_path: Path) -> None:
     # one uid in every cache: the same config in another cache folder gets the same uid
     other = Secretive(token="hunter2", infra={"folder": tmp_path / "other"})
     assert other.infra.uid() == task.infra.uid()
+
+
+def test_the_names_the_readme_gives_exist() -> None:
+    import importlib
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf8")
+    names = set(re.findall(r"`(exca_hydra(?:\.\w+)+)`", readme))
+    assert "exca_hydra.cache.uid.SECRET_KEY" in names
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj: tp.Any = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                assert hasattr(obj, attr), name
+                obj = getattr(obj, attr)
+            break
+        else:
+            raise AssertionError(name)
