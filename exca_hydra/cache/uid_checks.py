@@ -43,10 +43,14 @@ def deepest(obj: tp.Any) -> tuple[str, int]:
     recursion limit of its own)."""
     stack: list[tuple[tp.Any, int, tuple[str, ...]]] = [(obj, 0, ())]
     best: tuple[tuple[str, ...], int] = ((), 0)
+    seen: set[int] = set()  # a value that holds itself: its first visit only
     while stack:
         value, depth, path = stack.pop()
         if depth > best[1]:
             best = (path, depth)
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
         for key, child in _children(value):
             stack.append((child, depth + 1, (*path, key) if len(path) < 3 else path))
     path, depth = best
@@ -55,6 +59,8 @@ def deepest(obj: tp.Any) -> tuple[str, int]:
 
 def depth_error(obj: tp.Any) -> UidError:
     path, depth = deepest(obj)
+    if depth < 100:  # not deep: a value that holds itself
+        return UidError(f"Cannot compute a uid: a value under {path} holds itself (a cycle).")
     return UidError(
         f"Cannot compute a uid: {path} is nested {depth} levels deep, more than a uid (and the "
         "cache's files) can hold. Flatten that value, or leave it out of the uid "
