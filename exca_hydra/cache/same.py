@@ -24,7 +24,8 @@ def _keyed(mapping: tp.Any) -> dict[tp.Any, tp.Any]:
 
 
 def same_value(a: tp.Any, b: tp.Any) -> bool:
-    """``a == b`` with the same kind everywhere inside (types compared exactly, NaN equal)."""
+    """``a == b`` with the same kind everywhere inside (types compared exactly; a NaN equals a
+    NaN, inside a container only as the same object, as ``==`` has it)."""
     if a is b:
         return True
     kind = type(a)
@@ -34,6 +35,11 @@ def same_value(a: tp.Any, b: tp.Any) -> bool:
         return _float_same(a, b)
     if kind in (str, int, bool, bytes) or a is None:
         return bool(a == b)
+    try:  # C speed, and most values differ from their default (a NaN inside: not the same, as ever)
+        if not (a == b):
+            return False
+    except Exception:  # e.g. numpy arrays: not comparable as one bool, so not the same
+        return False
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
@@ -53,7 +59,4 @@ def same_value(a: tp.Any, b: tp.Any) -> bool:
         return same_value(a.__dict__, b.__dict__)
     if isinstance(a, float):  # a float subclass
         return _float_same(float(a), float(b))
-    try:
-        return bool(a == b)
-    except Exception:  # e.g. numpy arrays: not comparable as one bool, so not the same
-        return False
+    return True  # equal under == above, and of the same type

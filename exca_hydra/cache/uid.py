@@ -58,6 +58,7 @@ class _Field(tp.NamedTuple):
     is_tag: bool
     spec: _Spec
     model_default: bool  # the default is a model: a value is compared with it as a uid
+    infra_default: bool  # an infra: only its version counts, compared as a uid (cheaper)
 
 
 def _tags(cls: type[pydantic.BaseModel]) -> dict[str, tp.Any]:
@@ -117,7 +118,9 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
         except Exception:  # an annotation this does not understand: its values as printed
             spec = None
         is_tag = _is_single_literal(info.annotation)
-        fields.append(_Field(name, default, is_tag, spec, isinstance(default, pydantic.BaseModel) and not is_tag))
+        model_default = isinstance(default, pydantic.BaseModel) and not is_tag
+        infra_default = model_default and bool(getattr(type(default), "_exca_is_infra", False))
+        fields.append(_Field(name, default, is_tag, spec, model_default, infra_default))
     excluded = getattr(cls, "_exclude_from_cls_uid", ())
     if callable(excluded):
         excluded = excluded()
@@ -169,7 +172,7 @@ def _model_dict(
             if defaults:
                 out[name] = _canon(value, exclude, prefix + name + "." if exclude else "", defaults)
                 continue
-            if not field.is_tag and _same(value, field.default):
+            if not field.is_tag and not field.infra_default and _same(value, field.default):
                 continue
             sub_prefix = prefix + name + "." if exclude else ""
             canon = _canon(value, exclude, sub_prefix) if field.spec is None else _enc(value, field.spec, exclude, sub_prefix)
