@@ -348,3 +348,17 @@ def test_values_without_a_stable_form_name_their_field() -> None:
         compute_uid(Odd(params={"top": deep}))
     with pytest.raises(UidError, match=r"nested"):
         compute_uid({"top": deep})
+
+
+class NestedShared(pydantic.BaseModel):
+    choices: list[A | B] = []
+
+
+class NestedOwn(pydantic.BaseModel):
+    choices: dict[str, list[A | C]] = {}
+
+
+def test_a_nested_union_whose_options_share_a_tag_value_is_rejected() -> None:
+    with pytest.raises(UidError, match=r"NestedShared.choices.*A and B"):
+        compute_uid(NestedShared(choices=[B(v=1)]))
+    assert compute_uid(NestedOwn(choices={"k": [A(v=1)]})) != compute_uid(NestedOwn(choices={"k": [C(v=1)]}))

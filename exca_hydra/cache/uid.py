@@ -76,6 +76,22 @@ def _tag_apart(one: type[pydantic.BaseModel], other: type[pydantic.BaseModel]) -
     return False
 
 
+def _nested_tag_clash(spec: _Spec) -> tuple[type, type] | None:
+    """Two tagged options of a union inside a field (``list[A | B]``) whose tags are alike (an
+    untagged option may be told apart by a callable discriminator: left to the field's check)."""
+    if type(spec) is not tuple:
+        return None
+    if spec[0] == "model":
+        tagged = [c for c in spec[1] if _tags(c)]
+        return _untold_pair(tagged) if len(tagged) > 1 else None
+    parts = spec[2:] if spec[0] == "dict" else spec[1] if spec[0] == "tuple" else spec[1:2]
+    for part in parts:
+        found = _nested_tag_clash(part)
+        if found is not None:
+            return found
+    return None
+
+
 def _untold_pair(members: list[type]) -> tuple[type, type] | None:
     """Two members of a union without discriminator that could share a uid, if any."""
     for i, one in enumerate(members):
@@ -117,6 +133,13 @@ def _plan(cls: type[pydantic.BaseModel]) -> tuple[tuple[_Field, ...], frozenset[
             spec = _spec(info.annotation)
         except Exception:  # an annotation this does not understand: its values as printed
             spec = None
+        nested = _nested_tag_clash(spec)
+        if nested is not None:
+            raise UidError(
+                f"Field {cls.__name__}.{name} holds a union of models whose options {nested[0].__name__} "
+                f"and {nested[1].__name__} share their tag values, so two of its values could share a "
+                "uid. Give each option a tag value of its own."
+            )
         is_tag = _is_single_literal(info.annotation)
         model_default = isinstance(default, pydantic.BaseModel) and not is_tag
         infra_default = model_default and bool(getattr(type(default), "_exca_is_infra", False))
