@@ -23,7 +23,8 @@ import yaml
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
 from .host import pid_alive
 from .preview import preview, short
-from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, normalized, read_json, read_text, read_yaml, same_stored, without_secrets
+from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, normalized, read_json, read_text, read_yaml
+from .records import same_stored, without_secrets
 from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
@@ -161,7 +162,6 @@ class Entry:
         """Before a cached outcome is used: the folder must hold this config's uid config, and the
         stored config must agree with this one on every field, defaults included (a class default
         that changed would otherwise serve a stale result); for a plain task, the same program."""
-
         self.check_program(program)
         stored_uid = self._read_yaml(UID_CONFIG)
         if not same_stored(stored_uid, normalized(uid_cfg)):

@@ -259,6 +259,8 @@ def _key_text(key: tp.Any) -> str:
 
 def _json_key(key: tp.Any) -> str:
     """A key as config.yaml holds it (pydantic's JSON form: ``true``, an enum's value)."""
+    if type(key) is str:
+        return key
     try:
         from pydantic_core import to_jsonable_python
 
