@@ -124,9 +124,13 @@ def hydra_compose(tmp_path_factory: pytest.TempPathFactory) -> tp.Iterator[tp.Ca
     from exca_hydra.bridge.convert import to_model
 
     GlobalHydra.instance().clear()
+    from hydra import version
+
+    base = version.getbase()  # initialize sets it for the whole process: later launches expect theirs
     with initialize_config_dir(config_dir=str(TRAINER / "conf"), version_base="1.3"):
         yield lambda overrides: to_model(compose("config", overrides=[*overrides, "infra.folder=null"]), Trainer)
     GlobalHydra.instance().clear()
+    version.VersionBase.instance().version_base = base
 
 
 CLI = st.fixed_dictionaries(
