@@ -242,6 +242,26 @@ def test_yaml_only_overrides(loader: tp.Any, tmp_path: Path, monkeypatch: pytest
     assert obj.model == MLP(hidden=[8]) and obj.seed == 7 and obj.infra.folder == tmp_path
 
 
+def test_a_yaml_switching_a_union_member_drops_the_old_members_defaults(ctx: Ctx) -> None:
+    """Issue 22 (a regression): conf/model/cnn.yaml sets ``opt: {name: sgd, momentum: 0.9}`` where
+    CNN's generated default is adam, conf/config.yaml sets ``data: {name: cifar}`` where the
+    default is mnist: the new member's defaults, not the old one's, go under the file's values."""
+    app = APPS / "yamlswitch" / "app.py"
+    r = ctx.run(app, multirun=False)
+    assert r.code == 0, r.err
+    # SGD's lr (0.01), not Adam's (0.001); Cifar's batch_size (32), not Mnist's (16)
+    assert "opt=SGD(name='sgd', lr=0.01, momentum=0.9)" in r.out, r.out
+    assert "data=Cifar(name='cifar', batch_size=32, augment=False)" in r.out, r.out
+    r = ctx.run(app, "model/opt=sgd", "model.opt.lr=0.5", multirun=False)
+    assert r.code == 0 and "opt=SGD(name='sgd', lr=0.5, momentum=0.9)" in r.out, r.err
+    r = ctx.run(app, "model=cnn,mlp", "hydra/launcher=exca_local", "hydra/sweeper=exca")
+    assert r.code == 0, r.err
+    runs = sorted((ctx.sweep_dir).glob("*/.hydra/config.yaml"))
+    assert len(runs) == 2, (r.out, r.err)
+    opts = sorted(yaml.safe_load(p.read_text())["model"]["opt"]["lr"] for p in runs)
+    assert opts == [0.01, 0.01]  # cnn: the file's sgd with SGD's defaults; mlp: SGD by default
+
+
 # ----- 3. the apps, run as subprocesses -----
 def test_noyaml_single_runs(ctx: Ctx) -> None:
     r = ctx.run(APP, "seed=5", "model=cnn", "model/opt=sgd", "model.opt.momentum=0.9", "data=cifar", multirun=False)

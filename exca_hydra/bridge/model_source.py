@@ -139,8 +139,32 @@ class ModelSource(ConfigSource):
         if generated is None or self._tag_mismatch(config_path, result.config):
             generated = self._known_tag_option(config_path, result.config)
         if generated is not None:
+            group = self._name(config_path).rpartition("/")[0] if self._name(config_path) != self.app.primary else ""  # type: ignore[union-attr]
+            generated = self._switched(group, generated, result.config)
             result.config = merge_node(generated, result.config)
         return result
+
+    def _switched(self, group: str, generated: dict[str, tp.Any], cfg: DictConfig) -> dict[str, tp.Any]:
+        """The generated node with each union selection the file overrides by a tag
+        (``opt: {name: sgd}`` where the default is adam) replaced by that tag's option: the old
+        member's generated defaults must not be merged under the file's values."""
+        defaults = generated.get("defaults")
+        if self.app is None or not defaults:
+            return generated
+        out: list[tp.Any] = []
+        for entry in defaults:
+            key = _entry_key(entry)
+            union = self.app.groups.get(f"{group}/{key}" if group else str(key)) if key else None
+            node: tp.Any = cfg
+            for part in (key or "").split("/") if union is not None else ():
+                node = node.get(part) if isinstance(node, DictConfig) and not OmegaConf.is_missing(node, part) else None
+            tag = node.get(union.discriminator) if isinstance(node, DictConfig) and union is not None and not OmegaConf.is_missing(node, union.discriminator) else None
+            if union is not None and isinstance(tag, str) and tag != next(iter(entry.values())):
+                if union.member(tag) is not None:
+                    out.append({key: tag})
+                continue  # an unknown tag: no option; pydantic names the field
+            out.append(entry)
+        return {**generated, "defaults": out}
 
     def _tag_mismatch(self, config_path: str, cfg: DictConfig) -> bool:
         """An option file setting another tag than its name (``model/conv.yaml`` with ``name:
