@@ -13,6 +13,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
+from exca_hydra.cache import lease
 from exca_hydra.cache.store import Entry, JobFailure
 from exca_hydra.execution import engine
 from exca_hydra.execution.backends import InlineBackend, TaskLost
@@ -187,11 +188,67 @@ def test_an_empty_claim_is_stale_once_old(tmp_path: Path) -> None:
     entry.folder.mkdir()
     (entry.folder / "claim.json").write_text("")  # e.g. a full disk while it was written
     assert plan([entry], "cached")[0].action == "wait"  # being written, maybe
-    old = time.time() - 60
+    old = time.time() - 2 * lease.LEASE_S  # a lease, not 10 s: a slow write keeps its claim
     os.utime(entry.folder / "claim.json", (old, old))
     assert plan([entry], "cached")[0].action == "run"
     with engine.claimed(plan([entry], "cached")) as mine:
         assert mine == [0] and entry.claim_owner()["pid"] == os.getpid()  # type: ignore[index]
+
+
+def test_claims_are_leases(tmp_path: Path) -> None:
+    """Issue 20: owner = host + pid + start time; another host's claim holds while renewed and
+    expires after the lease; a reused pid does not hold a claim; a stalled writer keeps it."""
+    import json
+    import time
+
+    from exca_hydra.cache.host import hostname, start_time
+
+    entry = Entry(tmp_path / "a")
+    entry.folder.mkdir()
+    path = entry.folder / "claim.json"
+    path.write_text("")
+    old = time.time() - 30  # a writer stalled for 30 s (above the old 10 s rule)
+    os.utime(path, (old, old))
+    assert not entry.claim_is_stale() and not entry.claim()
+    # another host: held while renewed, expired after the lease, with a message naming it
+    path.write_text(json.dumps({"host": "node-7", "pid": 4242, "start": "1", "time": 0}))
+    assert not entry.claim_is_stale() and "node-7" in entry.describe_claim()
+    old = time.time() - 2 * lease.LEASE_S
+    os.utime(path, (old, old))
+    assert "node-7" in (lease.expired(path) or "")
+    assert entry.claim() and entry.claim_owner()["pid"] == os.getpid()  # type: ignore[index]
+    entry.release()
+    # this host, a live pid whose start time is not the claim's: a reused pid, no owner
+    path.write_text(json.dumps({"host": hostname(), "pid": os.getppid(), "start": "1"}))
+    assert start_time(os.getppid()) != "1" and entry.claim_is_stale()
+    path.write_text(json.dumps({"host": hostname(), "pid": os.getppid(), "start": start_time(os.getppid())}))
+    assert not entry.claim_is_stale()
+
+
+def test_an_expired_claim_has_one_new_owner(tmp_path: Path) -> None:
+    """Issue 20: several processes take over one expired claim at once: exactly one wins."""
+    import json
+    import multiprocessing
+    import time
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(10):
+        entry = Entry(tmp_path / str(round_))
+        entry.folder.mkdir()
+        path = entry.folder / "claim.json"
+        path.write_text(json.dumps({"host": "gone-host", "pid": 1, "start": "1"}))
+        old = time.time() - 2 * lease.LEASE_S
+        os.utime(path, (old, old))
+        with ctx.Pool(4) as pool:
+            won = pool.map(_try_claim, [str(entry.folder)] * 4)
+        assert sum(won) == 1, (round_, won)
+
+
+def _try_claim(folder: str) -> bool:
+    import time
+
+    time.sleep(0.05)
+    return Entry(folder).claim()
 
 
 def test_a_claim_that_cannot_be_written_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

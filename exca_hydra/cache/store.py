@@ -9,10 +9,11 @@ look at without unpickling) and ``job.json`` (the reference of the job computing
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import pickle
-import socket
 import time
 import typing as tp
 import uuid
@@ -21,13 +22,15 @@ from pathlib import Path
 import yaml
 
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
-from .host import pid_alive
+from . import lease
 from .preview import preview, short
 from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, normalized, read_json, read_text, read_yaml
 from .records import same_stored, without_secrets
 from .trust import check_trusted
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
+
+logger = logging.getLogger(__name__)
 
 RESULT = "result.pkl"
 ERROR = "error.pkl"
@@ -38,7 +41,6 @@ CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
 OUTCOME = "outcome.json"
 PROGRAM = "program.txt"
-CLAIM_WRITE_S = 10.0  # a claim is written right after it is created: empty for longer, it is stale  # the file of the plain task function that computed it
 
 
 class JobInterrupted(JobFailure):
@@ -302,61 +304,41 @@ class Entry:
         except (FileNotFoundError, ValueError):
             return None
 
-    # A claim says "this process is computing or submitting this uid": created with O_EXCL, so
-    # of several processes launching the same uid at once exactly one goes ahead.
+    # A claim says "this process is computing or submitting this uid": a lease (cache/lease.py),
+    # created with O_EXCL, so of several processes launching the same uid at once exactly one goes ahead.
     def claim(self) -> bool:
-        """Take the claim, or return False when another live process holds it (a claim by a
-        dead process of this host is taken over)."""
-        data = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
-        for _ in range(2):
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                if not self.claim_is_stale():
-                    return False
-                (self.folder / CLAIM).unlink(missing_ok=True)
-                continue
-            except OSError as e:  # e.g. a read-only cache (the first write of a computation)
+        """Take the claim, or return False when a live process holds it (an expired claim is
+        taken over, and the log says whose it was)."""
+        path = self.folder / CLAIM
+        why = lease.expired(path)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            taken = lease.take(path)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # the first write of a computation
                 raise CacheNotWritable(
                     f"Cannot compute {self.folder}: the cache folder is not writable ({e.strerror}). "
                     "A read-only cache serves the results it holds: mode=read-only "
                     "(hydra.sweeper.mode=read-only) reads them without computing the missing ones."
                 ) from e
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(data)
-            except OSError as e:  # e.g. a full disk: no empty claim may outlive this call
-                (self.folder / CLAIM).unlink(missing_ok=True)
-                raise CacheNotWritable(f"Cannot claim {self.folder}: {e.strerror or e}") from e
-            return True
-        return False
+            raise CacheNotWritable(f"Cannot claim {self.folder}: {e.strerror or e}") from e  # e.g. a full disk
+        if taken and why:
+            logger.warning("Took over the claim: %s", why)
+        return taken
 
     def claim_owner(self) -> dict[str, tp.Any] | None:
-        try:
-            return read_json(self.folder / CLAIM)  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {}  # being written right now
+        return lease.read(self.folder / CLAIM)
 
     def claim_is_stale(self) -> bool:
-        owner = self.claim_owner()
-        if owner is None:
-            return True
-        if not owner:  # being written (young), or left empty by a write that failed (stale)
-            try:
-                return time.time() - (self.folder / CLAIM).stat().st_mtime > CLAIM_WRITE_S
-            except OSError:
-                return True
-        if owner.get("host") != socket.gethostname():
-            return False  # cannot tell from here: remove claim.json by hand if that process is gone
-        return not pid_alive(int(owner.get("pid", -1)))
+        """No claim, or one without a live owner."""
+        path = self.folder / CLAIM
+        return lease.read(path) is None or lease.expired(path) is not None
+
+    def describe_claim(self) -> str:
+        return lease.describe(self.folder / CLAIM)
 
     def release(self) -> None:
-        owner = self.claim_owner()
-        if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-            (self.folder / CLAIM).unlink(missing_ok=True)
+        lease.release(self.folder / CLAIM)
 
     def clear(self) -> None:
         """Forget the result, the error, the job and the claim; the configs stay (they define the uid)."""
