@@ -52,7 +52,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{name + ':':<12} {path if path.exists() else '-'}")
     job = entry.read_job()
     if job:
-        print(f"job:     {job.get('backend')} {job.get('job_id')}")
+        from .execution.jobref import parse
+
+        print(f"job:     {job.get('backend')} {job.get('job_id')} ({parse(job).describe()})")
         if job.get("log"):  # a pull worker's job: its own log, then the worker's
             print(f"log:     {job['log']}")
         if job.get("stderr"):

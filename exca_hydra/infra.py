@@ -18,7 +18,8 @@ from .cache.layout import method_folder, method_name
 from .cache.store import Entry, Status, dump_yaml
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
-from .execution.backends import Backend, InlineBackend, is_running, job_from_ref
+from .execution import jobref
+from .execution.backends import Backend, InlineBackend
 from .execution.options import SLURM_FIELDS, Cluster, Mode, Resources, SlurmOptions
 from .execution.plan import plan, read_status
 from .execution.pull import slurm_backend
@@ -285,8 +286,7 @@ class TaskInfra(Resources):
             if job is not None:
                 return job
         ref = entry.read_job()
-        job = job_from_ref(ref) if ref is not None else None
-        return job if job is not None else engine.EntryJob(entry)
+        return engine.EntryJob(entry, None if ref is None else jobref.parse(ref))  # results read from the entry, trusted
 
     def clear_job(self) -> None:
         """Cancel a running job and forget the result or error (the configs stay)."""
@@ -295,10 +295,9 @@ class TaskInfra(Resources):
             return
         ref = entry.read_job()
         if ref is not None and not entry.has_result():
-            job = job_from_ref(ref)
-            running, _ = is_running(ref)
-            if running and job is not None:
-                job.cancel(check=False)
+            job = jobref.parse(ref)
+            if job.is_alive():
+                job.cancel()
         entry.clear()
 
     def _call(self) -> tp.Any:

@@ -598,9 +598,9 @@ def test_a_step_killed_by_the_early_timeout_warning_is_explained(tmp_path: Path)
 
     log = tmp_path / "244_0_log.err"
     log.write_text("starting\nsrun: error: vm: task 0: User defined signal 2\n")
-    message = str(failure_from_job({"job_id": "244", "stderr": str(log)}, "FAILED"))
+    message = str(failure_from_job("Slurm job 244", str(log), "FAILED"))
     assert "Slurm: srun: error: vm: task 0: User defined signal 2. SIGUSR2 is the warning" in message
     assert "timeout_min shorter than signal_delay_s" in message and str(log) in message
     log.write_text("srun: error: vm: task 0: Killed\nslurmstepd: error: *** JOB 12 ON vm CANCELLED AT t DUE TO TIME LIMIT ***\n")
     assert slurm_says(log).endswith("DUE TO TIME LIMIT ***")  # slurmstepd's line first
-    assert "SIGUSR2" not in str(failure_from_job({"job_id": "12", "stderr": str(log)}, "TIMEOUT"))
+    assert "SIGUSR2" not in str(failure_from_job("Slurm job 12", str(log), "TIMEOUT"))

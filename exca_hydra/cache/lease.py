@@ -80,9 +80,12 @@ def take(path: Path) -> bool:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            if expired(path) is None or not _move_aside(path):
+            if expired(path) is None:
                 return False
-            continue
+            taken = _take_over(path)
+            if taken is None:
+                continue  # gone meanwhile: race for the creation
+            return taken
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(record()))
@@ -94,7 +97,39 @@ def take(path: Path) -> bool:
     return False
 
 
-def _move_aside(path: Path) -> bool:
+def _take_over(path: Path) -> bool | None:
+    """Replace an expired claim by this process's: the one process that creates the takeover
+    token of that claim (its inode and mtime) replaces it, by a rename over it; None when the
+    claim is gone meanwhile."""
+    try:
+        seen = path.stat()
+    except FileNotFoundError:
+        return None
+    token = path.with_name(f".{path.name}.takeover-{seen.st_ino}-{seen.st_mtime_ns}")
+    try:
+        os.close(os.open(token, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        if (age(token) or 0.0) > LEASE_S:  # its taker died: the next attempt may go ahead
+            token.unlink(missing_ok=True)
+        return False
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(record()))
+        try:
+            now = path.stat()
+        except FileNotFoundError:
+            return None
+        if (now.st_ino, now.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+            return False  # renewed or replaced since it was judged
+        os.replace(tmp, path)
+        _HEARTBEAT.add(path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+        token.unlink(missing_ok=True)
+
+
+def move_aside(path: Path) -> bool:
     """Rename an expired claim away; True when this process's rename took the claim judged
     expired (another process's fresh claim, created in between, is put back)."""
     try:

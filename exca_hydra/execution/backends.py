@@ -7,8 +7,8 @@ handles, a pass tells which ended, a handle gives its task's returns), swappable
 - ``SubmititBackend``: submitit's executors (Slurm arrays, local subprocesses, debug); the batch
   is pickled once per launch, each task gets its path and its job indices.
 
-Each backend also answers "is this submitted job still running?" from its job reference
-(``is_running``), so a later process can tell a live job from a dead one.
+Each handle gives the typed reference (``jobref``) that job.json records, so a later process can
+tell a live job from a dead one without acting on it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import time
 import typing as tp
 from pathlib import Path
 
-from ..cache.host import pid_alive
 from ..cache.store import JobFailure
-from . import slurm
+from . import jobref, slurm
 from .options import Resources, SlurmOptions, submitit_parameters
 from .worker import Batch, script_dir, task_call
 
@@ -113,7 +112,7 @@ class SubmititHandle:
             raise TaskLost(task_failure(job, f"failed: {e}")) from e
 
     def ref(self) -> dict[str, tp.Any] | None:
-        return None if type(self.job).__name__ == "DebugJob" else job_ref(self.job)
+        return None if type(self.job).__name__ == "DebugJob" else jobref.of_submitit(self.job)
 
 
 def task_failure(job: tp.Any, detail: str) -> JobFailure:
@@ -186,44 +185,3 @@ class SubmititBackend:
 
     def pause(self, delay: float) -> None:
         time.sleep(delay)
-
-
-# ----- job references (job.json) -----
-def job_ref(job: tp.Any) -> dict[str, tp.Any]:
-    return {
-        "backend": type(job).__name__,
-        "job_id": str(job.job_id),
-        "folder": str(job.paths.folder),
-        "stderr": str(job.paths.stderr),
-    }
-
-
-def job_from_ref(ref: dict[str, tp.Any]) -> tp.Any:
-    """The submitit job of a reference (None: nothing to reattach to)."""
-    import submitit
-
-    if ref["backend"] == "SlurmJob":
-        return submitit.SlurmJob(ref["folder"], ref["job_id"])
-    if ref["backend"] == "LocalJob":
-        from submitit.local.local import LocalJob
-
-        return LocalJob(ref["folder"], ref["job_id"])
-    if ref["backend"] in ("DebugJob", "ForkJob", "PullJob"):
-        return None
-    raise ValueError(f"Unknown job backend in job reference: {ref}")
-
-
-def is_running(ref: dict[str, tp.Any], job: tp.Any = None) -> tuple[bool, str]:
-    """(running, state) of a submitted job, asked of its backend."""
-    backend = ref["backend"]
-    if backend in ("LocalJob", "ForkJob"):
-        if job is not None and getattr(job, "_process", None) is not None:
-            state = job.state
-            return state == "RUNNING", state
-        alive = ref["job_id"].isdigit() and pid_alive(int(ref["job_id"]))
-        return alive, "RUNNING" if alive else "FINISHED"
-    if backend == "SlurmJob":
-        job = job if job is not None else job_from_ref(ref)
-        done = slurm.jobs_done([job])[0]
-        return not done, str(job.state)
-    return False, "UNKNOWN"

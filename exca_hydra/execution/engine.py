@@ -152,9 +152,10 @@ class EntryJob:
     """A job-like view of a computation that ran here or that another process runs: done when
     its outcome is in the cache."""
 
-    def __init__(self, entry: Entry) -> None:
+    def __init__(self, entry: Entry, ref: tp.Any = None) -> None:
         self.entry = entry
-        self.job_id = "inline" if entry.file_status() is not None else "claimed"
+        self.ref = ref  # its jobref, if submitted: the id and cancel(); the result is the entry's
+        self.job_id = ref.job_id if ref is not None and ref.job_id else "inline" if entry.file_status() is not None else "claimed"
 
     def done(self, force_check: bool = False) -> bool:
         return read_status(self.entry)[0] != "running"
@@ -170,4 +171,5 @@ class EntryJob:
         raise failure or self.entry.load_error()
 
     def cancel(self, check: bool = True) -> None:
-        pass
+        if self.ref is not None and self.ref.is_alive():
+            self.ref.cancel()

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..cache.store import JobFailure, JobInterrupted
 from .backends import TaskLost
 from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
+from .jobref import ForkJob
 from .worker import Batch
 
 
@@ -56,7 +57,7 @@ class ForkHandle:
         raise TaskLost(JobFailure(f"The job's process (pid {self.pid}) died ({reason}) before returning"))
 
     def ref(self) -> dict[str, tp.Any]:
-        return {"backend": "ForkJob", "job_id": str(self.pid), "folder": str(self.backend.folder)}
+        return ForkJob.of(self.pid, folder=str(self.backend.folder)).dump()  # type: ignore[no-any-return]
 
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)

@@ -7,10 +7,8 @@ import typing as tp
 from dataclasses import dataclass
 
 from ..cache.store import Entry, JobFailure, Status
-from .backends import is_running
+from . import jobref
 from .options import Mode
-from .pull import is_pulled_running
-from .slurm import failure_from_job
 
 # run: compute it; read: run it through the job side, which reads its result back (a launcher
 # that must give each job its own run, e.g. under Hydra's basic sweeper); wait: another process
@@ -30,24 +28,25 @@ class Step:
 
 
 def read_status(entry: Entry) -> tuple[Status, JobFailure | None]:
-    """Files first (one stat each); the backend is asked only about submitted, unfinished jobs.
-    A job that ended without a result or an error file is "failed", with the reason (not written:
-    whoever acts on it records it)."""
+    """Files first (one stat each); the job reference is asked only about submitted, unfinished
+    jobs (``jobref``: small files and one rate-limited squeue, nothing written, submitted or
+    unpickled). A job that ended without a result or an error file is "failed", with the reason
+    (not written: whoever acts on it records it)."""
     status = entry.file_status()
     if status is not None:
         return status, None
-    ref = entry.read_job()
-    if ref is None:  # maybe another process is computing it right now
+    data = entry.read_job()
+    if data is None:  # maybe another process is computing it right now
         return ("not submitted" if entry.claim_is_stale() else "running"), None
-    running, state = is_pulled_running(ref) if ref.get("backend") == "PullJob" else is_running(ref)
-    if running:
+    ref = jobref.parse(data)
+    if ref.is_alive() is not False:  # alive, or cannot be told from here: not decided
         return "running", None
     status = entry.file_status()  # it may have finished in between
     if status is not None:
         return status, None
-    if ref.get("backend") == "ForkJob" and not entry.claim_is_stale():
-        return "running", None  # its launcher is alive and will record the outcome
-    return "failed", failure_from_job(ref, state)
+    if not entry.claim_is_stale():
+        return "running", None  # the process that submitted it is alive and will record the outcome
+    return "failed", ref.failure()
 
 
 def decide(status: Status, mode: Mode) -> Action:

@@ -5,13 +5,14 @@ one array of W = min(N, array_parallelism) worker tasks; each worker claims jobs
 Collection is per job: a ``PullHandle`` per unit (a job, or a few with jobs_per_task), ended when
 its returns file exists. ``Pool.reconcile`` (one squeue call) reports the job a dead worker was
 running (with Slurm's word from the worker's log), cancels the pending workers once every job is
-claimed, and submits a follow-up array when jobs are left and no worker is: the launcher's collect
-loop calls it, and so does ``status()``/``wait()`` of the Python API (through ``is_pulled_running``).
+claimed, and submits a follow-up array when jobs are left and no worker is: only the collect loop
+of the launcher that owns the launch calls it (a status read asks ``jobref.PullJob``, which acts on nothing).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -19,21 +20,23 @@ import time
 import typing as tp
 from pathlib import Path
 
+from ..cache import lease
+from ..cache.host import hostname, start_time
 from ..cache.store import Entry, JobFailure, atomic_write
 from . import slurm
 from .backends import RESULT_GRACE_S, SubmititBackend, TaskLost
+from .jobref import PullJob
 from .pull_worker import Lost, PullWorker, entry_of, read_claim
 from .worker import Batch
 
 MAX_ROUNDS = 50  # follow-up arrays of one launch (each worker runs at least one job: progress)
+logger = logging.getLogger(__name__)
 QUEUE_EVERY_S = 1.5  # at most one squeue call per pool and process in this time
 DEFAULT_PARALLELISM = 256
 
 
 class Pool:
     """The pool folder of one launch, as a collector (or any process reading a status) sees it."""
-
-    _cache: dict[str, Pool] = {}
 
     def __init__(self, folder: Path, backend: SubmititBackend | None = None) -> None:
         self.folder = Path(folder)
@@ -43,13 +46,6 @@ class Pool:
         self.states: dict[str, str] = {}  # worker task id -> squeue state
         self.dead_since: dict[int, float] = {}
         self.cancelled: set[int] = set()
-
-    @classmethod
-    def get(cls, folder: str) -> Pool:
-        pool = cls._cache.get(folder)
-        if pool is None:
-            pool = cls._cache[folder] = Pool(Path(folder))
-        return pool
 
     @property
     def state(self) -> dict[str, tp.Any]:
@@ -96,22 +92,10 @@ class Pool:
 
     # ----- Slurm's view -----
     def _ask(self, rounds: tp.Sequence[dict[str, tp.Any]]) -> bool:
-        arrays = sorted({a for r in rounds for a in r["arrays"]})
-        if not arrays:
-            return True
-        try:
-            proc = subprocess.run(["squeue", "-h", "-j", ",".join(arrays), "-o", "%i|%T"], capture_output=True,
-                                  text=True, timeout=60)  # fmt: skip
-        except (OSError, subprocess.SubprocessError):
-            return False
-        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+        view = slurm.queue_view(t for r in rounds for t in r["tasks"])
+        if view is None:
             return False  # no answer: decide nothing
-        states = {}
-        for line in proc.stdout.splitlines():
-            squeue_id, _, state = line.partition("|")
-            for task_id in slurm._task_ids(squeue_id.strip()):
-                states[task_id] = state.strip()
-        self.states = states
+        self.states = {task: state for task, (state, _) in view.items()}
         self.asked = time.time()
         return True
 
@@ -135,8 +119,11 @@ class Pool:
             if claim is None:
                 unclaimed.append(unit)
                 continue
-            if not claim:
-                continue  # being written
+            if not claim:  # being written, or left empty by a worker that died writing it
+                if lease.expired(self.folder / "claims" / str(unit)):
+                    lease.move_aside(self.folder / "claims" / str(unit))
+                    logger.warning("pull job %d of %s: an empty claim older than %.0f s was removed", unit, self.folder, lease.LEASE_S)
+                continue
             claimed_by.add(claim["task"])
             if self.live(claim["task"]) or self.returned(unit):
                 self.dead_since.pop(unit, None)
@@ -228,7 +215,8 @@ class PullHandle:
     def ref(self) -> dict[str, tp.Any]:
         """A placeholder until a worker takes the job and writes its own: written after sbatch
         only where no worker has been faster (``Entry.write_job``)."""
-        return {"backend": "PullJob", "job_id": "", "folder": str(self.pool.folder), "unit": self.unit, "placeholder": True}
+        me = os.getpid()
+        return PullJob(folder=str(self.pool.folder), unit=self.unit, owner_host=hostname(), owner_pid=me, owner_start=start_time(me)).dump()
 
 
 class PullBackend:
@@ -258,7 +246,7 @@ class PullBackend:
         }  # fmt: skip
         _publish(folder / "pool.pkl", pickle.dumps(state))
         _publish(folder / "units.json", json.dumps([list(t) for t in tasks]).encode())
-        self.pool = Pool._cache[str(folder)] = Pool(folder, self.backend)
+        self.pool = Pool(folder, self.backend)
         self.pool._state = state
         if tasks:
             self.pool.submit_round(0, workers)
@@ -289,17 +277,6 @@ def _last_line(log: str) -> str:
         return ""
     errors = [line for line in lines if line and not line.startswith((" ", "submitit", "srun:", "Traceback"))]
     return errors[-1] if errors else ""
-
-
-def is_pulled_running(ref: dict[str, tp.Any]) -> tuple[bool, str]:
-    """(running, state) of a job a pull array was submitted for and no worker has started yet
-    (job.json's "PullJob" reference); reconciles the pool on the way (rate-limited)."""
-    try:
-        pool = Pool.get(ref["folder"])
-        pool.reconcile()
-        return pool.running(int(ref["unit"]))
-    except (OSError, ValueError, KeyError, pickle.UnpicklingError):
-        return False, "UNKNOWN"
 
 
 def slurm_backend(cluster: str | None, folder: Path, resources: tp.Any, slurm_options: tp.Any, **kwargs: tp.Any) -> tp.Any:

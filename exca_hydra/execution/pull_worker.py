@@ -24,6 +24,7 @@ import typing as tp
 from pathlib import Path
 
 from ..cache.store import Entry, JobFailure, atomic_write
+from .jobref import SlurmJob
 from .worker import Batch, checkpoint_running, load_batch
 
 INTERRUPTED = 75  # the child's exit code after Slurm's USR2 and its config's checkpoint()
@@ -201,8 +202,7 @@ class _Run:
         requeues = self._requeues(unit)
         atomic_write(self.state_path, json.dumps({"unit": unit, "requeues": requeues}).encode())
         log = self.pool / "logs" / f"{unit}.out"
-        ref = {"backend": "SlurmJob", "job_id": self.task_id, "folder": self.folder, "stderr": self.stderr,
-               "log": str(log), "pool": str(self.pool)}  # fmt: skip
+        ref = SlurmJob(job_id=str(self.task_id), folder=str(self.folder), stderr=str(self.stderr), log=str(log), pool=str(self.pool)).dump()
         for index in indices:
             entry = entry_of(self.batch, index)
             if entry is not None:

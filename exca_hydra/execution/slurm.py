@@ -80,21 +80,44 @@ def _task_ids(squeue_id: str) -> list[str]:
 
 
 def slurm_queue(job_ids: tp.Iterable[str]) -> dict[str, tuple[str, str]]:
-    """{task id: (state, reason)} of these jobs' arrays in slurmctld's memory (one squeue call)."""
-    arrays = sorted({str(job_id).split("_")[0] for job_id in job_ids})
-    if not arrays:
-        return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-j", ",".join(arrays), "-o", "%i|%T|%r"],
-                             capture_output=True, text=True, timeout=60).stdout  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    queue = {}
-    for line in out.splitlines():
-        squeue_id, state, reason = (line.split("|", 2) + ["", ""])[:3]
-        for task_id in _task_ids(squeue_id.strip()):
-            queue[task_id] = (state, reason)
-    return queue
+    """{task id: (state, reason)} of these jobs' arrays ({} when squeue gives no answer)."""
+    return queue_view(job_ids) or {}
+
+
+UNFINISHED = _SLURM_UNFINISHED
+QUEUE_EVERY_S = 1.5  # at most one squeue call per array and process in this time
+_VIEW: dict[str, tuple[float, dict[str, tuple[str, str]]]] = {}
+
+
+def queue_view(job_ids: tp.Iterable[str]) -> dict[str, tuple[str, str]] | None:
+    """{task id: (state, reason)} of these jobs' arrays, asked of squeue at most once per
+    QUEUE_EVERY_S per array (submitit's watcher does the same); None when squeue gives no answer
+    (a status read then decides nothing)."""
+    import time
+
+    ids = [str(i) for i in job_ids]
+    arrays = sorted({i.split("_")[0] for i in ids if i})
+    now = time.time()
+    stale = [a for a in arrays if now - _VIEW.get(a, (0.0, {}))[0] > QUEUE_EVERY_S]
+    if stale:
+        try:
+            proc = subprocess.run(["squeue", "-h", "-j", ",".join(stale), "-o", "%i|%T|%r"],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            return None
+        fresh: dict[str, dict[str, tuple[str, str]]] = {a: {} for a in stale}
+        for line in proc.stdout.splitlines():
+            squeue_id, state, reason = (line.split("|", 2) + ["", ""])[:3]
+            for task_id in _task_ids(squeue_id.strip()):
+                fresh.setdefault(task_id.split("_")[0], {})[task_id] = (state.strip(), reason.strip())
+        for array, states in fresh.items():
+            _VIEW[array] = (now, states)
+    out: dict[str, tuple[str, str]] = {}
+    for array in arrays:
+        out.update(_VIEW.get(array, (0.0, {}))[1])
+    return out
 
 
 def slurm_says(log: tp.Any) -> str:
@@ -121,10 +144,11 @@ _EARLY_USR2 = (
 )
 
 
-def failure_from_job(ref: dict[str, tp.Any], state: str) -> JobFailure:
-    said = slurm_says(ref.get("stderr"))
+def failure_from_job(what: str, log: str, state: str) -> JobFailure:
+    """A job that ended without a result or a Python error: what Slurm says and where to look."""
+    said = slurm_says(log)
     why = _EARLY_USR2 if said.endswith("User defined signal 2") else ""
     return JobFailure(
-        f"Job {ref['job_id']} ended with state {state} without a result or a Python error "
-        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''}{why} Its log: {ref.get('stderr', '?')}"
+        f"{what[:1].upper()}{what[1:]} ended with state {state} without a result or a Python error "
+        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''}{why} Its log: {log}"
     )
