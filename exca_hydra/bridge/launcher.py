@@ -194,7 +194,9 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
         others = [job for job in jobs if job.step.action == "wait"]  # type: ignore[union-attr]
         logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
         if others:
-            logger.info("%d job(s) are being computed by another process: waiting for them", len(others))
+            logger.info("%d job(s) are being computed by another process: waiting for them (%s%s)", len(others),
+                        "; ".join(engine.holder(job.entry) for job in others[:3] if job.entry is not None),
+                        "; ..." if len(others) > 3 else "")  # fmt: skip
         if mine:
             _submit_and_collect(launcher, params, mine)
     wait_for_others(others)

@@ -12,6 +12,7 @@ import time
 import typing as tp
 
 from ..cache.store import Entry, JobFailure, Status
+from . import jobref
 from .backends import Backend, TaskLost
 from .plan import Step, read_status
 
@@ -61,22 +62,32 @@ def claimed(steps: tp.Sequence[Step]) -> tp.Iterator[list[int]]:
 
 
 def _live_job(entry: Entry) -> bool:
-    if entry.read_job() is None:
-        return False
-    status, _ = read_status(entry)
-    return status == "running"
+    """Whether the job its reference names is alive (the claim, ours now, is not asked)."""
+    data = entry.read_job()
+    return data is not None and jobref.parse(data).is_alive() is not False
+
+
+def holder(entry: Entry) -> str:
+    """Who computes an entry another process holds: its job, else its claim (file, host, age)."""
+    data = entry.read_job()
+    return jobref.parse(data).describe() if data is not None else entry.describe_claim()
 
 
 def wait_for(entries: tp.Sequence[Entry], max_delay: float = 5.0) -> list[tuple[Status, JobFailure | None]]:
     """Wait until no entry is running (computed by another process); their final statuses."""
     out: dict[int, tuple[Status, JobFailure | None]] = {}
+    said = False
 
     def ready() -> bool:
+        nonlocal said
         for i, entry in enumerate(entries):
             if i not in out:
                 status = read_status(entry)
                 if status[0] != "running":
                     out[i] = status
+                elif not said:  # once: whose computation this waits for, until its lease ends
+                    logger.info("Waiting for %s, computed by another process: %s", entry.folder, holder(entry))
+                    said = True
         return len(out) == len(entries)
 
     poll(ready, max_delay, first_delay=0.2)

@@ -25,6 +25,7 @@ class _Ref(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
     job_id: str = ""
     stderr: str = ""
+    started: tp.ClassVar[bool] = True  # False: submitted, never taken up by any process
 
     def is_alive(self) -> bool | None:
         """True/False; None when it cannot be told from here (another host, no queue answer)."""
@@ -106,6 +107,7 @@ class PullJob(_Ref):
     files only are read) and the launcher that owns the launch."""
 
     backend: tp.Literal["PullJob"] = "PullJob"
+    started: tp.ClassVar[bool] = False  # a worker that takes it writes its own reference
     folder: str = ""  # the pool
     unit: int = 0
     owner_host: str = ""

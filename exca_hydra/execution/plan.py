@@ -3,12 +3,15 @@ to do with it. Reading a status writes nothing."""
 
 from __future__ import annotations
 
+import logging
 import typing as tp
 from dataclasses import dataclass
 
 from ..cache.store import Entry, JobFailure, Status
 from . import jobref
 from .options import Mode
+
+logger = logging.getLogger(__name__)
 
 # run: compute it; read: run it through the job side, which reads its result back (a launcher
 # that must give each job its own run, e.g. under Hydra's basic sweeper); wait: another process
@@ -46,6 +49,8 @@ def read_status(entry: Entry) -> tuple[Status, JobFailure | None]:
         return status, None
     if not entry.claim_is_stale():
         return "running", None  # the process that submitted it is alive and will record the outcome
+    if not ref.started:  # its launch is gone before anything ran it: nothing to report, compute it
+        return "not submitted", None
     return "failed", ref.failure()
 
 
@@ -71,5 +76,7 @@ def plan(entries: tp.Sequence[Entry | None], mode: Mode) -> list[Step]:
             continue
         status, failure = read_status(entry)
         action = decide(status, mode)
+        if action == "run" and status == "not submitted" and entry.read_job() is not None:
+            logger.warning("%s: its job was submitted by a launch that is gone before anything ran it: computing it here", entry.folder)
         steps.append(Step(entry, status, failure, action, clear=action == "run" and status in ("completed", "failed")))
     return steps
