@@ -12,7 +12,7 @@ import typing as tp
 from pathlib import Path
 
 from ..cache.store import JobFailure, JobInterrupted
-from .backends import TaskLost
+from .backends import TaskLost, load_returns
 from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
 from .jobref import ForkJob
 from .worker import Batch
@@ -39,8 +39,7 @@ class ForkHandle:
     def returns(self) -> list[tp.Any]:
         path = self.backend.folder / f"{self.position}.pkl"
         if path.exists():
-            with path.open("rb") as f:
-                values = pickle.load(f)
+            values = load_returns(path)
             path.unlink()
             return values  # type: ignore[no-any-return]
         if self.stopped:

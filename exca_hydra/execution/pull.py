@@ -24,7 +24,7 @@ from ..cache import lease
 from ..cache.host import hostname, start_time
 from ..cache.store import Entry, JobFailure, atomic_write
 from . import slurm
-from .backends import RESULT_GRACE_S, SubmititBackend, TaskLost
+from .backends import RESULT_GRACE_S, SubmititBackend, TaskLost, load_returns
 from .jobref import PullJob
 from .pull_worker import Lost, PullWorker, entry_of, read_claim
 from .worker import Batch
@@ -206,8 +206,7 @@ class PullHandle:
         return str(rounds[-1]["tasks"][0] if len(rounds[-1]["tasks"]) == 1 else rounds[-1]["arrays"][0])
 
     def returns(self) -> list[tp.Any]:
-        with (self.pool.folder / "returns" / f"{self.unit}.pkl").open("rb") as f:
-            values = pickle.load(f)
+        values = load_returns(self.pool.folder / "returns" / f"{self.unit}.pkl")
         if isinstance(values, Lost):
             raise TaskLost(values.failure)
         return values  # type: ignore[no-any-return]
