@@ -14,7 +14,7 @@ from pathlib import Path
 import pydantic
 
 from .cache.frozen import freeze
-from .cache.layout import method_folder, method_name
+from .cache.layout import fix_main_name, method_folder, method_name
 from .cache.store import Entry, Status, dump_yaml
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
@@ -127,6 +127,7 @@ class TaskInfra(Resources):
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to run with @{name}.apply"
             )
+        fix_main_name(owner)  # named where it is defined, whichever process runs it later
         # an infra makes its owner strict: typos in a config must fail before anything runs
         owner.model_config.setdefault("extra", "forbid")  # type: ignore[attr-defined]
         forbid_extra_in_submodels(owner)

@@ -443,3 +443,24 @@ def test_an_infra_node_holds_what_its_default_sets() -> None:
 
     node = generate.generate(Job).nodes["config"]["infra"]
     assert node == {"folder": None, "cluster": None, "mode": "cached", "version": "2", "gpus_per_node": 1}
+
+
+@pytest.mark.parametrize("launcher", ["exca_local", "submitit_local", "joblib"])
+def test_a_model_in_the_script_is_cached_under_the_script_name(ctx: Ctx, launcher: str) -> None:
+    """Issue 22: a model class defined in the app script: its folder is named after the script
+    (models_app.Exp.train,0) whatever process runs the job (submitit's, joblib's, a fork), so
+    a second sweep under any launcher is a cache hit, and uid_folder() inside the job is the entry's."""
+    app = APPS / "inscript" / "models_app.py"
+    sweeper = ["hydra/sweeper=exca"] if launcher == "exca_local" else ["hydra/sweeper=basic"]
+    args = ("seed=1,2", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}", f"hydra/launcher={launcher}", *sweeper)
+    r = ctx.run(app, *args)
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in ctx.cache.iterdir()) == ["models_app.Exp.train,0"]
+    entries = {p.name for p in (ctx.cache / "models_app.Exp.train,0").iterdir()}
+    lines = ctx.lines()
+    assert len(lines) == 2 and all(any(f"folder={ctx.cache}/models_app.Exp.train,0/{e}" in line for e in entries) for line in lines), lines
+    for other in ("exca_local", "submitit_local", "joblib"):  # the same entries, whoever runs them
+        sweeper = ["hydra/sweeper=exca"] if other == "exca_local" else ["hydra/sweeper=basic"]
+        r = ctx.run(app, *args[:2], f"hydra/launcher={other}", *sweeper)
+        assert r.code == 0, r.err
+    assert len(ctx.lines()) == 2, ctx.lines()  # no job computed again
