@@ -464,3 +464,32 @@ def test_a_model_in_the_script_is_cached_under_the_script_name(ctx: Ctx, launche
         r = ctx.run(app, *args[:2], f"hydra/launcher={other}", *sweeper)
         assert r.code == 0, r.err
     assert len(ctx.lines()) == 2, ctx.lines()  # no job computed again
+
+
+def test_an_app_without_yaml_sweeps_through_the_exca_plugins(ctx: Ctx) -> None:
+    """Issue 22: no YAML, no hydra/launcher=...: the exca launcher and sweeper are the defaults
+    (a sweep is validated up front and cached), overridable as usual; --help says where the cache goes."""
+    r = ctx.run(APP, flags=["--cfg", "hydra"], multirun=False)
+    assert "hydra/launcher: exca_local" in r.out and "hydra/sweeper: exca" in r.out, r.out
+    r = ctx.run(APP, "seed=1,2", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}")
+    assert r.code == 0, r.err
+    assert len(ctx.cache_entries()) == 2 and len(ctx.lines()) == 2
+    r = ctx.run(APP, "seed=1,2", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}")
+    assert r.code == 0 and len(ctx.lines()) == 2, r.err  # the exca sweeper: both cached
+    r = ctx.run(APP, "hydra/launcher=basic", "hydra/sweeper=basic", flags=["--cfg", "hydra"], multirun=False)
+    assert "hydra/launcher: basic" in r.out and "hydra/sweeper: basic" in r.out, r.out
+    r = ctx.run(APP, flags=["--help"], multirun=False)
+    assert "infra.folder=/path/to/cache" in r.out and "exca_local" in r.out, r.out
+
+
+def test_help_prints_overrides_in_the_form_that_works(ctx: Ctx) -> None:
+    """Issue 22: --help lists TaskInfra's resources (not in the config until added) as
+    +infra.gpus_per_node; each field, typed as printed, is accepted."""
+    r = ctx.run(APP, flags=["--help"], multirun=False)
+    printed = {line.split()[0] for line in r.out.splitlines() if line.strip() and "." in line.split()[0]}
+    assert "+infra.gpus_per_node" in printed and "infra.folder" in printed and "+infra.folder" not in printed, r.out
+    for key, value in (("+infra.gpus_per_node", "2"), ("infra.cluster", "local"), ("model.hidden", "[1]")):
+        assert key in printed
+        r = ctx.run(APP, f"{key}={value}", flags=["--cfg", "job"], multirun=False)
+        assert r.code == 0, (key, r.err)
+        assert f"{key.lstrip('+').split('.')[-1]}:" in r.out

@@ -22,8 +22,13 @@ TEMPLATE = (
     "Compose your configuration from those groups (group=option)\n\n"
     "$APP_CONFIG_GROUPS\n"
     "== Fields ==\n"
-    "Override any of them (foo.bar=value); values are the composed config's\n\n"
+    "Override any of them (foo.bar=value; a field shown as +foo.bar is not in the config until added,\n"
+    "with the +); values are the composed config's\n\n"
     "${" + RESOLVER + ":}\n\n"
+    "== Cache ==\n"
+    "Results are cached under the infra's folder (infra.folder above; null: nothing is cached):\n"
+    "set it with infra.folder=/path/to/cache on the command line or in a YAML file. Jobs run with\n"
+    "hydra/launcher=exca_local (the default; exca_slurm for Slurm) and hydra/sweeper=exca.\n\n"
     "${hydra.help.footer}"
 )
 
@@ -76,7 +81,8 @@ def rows(model: type, cfg: tp.Any, choices: tp.Mapping[str, tp.Any]) -> list[tup
             if field.sub is not None and isinstance(child, DictConfig):
                 walk(field.sub, child, path + ".", group + "/", depth + 1)
                 continue
-            out.append((path, _short(type_name(field.info.annotation), 32), _shown(node, field.key, field.default), description))
+            shown = path if not isinstance(node, DictConfig) or field.key in node else "+" + path  # the form that works
+            out.append((shown, _short(type_name(field.info.annotation), 32), _shown(node, field.key, field.default), description))
 
     walk(model, cfg, "", "", 0)
     return out

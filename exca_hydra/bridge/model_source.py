@@ -51,6 +51,18 @@ def combine_defaults(generated: list[tp.Any], given: list[tp.Any] | None) -> lis
     return first + out + ([] if "_self_" in out else ["_self_"])
 
 
+EXCA_PLUGINS = ({"override hydra/launcher": "exca_local"}, {"override hydra/sweeper": "exca"})
+
+
+def with_exca_plugins(config: DictConfig) -> DictConfig:
+    """An app without YAML runs its sweeps through the exca launcher and sweeper (validated up
+    front, cached) unless told otherwise (``hydra/launcher=basic``)."""
+    defaults = list(config.get("defaults", ["_self_"]))
+    at = defaults.index("_self_") if "_self_" in defaults else len(defaults)
+    config["defaults"] = defaults[:at] + list(EXCA_PLUGINS) + defaults[at:]
+    return config
+
+
 def merge_node(generated: dict[str, tp.Any], given: DictConfig) -> DictConfig:
     """``given`` (a YAML file's config) on top of a generated node.  Merged as plain data (a
     ``???`` or an interpolation of the file is a value like any other: it wins), then made into
@@ -126,8 +138,11 @@ class ModelSource(ConfigSource):
                 from hydra.plugins.config_source import ConfigLoadError
 
                 raise ConfigLoadError(f"Config not found : {config_path}")
+            config = self.app.config(self._name(config_path))  # type: ignore[union-attr]
+            if self._name(config_path) == self.app.primary:  # type: ignore[union-attr]
+                config = with_exca_plugins(config)
             return ConfigResult(
-                config=self.app.config(self._name(config_path)),  # type: ignore[union-attr]
+                config=config,
                 path=self.full_path(),
                 provider=self.provider,
                 header={"package": None},
