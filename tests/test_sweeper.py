@@ -76,6 +76,9 @@ def test_modes_cached_retry_force_read_only(ctx: Ctx) -> None:
     assert len(ctx.lines()) == 1
     cached = ctx.run(APP, *sweep)  # the recorded failure is returned, nothing runs
     assert cached.code != 0 and "lr=0.5 diverges" in cached.err
+    # the plan line counts and names it, and says how to run it again (issue 22)
+    assert "2 job(s): 1 cached, 0 running, 0 to run (mode=cached), 1 failed last time" in cached.out + cached.err
+    assert "#1 model=conv lr=0.5" in cached.out + cached.err and "hydra.sweeper.mode=retry runs them again" in cached.out + cached.err
     assert ctx.job_dirs() == [] and len(ctx.lines()) == 1
     retry = ctx.run(APP, *sweep, "hydra.sweeper.mode=retry")  # only the failed job runs again
     assert retry.code != 0 and ctx.job_dirs() == ["1"] and len(ctx.lines()) == 1

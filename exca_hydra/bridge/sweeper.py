@@ -91,11 +91,7 @@ def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> l
     if params.dry_run:
         print(dry_run_table(jobs))
         return []
-    statuses = [job.status for job in jobs]
-    logger.info(
-        "Exca sweeper: %d job(s): %d cached, %d running, %d to run (mode=%s)",
-        len(jobs), statuses.count("completed"), statuses.count("running"), sum(map(_to_run, jobs)), params.mode,
-    )  # fmt: skip
+    logger.info(plan_line(jobs, params.mode))
 
     returns: list[list[JobReturn]] = []
     start = 0
@@ -112,6 +108,21 @@ def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> l
     if failed:  # like Hydra's basic sweeper, raise after every job ran; but one message for all
         raise SweepFailed(failed, len(jobs))
     return returns
+
+
+def plan_line(jobs: tp.Sequence[HydraJob], mode: str) -> str:
+    """What the sweep will do, every job counted: failures recorded last time are cached too,
+    so they are named, with how to run them again."""
+    statuses = [job.status for job in jobs]
+    failed = [job for job in jobs if job.status == "failed" and not _to_run(job)]
+    line = (f"Exca sweeper: {len(jobs)} job(s): {statuses.count('completed')} cached, {statuses.count('running')} running, "
+            f"{sum(map(_to_run, jobs))} to run (mode={mode})")  # fmt: skip
+    if failed:
+        named = "; ".join(f"#{job.num} {job.shown_overrides or '(no overrides)'}" for job in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        line += (f", {len(failed)} failed last time (their recorded error is reported): {named}{more}; "
+                 "hydra.sweeper.mode=retry runs them again")  # fmt: skip
+    return line
 
 
 def _say_what_is_cached(sweeper: tp.Any, jobs: tp.Sequence[HydraJob], exca_launcher: bool) -> None:

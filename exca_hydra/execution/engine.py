@@ -14,6 +14,7 @@ import typing as tp
 from ..cache.store import Entry, JobFailure, Status
 from . import jobref
 from .backends import Backend, TaskLost
+from .pull import reconcile_owned
 from .plan import Step, read_status
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def wait_for(entries: tp.Sequence[Entry], max_delay: float = 5.0) -> list[tuple[
 
     def ready() -> bool:
         nonlocal said
+        reconcile_owned()  # this process's own pull launches: it alone acts on them
         for i, entry in enumerate(entries):
             if i not in out:
                 status = read_status(entry)
@@ -169,6 +171,7 @@ class EntryJob:
         self.job_id = ref.job_id if ref is not None and ref.job_id else "inline" if entry.file_status() is not None else "claimed"
 
     def done(self, force_check: bool = False) -> bool:
+        reconcile_owned()  # polled by the process that submitted it: its launches need it
         return read_status(self.entry)[0] != "running"
 
     @property

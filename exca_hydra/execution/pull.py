@@ -245,7 +245,7 @@ class PullBackend:
         }  # fmt: skip
         _publish(folder / "pool.pkl", pickle.dumps(state))
         _publish(folder / "units.json", json.dumps([list(t) for t in tasks]).encode())
-        self.pool = Pool(folder, self.backend)
+        self.pool = OWNED[str(folder)] = Pool(folder, self.backend)
         self.pool._state = state
         if tasks:
             self.pool.submit_round(0, workers)
@@ -258,6 +258,22 @@ class PullBackend:
 
     def pause(self, delay: float) -> None:
         time.sleep(delay)
+
+
+OWNED: dict[str, Pool] = {}  # the pools of the launches this process made: it alone acts on them
+
+
+def reconcile_owned() -> None:
+    """For a process waiting on its own launches (the Python API's job_array, then a call or a
+    status wait): lost jobs, follow-ups and cancels of the pools it submitted, as its launcher."""
+    for folder, pool in list(OWNED.items()):
+        try:
+            if all(pool.returned(unit) for unit in range(pool.state["units"])):
+                del OWNED[folder]
+                continue
+            pool.reconcile()
+        except OSError:  # its folder was removed: nothing left to act on
+            OWNED.pop(folder, None)
 
 
 def _publish(path: Path, data: bytes) -> None:
