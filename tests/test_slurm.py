@@ -477,3 +477,19 @@ def test_killed_launcher_attaches_to_its_running_jobs_when_run_again(tmp_path: P
     assert not (tmp_path / "second" / ".submitit").exists()  # ...and submitted nothing
     assert sorted(line.split()[-1] for line in app.lines()) == ["lr=0.1", "lr=0.2", "lr=0.3"]  # each ran once
     assert [json.loads((e / "job.json").read_text())["job_id"] for e in entries] == ids
+
+
+def test_a_cached_batch_under_another_sweeper_submits_nothing(tmp_path: Path) -> None:
+    """Issue 22: under Hydra's basic sweeper, exca_slurm plans each batch itself: cached jobs are
+    read back here (each still gets its job folder and .hydra/), no sbatch for them."""
+    app = App(tmp_path)
+    r = app.run("model=conv,transformer", "lr=0.1")
+    assert r.returncode == 0, r.stderr
+    assert len(app.lines()) == 2
+    app.sweep_dir = tmp_path / "again"
+    r = app.run("model=conv,transformer", "lr=0.1", "hydra/sweeper=basic")
+    assert r.returncode == 0, r.stderr
+    assert len(app.lines()) == 2  # nothing computed again
+    assert not list(app.sweep_dir.glob(".submitit/*")) and "Slurm job" not in r.stdout + r.stderr  # nothing submitted
+    for num in (0, 1):
+        assert (app.sweep_dir / str(num) / ".hydra" / "config.yaml").exists()

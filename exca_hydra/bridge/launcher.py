@@ -197,6 +197,10 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             logger.info("%d job(s) are being computed by another process: waiting for them (%s%s)", len(others),
                         "; ".join(engine.holder(job.entry) for job in others[:3] if job.entry is not None),
                         "; ..." if len(others) > 3 else "")  # fmt: skip
+        reads = [job for job in mine if job.step.action == "read"]  # type: ignore[union-attr]
+        if reads:  # cached: read back here, never submitted (a Slurm job to read a file is waste)
+            _read_here(launcher, reads)
+        mine = [job for job in mine if job.step.action != "read"]  # type: ignore[union-attr]
         if mine:
             _submit_and_collect(launcher, params, mine)
     wait_for_others(others)
@@ -205,6 +209,15 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             job.result = cached_return(job)
             job.from_cache = job.status in ("completed", "failed")
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+
+
+def _read_here(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> None:
+    """Cached jobs under a sweeper that needs a run per job: each goes through Hydra's run_job in
+    this process (its job folder and .hydra/), which reads its result back from the cache."""
+    batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
+    for index, job in enumerate(jobs):
+        job.result = batch.run(index, f"cached_{job.num}")
+        job.from_cache = True
 
 
 class Snapshot(tp.NamedTuple):
