@@ -61,9 +61,17 @@ class Ctx:
         return self.log.read_text("utf8").splitlines() if self.log.exists() else []
 
     def job_dirs(self) -> list[str]:
+        """The folders of the jobs that ran in the last sweep (a cached job's folder holds a
+        pointer to its cache entry, .hydra/cache_entry.txt, and is listed by cached_dirs)."""
+        return [name for name in self.all_dirs() if name not in self.cached_dirs()]
+
+    def all_dirs(self) -> list[str]:
         if not self.sweep_dir.exists():
             return []
         return sorted(p.name for p in self.sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def cached_dirs(self) -> list[str]:
+        return [name for name in self.all_dirs() if (self.sweep_dir / name / ".hydra" / "cache_entry.txt").exists()]
 
     def cache_entries(self) -> list[Path]:
         return sorted(self.cache.glob("*/*")) if self.cache.exists() else []
@@ -233,7 +241,7 @@ def test_plain_hydra_app_is_cached_by_resolved_config(ctx: Ctx) -> None:
         assert (folder / "result.pkl").exists(), ctx.cache_entries()
     r = ctx.run(PLAIN / "app.py", *args)  # same folder: read from the cache, not recomputed
     assert r.code == 0, r.err
-    assert ctx.job_dirs() == ["0", "1"]  # the jobs still went through run_job
+    assert ctx.all_dirs() == ["0", "1"] == ctx.cached_dirs()  # the jobs still went through run_job (read back: issue 22)
     assert sorted(ctx.lines()) == ["plain x=1", "plain x=2"]
     r = ctx.run(PLAIN / "app.py", "x=3", f"hydra.launcher.folder={ctx.cache}")
     assert r.code == 0, r.err

@@ -52,6 +52,11 @@ def test_rerun_runs_only_the_missing_jobs_with_stable_numbers(ctx: Ctx) -> None:
     assert sorted(new) == sorted([by_num[1], by_num[4]])  # same numbers, same configs
     assert ctx.job_dirs() == ["1", "4"]  # only those two ran (got an output folder)
     assert "4 cached" in second.err + second.out
+    # the cached ones get their folder too (issue 22): .hydra/ and a pointer to their entry
+    assert ctx.cached_dirs() == ["0", "2", "3", "5"]
+    for num in ctx.cached_dirs():
+        pointer = (ctx.sweep_dir / num / ".hydra" / "cache_entry.txt").read_text().strip()
+        assert (ctx.sweep_dir / num / ".hydra" / "config.yaml").exists() and Path(pointer, "result.pkl").exists()
     third = ctx.run(APP, *SWEEP)
     assert third.code == 0 and ctx.lines()[len(lines) + 2 :] == [] and ctx.job_dirs() == []
 

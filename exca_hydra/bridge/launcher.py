@@ -159,6 +159,9 @@ def launch_plan(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> list[Job
     (the sweeper reports them)."""
     params = launcher_params(launcher)
     _setup(launcher)
+    for job in jobs:  # a cached job gets its job folder (.hydra/, a pointer to its entry) as any other
+        if job.step is not None and job.step.action == "skip" and job.step.status == "completed":
+            job.step.action = "read"
     run_plan(launcher, params, jobs)
     return [job.result for job in jobs]  # type: ignore[misc]
 
@@ -192,15 +195,15 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             if job.entry is not None and not job.entry.has_result():  # a result keeps its config
                 job.entry.write_configs(full_config(job.obj), job.uid_cfg or {}, job.program)
         others = [job for job in jobs if job.step.action == "wait"]  # type: ignore[union-attr]
+        reads = [job for job in mine if job.step.action == "read"]  # type: ignore[union-attr]
+        mine = [job for job in mine if job.step.action != "read"]  # type: ignore[union-attr]
         logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
         if others:
             logger.info("%d job(s) are being computed by another process: waiting for them (%s%s)", len(others),
                         "; ".join(engine.holder(job.entry) for job in others[:3] if job.entry is not None),
                         "; ..." if len(others) > 3 else "")  # fmt: skip
-        reads = [job for job in mine if job.step.action == "read"]  # type: ignore[union-attr]
         if reads:  # cached: read back here, never submitted (a Slurm job to read a file is waste)
             _read_here(launcher, reads)
-        mine = [job for job in mine if job.step.action != "read"]  # type: ignore[union-attr]
         if mine:
             _submit_and_collect(launcher, params, mine)
     wait_for_others(others)
@@ -218,6 +221,10 @@ def _read_here(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> None:
     for index, job in enumerate(jobs):
         job.result = batch.run(index, f"cached_{job.num}")
         job.from_cache = True
+        output = OmegaConf.select(job.result.hydra_cfg, "hydra.runtime.output_dir") if job.result.hydra_cfg else None
+        if job.entry is not None and output:
+            with contextlib.suppress(OSError):
+                (Path(output) / ".hydra" / "cache_entry.txt").write_text(f"{job.entry.folder}\n")
 
 
 class Snapshot(tp.NamedTuple):
