@@ -4,6 +4,7 @@ miss, clear entries. Looking writes nothing and unpickles nothing."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from .terminal import SafeWriter
 from .table import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status
 from .table import read_yaml, rows
 from .cache.store import CONFIG, UID_CONFIG, Entry
@@ -261,7 +263,8 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.set_defaults(run=cmd_clear)
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        with contextlib.redirect_stdout(SafeWriter(sys.stdout)), contextlib.redirect_stderr(SafeWriter(sys.stderr)):
+            return int(args.run(args))  # what a cache holds is shown, never acted on by the terminal
     except BrokenPipeError:  # e.g. `exca-hydra list cache | head`
         sys.stderr = open(os.devnull, "w")  # nothing more to say, and no traceback at exit
         return 0

@@ -159,9 +159,19 @@ def _cell(value: tp.Any) -> str:
     return json.dumps(value)
 
 
+def _finite(value: tp.Any) -> tp.Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def format_table(table: list[dict[str, tp.Any]], fmt: str = "markdown") -> str:
-    if fmt == "json":
-        return json.dumps(table, indent=1, default=str)
+    if fmt == "json":  # valid JSON: NaN and infinities are null
+        return json.dumps(_finite(table), indent=1, default=str, allow_nan=False)
     columns = list(table[0]) if table else list(FIXED)
     if fmt == "csv":
         buffer = io.StringIO()

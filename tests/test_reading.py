@@ -150,3 +150,37 @@ def test_what_used_to_hang_ends(planted: dict[str, tp.Any], caplog: pytest.LogCa
     with caplog.at_level("WARNING"):
         assert tasks[6].compute() == 12 and tasks[7].compute() == 14
     assert "node-7" in caplog.text and "claim.json" in caplog.text
+
+
+class Shout(__import__("pydantic").BaseModel):
+    text: str = "hi"
+    infra: __import__("exca_hydra").TaskInfra = __import__("exca_hydra").TaskInfra()
+
+    @infra.apply
+    def run(self) -> dict[str, tp.Any]:
+        return {"echo\r\x1b[2K": self.text + "\x1b[2J", "score": float("nan"), "top": float("inf")}
+
+
+def test_what_a_cache_holds_never_drives_the_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21: escape sequences, carriage returns and bells from config values, result strings
+    and result dict keys are shown escaped by list, table and show; table --format json is
+    valid JSON (NaN and infinities are null)."""
+    cache = tmp_path / "cache"
+    obj = Shout(text="\x1b]0;owned\x07title", infra={"folder": cache})
+    obj.run()
+    outputs = []
+    for argv in (["list", str(cache)], ["table", str(cache)], ["table", str(cache), "--format", "csv"],
+                 ["show", str(obj.infra.uid_folder())]):  # fmt: skip
+        assert main(argv) == 0
+        captured = capsys.readouterr()
+        outputs.append(captured.out + captured.err)
+    for out in outputs:
+        assert not any(c in out for c in "\x1b\x07\r"), repr(out)
+    assert any("\\x1b]0;owned\\x07title" in out for out in outputs), outputs
+    assert any("\\r" in out for out in outputs[1:3]), outputs
+    assert main(["table", str(cache), "--format", "json"]) == 0
+    def not_json(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    table = json.loads(capsys.readouterr().out, parse_constant=not_json)
+    assert table[0]["result.score"] is None and table[0]["result.top"] is None
