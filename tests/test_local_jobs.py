@@ -254,3 +254,26 @@ def test_a_terminal_sees_job_output_on_its_own_lines_during_a_sweep(tmp_path: Pa
     said = [piece.strip() for piece in pieces if "says hello" in piece]
     assert sorted(said) == ["job 0 says hello", "job 1 says hello"], pieces
     assert any("sweep" in piece and "running" in piece for piece in pieces), pieces  # the bar was drawn
+
+
+class Stops(__import__("pydantic").BaseModel):
+    how: str
+    infra: __import__("exca_hydra").TaskInfra = __import__("exca_hydra").TaskInfra()
+
+    @infra.apply
+    def run(self) -> int:
+        import sys
+
+        if self.how == "exit":
+            sys.exit(5)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("how, said", [("exit", "SystemExit(5)"), ("interrupt", "KeyboardInterrupt")])
+def test_a_job_that_stops_itself_says_how(tmp_path: Path, how: str, said: str) -> None:
+    """Issue 21: a task's own sys.exit(5) or KeyboardInterrupt under cluster="local" is named in
+    the failure (not "killed, out of time or memory?")."""
+    obj = Stops(how=how, infra={"folder": tmp_path / "cache", "cluster": "local"})
+    with pytest.raises(Exception) as info:
+        obj.run()
+    assert said in str(info.value) and "killed, out of time or memory" not in str(info.value), str(info.value)

@@ -131,9 +131,16 @@ class SubmititHandle:
 
 
 def task_failure(job: tp.Any, detail: str) -> JobFailure:
+    """Why a submitit job ended without returning: its state or exit code, Slurm's word, its last
+    error line (``KeyboardInterrupt`` raised by the task, ``SystemExit: 5``), its log."""
     log = getattr(getattr(job, "paths", None), "stderr", "?")
-    said = slurm.slurm_says(log)
-    lines = [f"Slurm job {job.job_id} ({job.state}) {detail}", *([f"Slurm: {said}"] if said else []), f"log: {log}"]
+    said, error = slurm.slurm_says(log), slurm.last_error(log)
+    process = getattr(job, "_process", None)
+    code = process.poll() if process is not None else None
+    state = f"exit code {code}" if code is not None else str(job.state)
+    kind = "Local job" if type(job).__name__ == "LocalJob" else "Slurm job"
+    lines = [f"{kind} {job.job_id} ({state}) {detail}", *([f"Slurm: {said}"] if said else []),
+             *([f"its last error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
     return JobFailure("\n".join(lines))
 
 

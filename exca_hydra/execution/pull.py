@@ -154,7 +154,7 @@ class Pool:
     def _worker_failure(self, claim: dict[str, tp.Any], what: str = "") -> JobFailure:
         task, log = claim["task"], claim.get("stderr", "?")
         state = self.states.get(task) or "ended"
-        said, error = slurm.slurm_says(log), _last_line(log) if what else ""
+        said, error = slurm.slurm_says(log), slurm.last_error(log) if what else ""
         what = what or "the worker running this job, ended before it finished (killed, out of time or memory?)"
         lines = [f"Slurm job {task} ({state}), {what}", *([f"Slurm: {said}"] if said else []),
                  *([f"error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
@@ -282,16 +282,6 @@ def _publish(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def _last_line(log: str) -> str:
-    """The worker's last error line (e.g. an import error before it took any job)."""
-    try:
-        lines = Path(log).read_text("utf8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    errors = [line for line in lines if line and not line.startswith((" ", "submitit", "srun:", "Traceback"))]
-    return errors[-1] if errors else ""
 
 
 def slurm_backend(cluster: str | None, folder: Path, resources: tp.Any, slurm_options: tp.Any, **kwargs: tp.Any) -> tp.Any:

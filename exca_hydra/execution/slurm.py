@@ -137,6 +137,20 @@ def slurm_says(log: tp.Any) -> str:
     return (stepd or srun or [""])[-1]
 
 
+def last_error(log: tp.Any) -> str:
+    """The last error line of a job's log (e.g. 'KeyboardInterrupt', an import error before the
+    job ran): a job that ended without a result says what it last said."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 65536))
+            lines = f.read().decode("utf8", errors="replace").splitlines()
+    except (OSError, TypeError):
+        return ""
+    errors = [line for line in lines if line and not line.startswith((" ", "submitit", "srun:", "Traceback"))]
+    return errors[-1] if errors else ""
+
+
 # submitit's --signal=USR2@<signal_delay_s>: Slurm's warning before the time limit (or a preemption)
 _EARLY_USR2 = (
     ". SIGUSR2 is the warning Slurm sends signal_delay_s before the time limit (or on preemption); it came"
@@ -146,9 +160,10 @@ _EARLY_USR2 = (
 
 def failure_from_job(what: str, log: str, state: str) -> JobFailure:
     """A job that ended without a result or a Python error: what Slurm says and where to look."""
-    said = slurm_says(log)
+    said, error = slurm_says(log), last_error(log)
     why = _EARLY_USR2 if said.endswith("User defined signal 2") else ""
+    how = f"its last words: {error}" if error else "killed, out of time or memory?"
     return JobFailure(
         f"{what[:1].upper()}{what[1:]} ended with state {state} without a result or a Python error "
-        f"(killed, out of time or memory?).{' Slurm: ' + said if said else ''}{why} Its log: {log}"
+        f"({how}).{' Slurm: ' + said if said else ''}{why} Its log: {log}"
     )

@@ -40,8 +40,12 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry: E
         value = function(obj)
         entry.write_result(value, duration=time.time() - start)
         return value
-    except (SystemExit, KeyboardInterrupt):  # submitit's exit after a requeue; Ctrl-C or SIGTERM:
-        raise  # neither is the task's outcome, the job stays missing and runs again next time
+    except (SystemExit, KeyboardInterrupt) as e:  # submitit's exit after a requeue; Ctrl-C or SIGTERM:
+        # neither is the task's outcome, the job stays missing and runs again next time; its log
+        # names it, so that a job that ended this way says how (a task's own sys.exit(5) included)
+        sys.stderr.write(f"The job stopped: {type(e).__name__}({e.code!r})\n" if isinstance(e, SystemExit) else "The job stopped: KeyboardInterrupt\n")
+        sys.stderr.flush()
+        raise
     except BaseException as e:
         # from the task's own frame on: this function is not what the user wants to read
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
