@@ -493,3 +493,15 @@ def test_a_cached_batch_under_another_sweeper_submits_nothing(tmp_path: Path) ->
     assert not list(app.sweep_dir.glob(".submitit/*")) and "Slurm job" not in r.stdout + r.stderr  # nothing submitted
     for num in (0, 1):
         assert (app.sweep_dir / str(num) / ".hydra" / "config.yaml").exists()
+
+
+def test_a_submission_slurm_refuses_is_one_line(tmp_path: Path) -> None:
+    """Issue 21: sbatch refusing the array (a partition that does not exist) is Slurm's own
+    message in one line, no traceback, and no job outcome recorded."""
+    app = App(tmp_path)
+    r = app.run("model=conv", "lr=0.3", "hydra.launcher.partition=nonexistent")
+    assert r.returncode != 0
+    assert "Slurm refused the submission" in r.stderr and "invalid partition" in r.stderr.lower(), r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    entry = app.entry(model={"name": "conv"}, lr=0.3)
+    assert not any((entry / name).exists() for name in ("error.pkl", "outcome.json", "job.json", "claim.json"))

@@ -184,6 +184,11 @@ def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParam
         _run_plan(launcher, params, jobs)
     except CacheNotWritable as e:  # nothing was submitted (claims come first)
         raise SweepStopped(str(e)) from None
+    except Exception as e:
+        if type(e).__name__ != "FailedJobError":  # submitit's: sbatch refused the array
+            raise
+        said = [line for line in str(e).splitlines() if line.strip()]
+        raise SweepStopped(f"Slurm refused the submission, nothing was submitted or recorded: {said[-1] if said else e}") from None
 
 
 def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
