@@ -227,3 +227,17 @@ def test_single_runs_and_the_basic_launcher_fill_the_same_cache(ctx: Ctx) -> Non
     basic = ctx.run(APP, "hydra/sweeper=exca", "hydra/launcher=basic", "model=conv", "lr=0.1,0.2")
     assert basic.code == 0, basic.err
     assert "1 cached" in basic.err + basic.out and [line.split()[-1] for line in ctx.lines()] == ["lr=0.1", "lr=0.2"]
+
+
+def test_the_summary_reads_outcomes_and_unpickles_nothing(ctx: Ctx) -> None:
+    """Issue 20: the end-of-sweep summary shows each result as outcome.json previews it; a
+    cached re-run loads no result (a result file that would not load goes unread)."""
+    first = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2")
+    assert first.code == 0, first.err
+    for entry in _entries(ctx).values():
+        (entry / "result.pkl").write_bytes(b"not a pickle at all")  # loading it would fail its job
+    again = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2")
+    assert again.code == 0, again.err
+    out = again.out + again.err
+    assert "2 cached" in out and "0 ConvCfg lr=0.1" in out and "1 ConvCfg lr=0.2" in out, out
+    assert ctx.cached_dirs() == ["0", "1"]

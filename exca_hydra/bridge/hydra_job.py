@@ -26,11 +26,14 @@ from .task_info import task_info
 class CachedTask:
     """The task run inside ``run_job``: convert, compute (or read the cache), store."""
 
-    def __init__(self, task_function: tp.Any, entry_folder: str | None) -> None:
+    def __init__(self, task_function: tp.Any, entry_folder: str | None, load: bool = True) -> None:
         self.task_function = task_function
         self.entry_folder = entry_folder
+        self.load = load  # False: a stored result stays in its entry (the launcher reads it lazily)
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
+        if not self.load and self.entry_folder is not None and Entry(self.entry_folder).has_result():
+            return None  # replaced by a LazyReturn of the entry
         info = task_info(self.task_function)
         if info is not None:
             obj = to_model(cfg, info.model)
@@ -53,6 +56,7 @@ class HydraBatch:
         self.sources = [job.portable() for job in jobs]  # a Recipe pickles its shared base once
         self.entries = [str(job.entry.folder) if job.entry else None for job in jobs]
         self.sweep_dir: str | None = None  # set when the jobs start elsewhere (a code snapshot)
+        self.load = True  # False: cached jobs read back in the launcher, their results left unloaded
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -74,7 +78,7 @@ class HydraBatch:
                 cfg.hydra.sweep.dir = self.sweep_dir
         ret = run_job(
             hydra_context=self.hydra_context,
-            task_function=CachedTask(self.task_function, self.entries[index]),
+            task_function=CachedTask(self.task_function, self.entries[index], self.load),
             config=cfg,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",

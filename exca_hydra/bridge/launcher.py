@@ -223,6 +223,7 @@ def _read_here(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> None:
     """Cached jobs under a sweeper that needs a run per job: each goes through Hydra's run_job in
     this process (its job folder and .hydra/), which reads its result back from the cache."""
     batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
+    batch.load = False  # the value stays in the entry until read
     for index, job in enumerate(jobs):
         job.result = batch.run(index, f"cached_{job.num}")
         job.from_cache = True

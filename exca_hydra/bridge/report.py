@@ -86,6 +86,23 @@ def _outcome(ret: JobReturn | None) -> str:
     return _fit((text.strip().splitlines() or [""])[0], 60)  # an error's first line is its "Type: message"
 
 
+def _recorded(job: HydraJob) -> dict[str, tp.Any] | None:
+    """The job's outcome.json when it records the job's status (a small JSON, read once)."""
+    if job.entry is None or job.result is None:
+        return None
+    data = job.entry.read_outcome()
+    status = "completed" if _ok(job) else "failed"
+    return data if data is not None and data.get("status") == status else None
+
+
+def _preview(job: HydraJob, recorded: dict[str, tp.Any] | None) -> str:
+    if recorded is not None and "preview" in recorded and _ok(job):
+        from ..table import describe_preview
+
+        return _fit(describe_preview(recorded["preview"]).replace("\n", " "), 60)
+    return _outcome(job.result)
+
+
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -104,8 +121,9 @@ def _short_uid(uid: str | None, width: int = 60) -> str:
 def summary(jobs: tp.Sequence[HydraJob]) -> str:
     """End-of-sweep table: number, status, time (or "cached"), uid, overrides, result or the
     error's last line; then where the results are. Past 50 jobs, only those not completed."""
-    # first the outcomes, loading each result once: one that cannot be loaded fails its job
-    outcomes = {id(job): _outcome(job.result) for job in jobs if len(jobs) <= 50 or job.from_cache or not _ok(job)}
+    # the outcomes as outcome.json previews them: a result is unpickled only when asked for
+    recorded = {id(job): _recorded(job) for job in jobs}
+    outcomes = {id(job): _preview(job, recorded[id(job)]) for job in jobs if len(jobs) <= 50 or job.from_cache or not _ok(job)}
     counts = collections.Counter(
         "cached" if job.from_cache and _ok(job) else "completed" if _ok(job) else "failed" for job in jobs
     )
@@ -119,7 +137,9 @@ def summary(jobs: tp.Sequence[HydraJob]) -> str:
     rows = []
     for job in shown:
         status = job.result.status.name if job.result is not None else "?"
-        seconds = "cached" if job.from_cache else f"{job.ended - job.started:.1f}s" if job.ended else "-"
+        took = (recorded[id(job)] or {}).get("duration")  # the job's own time (a pull worker's job too)
+        took = took if isinstance(took, (int, float)) else (job.ended - job.started if job.ended else None)
+        seconds = "cached" if job.from_cache else f"{took:.1f}s" if took is not None else "-"
         overrides = _fit(job.shown_overrides or "(no overrides)", 40)
         rows.append((str(job.num), status, seconds, _short_uid(job.uid), overrides, outcomes[id(job)]))
     lines = [head]
