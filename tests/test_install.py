@@ -137,6 +137,16 @@ def test_wheel_install_hydra_sees_plugins_without_example_app(wheel: Venv, tmp_p
     assert proc.stdout.split() == ["None", "[]", "['exca_hydra',", "'hydra_plugins']"], proc.stdout
 
 
+def test_wheel_install_runs_readme_app_as_a_script(wheel: Venv, tmp_path: Path) -> None:
+    # `pip install .` does not install example_app: the README's command still runs the script
+    args = ("-m", "model=conv,transformer", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    env = {"EXCA_HYDRA_CACHE": str(tmp_path / "cache")}
+    proc = wheel.run(str(ROOT / "example_app" / "app.py"), *args, cwd=tmp_path, env=env)
+    output = _output(proc)
+    assert proc.returncode == 0 and "No module named 'example_app'" not in output, output
+    assert "Sweep summary: 2 job(s): 2 completed" in output, output
+
+
 def test_hint_when_hydra_cannot_see_plugins(wheel: Venv, tmp_path: Path) -> None:
     # a regular package named hydra_plugins (with __init__.py) first on sys.path hides the
     # namespace, as another project shipping hydra_plugins/__init__.py would
