@@ -82,7 +82,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     source = tmp_path_factory.mktemp("source") / "exca-hydra"
     ignore = shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "outputs", "multirun",
-        "exca_cache",
+        "exca_cache", ".venv*",
     )
     shutil.copytree(ROOT, source, ignore=ignore)
     venv = Venv(tmp_path_factory.mktemp("wheel") / "venv")
