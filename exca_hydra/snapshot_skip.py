@@ -73,4 +73,6 @@ def copy_link(link: Path, source: Path, dest: Path) -> None:
         if not resolved.is_relative_to(source):
             target = str(resolved)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.is_file():  # copied twice (two sources): the latest wins, as copytree's files
+        dest.unlink()
     os.symlink(target, dest)
