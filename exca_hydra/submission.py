@@ -25,7 +25,7 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
         backend = base.backend(max_workers)  # inside the claim: a bad option releases it
         calls = [(infras[p]._binding().method, infras[p]._binding().obj, infras[p]._entry()) for p in positions]
         workdir = base.workdir
-        activate = workdir.activate(base.folder / "code") if workdir is not None and base.folder else contextlib.nullcontext()
+        activate = workdir.activate(base.folder / "code", [base.folder]) if workdir is not None and base.folder else contextlib.nullcontext()
         with activate:
             handles = backend.submit(MethodBatch(calls), [[i] for i in range(len(positions))])  # type: ignore[arg-type]
         for p, handle in zip(positions, handles):

@@ -14,24 +14,35 @@ from pathlib import Path
 
 import pydantic
 
+from .snapshot_skip import LeftOut, copy_link
+
 DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".hypothesis", ".pytest_cache", "*.egg-info")
 
 
 class WorkDir(pydantic.BaseModel):
-    """Copy ``copied`` paths into a fresh folder and submit from there."""
+    """Copy ``copied`` paths into a fresh folder and submit from there.  Left out by default: the
+    cache and output folders given as ``skip``, Hydra's output folders, what git ignores; symlinks
+    are copied as links (a symlinked data folder is not copied in full)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     copied: list[Path] = []
     includes: list[str] = []  # glob patterns of files to copy (all when empty)
     excludes: list[str] = list(DEFAULT_EXCLUDES)
 
-    def _ignore(self, skip: set[Path]) -> tp.Callable[[str, list[str]], set[str]]:
+    def _ignore(self, leave: LeftOut, links: list[Path]) -> tp.Callable[[str, list[str]], set[str]]:
         def ignore(folder: str, names: list[str]) -> set[str]:
             out = set()
             for name in names:
-                path = Path(folder, name)
-                if path.resolve() in skip or any(fnmatch.fnmatch(name, p) for p in self.excludes):
+                path = Path(os.path.abspath(os.path.join(folder, name)))  # the link, not its target
+                excluded = any(fnmatch.fnmatch(name, p) for p in self.excludes)
+                reason = "excluded" if excluded else leave.reason(path)
+                if reason is not None:
                     out.add(name)
+                    if reason != "excluded":
+                        leave.record(path, reason)
+                elif path.is_symlink():
+                    out.add(name)
+                    links.append(path)
                 elif self.includes and path.is_file():
                     if not any(fnmatch.fnmatch(name, p) for p in self.includes):
                         out.add(name)
@@ -41,20 +52,25 @@ class WorkDir(pydantic.BaseModel):
 
     def copy(self, root: Path, skip: tp.Iterable[Path] = ()) -> Path:  # type: ignore[override]  # pydantic's deprecated copy()
         """Copy the paths into a new folder under ``root`` and return it (``skip``: folders
-        never copied, besides ``root``)."""
+        never copied, besides ``root``, e.g. the cache).  Says on stderr what was left out."""
         target = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        skip = {root.resolve(), *(Path(path).resolve() for path in skip)}
+        leave = LeftOut([root, *skip])
         for source in self.copied:
             source = Path(source).resolve()
             if not source.exists():
                 raise FileNotFoundError(f"WorkDir: {source} does not exist")
             if source.is_dir():
                 dest = target if source == Path.cwd().resolve() else target / source.name
-                shutil.copytree(source, dest, ignore=self._ignore(skip), dirs_exist_ok=True)
+                leave.scan(source)
+                links: list[Path] = []
+                shutil.copytree(source, dest, ignore=self._ignore(leave, links), dirs_exist_ok=True)
+                for link in links:
+                    copy_link(link, source, dest / link.relative_to(source))
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target / source.name)
         target.mkdir(parents=True, exist_ok=True)
+        leave.say(target)
         return target
 
     def relocated(self, path: str, target: Path) -> str:
@@ -69,9 +85,9 @@ class WorkDir(pydantic.BaseModel):
         return path
 
     @contextlib.contextmanager
-    def activate(self, root: Path) -> tp.Iterator[Path]:
+    def activate(self, root: Path, skip: tp.Iterable[Path] = ()) -> tp.Iterator[Path]:
         """Submit from a fresh copy: jobs start in it and import the copied code first."""
-        target = self.copy(root)
+        target = self.copy(root, skip)
         with inside(target):
             yield target
 

@@ -82,7 +82,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     source = tmp_path_factory.mktemp("source") / "exca-hydra"
     ignore = shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "outputs", "multirun",
-        "exca_cache",
+        "exca_cache", ".venv*",
     )
     shutil.copytree(ROOT, source, ignore=ignore)
     venv = Venv(tmp_path_factory.mktemp("wheel") / "venv")
@@ -135,6 +135,16 @@ def test_wheel_install_hydra_sees_plugins_without_example_app(wheel: Venv, tmp_p
     proc = wheel.run("-c", check, cwd=tmp_path)
     assert proc.returncode == 0, _output(proc)
     assert proc.stdout.split() == ["None", "[]", "['exca_hydra',", "'hydra_plugins']"], proc.stdout
+
+
+def test_wheel_install_runs_readme_app_as_a_script(wheel: Venv, tmp_path: Path) -> None:
+    # `pip install .` does not install example_app: the README's command still runs the script
+    args = ("-m", "model=conv,transformer", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    env = {"EXCA_HYDRA_CACHE": str(tmp_path / "cache")}
+    proc = wheel.run(str(ROOT / "example_app" / "app.py"), *args, cwd=tmp_path, env=env)
+    output = _output(proc)
+    assert proc.returncode == 0 and "No module named 'example_app'" not in output, output
+    assert "Sweep summary: 2 job(s): 2 completed" in output, output
 
 
 def test_hint_when_hydra_cannot_see_plugins(wheel: Venv, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ loaded only by those who opted in (``EXCA_HYDRA_TRUSTED_OWNERS``): otherwise the
 a CacheError, before anything is unpickled (issue 13: a user who creates the cache folders first
 in a sticky folder like /tmp cannot plant a result).
 
-Root is needed to create users; the interpreter may live under /root (mode 0700): each user's
-process then sees it through a private bind mount (``unshare -m``), nothing else changes.
+Root is needed to create users; the interpreter may live under /root (mode 0700), also behind a
+venv's symlink: each user's process then runs the base interpreter through a private bind mount
+(``unshare -m``) with the venv's site-packages added, nothing else changes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import pickle
 import pwd
 import shutil
+import site
 import stat
 import subprocess
 import sys
@@ -39,7 +41,9 @@ METHOD_DIR = "models.MyTask.compute,0"
 
 # what each user's process runs: one MyTask computation (or cache read), reported as JSON
 SCRIPT = """
-import json, os, sys
+import json, os, site, sys
+for path in filter(None, os.environ.get("EXCA_TEST_SITE", "").split(os.pathsep)):
+    site.addsitedir(path)  # a venv's packages, when the base interpreter runs it (see Users.run)
 os.umask(int(sys.argv[1], 8))
 from models import MyTask
 args = json.loads(sys.argv[2])
@@ -89,11 +93,14 @@ class Users:
             env["EXCA_HYDRA_TRUSTED_OWNERS"] = trusted
         python = sys.executable
         prefix: list[str] = []
-        if self.bind is not None:
-            python = str(self.bind / Path(sys.executable).relative_to(sys.prefix))
+        if self.bind is not None:  # the base interpreter, bind-mounted; a venv's packages through site
+            base = os.path.realpath(sys.base_prefix)
+            python = str(self.bind / Path(os.path.realpath(sys.executable)).relative_to(base))
             env["LD_LIBRARY_PATH"] = str(self.bind / "lib")  # libpython: its rpath is under /root
+            if sys.prefix != sys.base_prefix:
+                env["EXCA_TEST_SITE"] = os.pathsep.join(site.getsitepackages())
             prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                      'mount --bind "$0" "$1" && shift && exec "$@"', sys.prefix, str(self.bind)]  # fmt: skip
+                      'mount --bind "$0" "$1" && shift && exec "$@"', base, str(self.bind)]  # fmt: skip
         args = json.dumps({"x": x, "folder": str(folder), "mode": mode})
         cmd = [*prefix, "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--",
                "env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-c", SCRIPT, oct(umask)[2:], args]  # fmt: skip
@@ -141,8 +148,11 @@ def users() -> tp.Iterator[Users]:
             created.append(("user", user))
         gid = grp.getgrnam(group).gr_gid
         bind = None
-        if not (_traversable_by_others(Path(sys.executable).parent) and _traversable_by_others(Path(sys.prefix))):
-            if sys.prefix != sys.base_prefix or shutil.which("unshare") is None:
+        # a venv's python is a symlink: what the users need is its target, the base prefix and the venv
+        needed = [Path(os.path.realpath(sys.executable)).parent, Path(sys.base_prefix), Path(sys.prefix)]
+        if not all(_traversable_by_others(path) for path in needed):
+            venv_ok = sys.prefix == sys.base_prefix or _traversable_by_others(Path(sys.prefix))
+            if not venv_ok or shutil.which("unshare") is None:
                 pytest.skip(f"the interpreter ({sys.executable}) is not reachable by other users and cannot be bind-mounted")
             bind = base / "python"
             bind.mkdir()

@@ -32,7 +32,7 @@ from ..execution.worker import script_dir
 from ..workdir import WorkDir, inside
 from .convert import ConfigValidationError, plugin_params
 from .hydra_job import HydraBatch, cached_return, failed_return, job_traceback
-from .jobs import Context, HydraJob, assign_entries, full_config, prepare, verify_entries
+from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, prepare, verify_entries
 from .task_info import task_info
 from .report import Progress, SweepStopped, summary
 
@@ -241,7 +241,9 @@ class Snapshot(tp.NamedTuple):
     import_path: str | None
 
 
-def _snapshot(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams) -> Snapshot | None:
+def _snapshot(
+    launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]
+) -> Snapshot | None:
     if not params.workdir.copied:
         return None
     hydra = launcher.config.hydra
@@ -254,6 +256,7 @@ def _snapshot(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             continue
         if parts and parts[0] not in ("/", ".", ".."):
             skip.append(Path.cwd() / parts[0])
+    skip += {root for job in jobs if (root := cache_root(params.folder, job.obj)) is not None}  # the cache
     target = params.workdir.copy(sweep_dir / ".exca" / "code", skip)
     app = script_dir()
     return Snapshot(target.absolute(), app and params.workdir.relocated(app, target.absolute()))
@@ -282,7 +285,7 @@ def _backend(
 
 def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     progress = Progress(len(jobs))  # drawn from its first update on; the jobs' output goes above it
-    snapshot = _snapshot(launcher, params)
+    snapshot = _snapshot(launcher, params, jobs)
     backend = _backend(launcher, params, jobs, snapshot, progress.write)
     per_task = max(1, getattr(params, "jobs_per_task", 1) or 1)  # None: pull workers, collected per job
     tasks = [list(range(i, min(i + per_task, len(jobs)))) for i in range(0, len(jobs), per_task)]

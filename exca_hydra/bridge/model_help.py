@@ -34,7 +34,7 @@ TEMPLATE = (
 
 
 def type_name(annotation: tp.Any) -> str:
-    if isinstance(annotation, type):
+    if isinstance(annotation, type) and tp.get_origin(annotation) is None:  # 3.10: list[int] is a type
         return annotation.__name__
     text = repr(annotation).replace("typing.", "").replace("NoneType", "None")
     return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)
