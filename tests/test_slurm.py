@@ -505,3 +505,13 @@ def test_a_submission_slurm_refuses_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr, r.stderr
     entry = app.entry(model={"name": "conv"}, lr=0.3)
     assert not any((entry / name).exists() for name in ("error.pkl", "outcome.json", "job.json", "claim.json"))
+
+
+def test_a_short_time_limit_keeps_slurms_warning_after_the_start(tmp_path: Path) -> None:
+    """Issue 22: timeout_min=1 with the default signal_delay_s=120 used to stop every pull worker
+    at its start ("ended without taking any job"); the delay is adapted, and the log says so."""
+    app = App(tmp_path)
+    r = app.run("model=conv,transformer", "lr=0.1,0.2", "hydra.launcher.timeout_min=1")
+    assert r.returncode == 0, r.stderr
+    assert len(app.lines()) == 4
+    assert "using signal_delay_s=15" in r.stdout + r.stderr, r.stdout + r.stderr

@@ -51,6 +51,17 @@ class LauncherParams(Resources, SlurmOptions):
     stderr_to_stdout: bool = False
     workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
 
+    @pydantic.model_validator(mode="after")
+    def _warning_within_the_limit(self) -> "LauncherParams":
+        """Slurm's warning (USR2, signal_delay_s before the limit) must come after the start:
+        at timeout_min=1 the default 120 s would stop every worker before it takes a job."""
+        if self.timeout_min is not None and self.signal_delay_s >= self.timeout_min * 60 / 2:
+            delay = max(1, int(self.timeout_min * 60 / 4))
+            logger.warning("hydra.launcher.signal_delay_s=%d is not shorter than half of timeout_min=%g min: "
+                           "using signal_delay_s=%d (a quarter of the limit)", self.signal_delay_s, self.timeout_min, delay)  # fmt: skip
+            self.signal_delay_s = delay
+        return self
+
 
 class LocalLauncherParams(Resources):
     """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
