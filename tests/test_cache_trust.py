@@ -35,8 +35,15 @@ def _start(ctx: Ctx, *args: str, release: str | None = None, sweep: str = "sweep
     if release:
         env["EXCA_TEST_RELEASE"] = release
     cmd = [sys.executable, str(APP), "-m", *args, f"hydra.sweep.dir={ctx.tmp / sweep}"]
+    # as a terminal starts it: SIGINT at its default even when the tests run as a background job
+    # (a non-interactive shell starts those with SIGINT ignored, and children inherit it: the
+    # launcher and its jobs then ignored the test's Ctrl-C and ran to the end)
     return subprocess.Popen(cmd, cwd=ctx.tmp, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_terminal_signals)  # fmt: skip
+
+
+def _terminal_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _children(pid: int) -> list[int]:
