@@ -72,6 +72,9 @@ def test_an_interrupted_sweep_records_nothing_and_the_rerun_computes(tmp_path: P
         assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "uid.yaml"], err
     if how == "sigterm-jobs":
         assert "interrupted" in err, err
+    else:  # one short message, no traceback (issue 22)
+        assert "Interrupted: 3 local job(s) stopped" in err and "Re-run the same command" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) < 10, err
     assert ctx.lines() == []
     r = ctx.run(APP, "hydra/sweeper=exca", "lr=0.1,0.2,0.3")
     assert r.code == 0, r.err

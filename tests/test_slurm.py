@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -515,3 +516,28 @@ def test_a_short_time_limit_keeps_slurms_warning_after_the_start(tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert len(app.lines()) == 4
     assert "using signal_delay_s=15" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_ctrl_c_says_what_is_left_on_slurm_and_how_to_go_on(tmp_path: Path) -> None:
+    """Issue 22: Ctrl-C of an exca_slurm sweep prints one short message (no traceback): how many
+    jobs are still queued or running, their arrays, how to re-attach (re-run) or cancel."""
+    app = App(tmp_path)
+    release = tmp_path / "release"
+    entries = [app.entry(model={"name": "conv"}, lr=lr) for lr in (0.1, 0.2)]
+    cmd = app.command("lr=0.1,0.2", "hydra/sweeper=exca", "hydra.launcher.jobs_per_task=1")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=app.env(EXCA_TEST_RELEASE=str(release)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    ids: list[str] = []
+    try:
+        wait_for(lambda: all((e / "job.json").exists() for e in entries), 60, "the launch to submit")
+        ids = [json.loads((e / "job.json").read_text())["job_id"] for e in entries]
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        scancel(*ids)
+        proc.kill()
+    assert proc.returncode != 0
+    array = ids[0].split("_")[0]
+    assert "Interrupted: 2 job(s) still queued or running on Slurm" in err and f"scancel {array}" in err, err
+    assert "Re-run the same command" in err and "Traceback" not in err, err

@@ -353,7 +353,22 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
             running, why = tp.cast(int, queue["running"]), tp.cast(str, queue["why"])
         progress.update(counts["done"], counts["failed"], min(running, len(jobs) - counts["done"]), why)
 
-    engine.collect(backend, handles, tasks, on_end, on_pass)
+    try:
+        engine.collect(backend, handles, tasks, on_end, on_pass)
+    except KeyboardInterrupt:
+        raise SweepStopped(_interrupted(launcher, [job for job in jobs if job.result is None], handles)) from None
+
+
+def _interrupted(launcher: PlanLauncher, left: tp.Sequence[HydraJob], handles: tp.Sequence[tp.Any]) -> str:
+    """Ctrl-C: one message instead of a traceback: what is left, where, how to go on or stop."""
+    sweep = launcher.config.hydra.sweep.dir
+    if launcher.cluster != "slurm":
+        return (f"Interrupted: {len(left)} local job(s) stopped, nothing recorded for them. "
+                f"Re-run the same command to compute them (what finished is cached). Sweep: {sweep}")  # fmt: skip
+    arrays = sorted({str(h.job_id).split("_")[0] for h in handles if getattr(h, "job_id", "?") not in ("?", "")})
+    return (f"Interrupted: {len(left)} job(s) still queued or running on Slurm (job arrays {', '.join(arrays) or '?'}); "
+            f"their results still reach the cache. Re-run the same command to wait for them (nothing is submitted "
+            f"twice), or cancel them: scancel {' '.join(arrays)}. Sweep: {sweep}")  # fmt: skip
 
 
 def _queue_view(waiting: tp.Sequence[int], tasks: tp.Sequence[tp.Sequence[int]], handles: tp.Sequence[tp.Any]) -> tuple[int, str]:
