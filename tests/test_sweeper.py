@@ -231,11 +231,13 @@ def test_single_runs_and_the_basic_launcher_fill_the_same_cache(ctx: Ctx) -> Non
 
 def test_the_summary_reads_outcomes_and_unpickles_nothing(ctx: Ctx) -> None:
     """Issue 20: the end-of-sweep summary shows each result as outcome.json previews it; a
-    cached re-run loads no result (a result file that would not load goes unread)."""
+    cached re-run loads no result whose file has the size outcome.json recorded (a file of the
+    same size that would not load goes unread; a truncated one is still caught: test_cache_trust)."""
     first = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2")
     assert first.code == 0, first.err
     for entry in _entries(ctx).values():
-        (entry / "result.pkl").write_bytes(b"not a pickle at all")  # loading it would fail its job
+        size = (entry / "result.pkl").stat().st_size
+        (entry / "result.pkl").write_bytes(b"x" * size)  # loading it would fail its job
     again = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2")
     assert again.code == 0, again.err
     out = again.out + again.err

@@ -96,7 +96,10 @@ def _recorded(job: HydraJob) -> dict[str, tp.Any] | None:
 
 
 def _preview(job: HydraJob, recorded: dict[str, tp.Any] | None) -> str:
-    if recorded is not None and "preview" in recorded and _ok(job):
+    """The preview outcome.json holds, when the result file is the one it describes; else the
+    result itself (loading a truncated or foreign file fails its job, as it should)."""
+    intact = job.entry is not None and job.entry.result_intact(recorded)
+    if recorded is not None and "preview" in recorded and _ok(job) and intact:
         from ..table import describe_preview
 
         return _fit(describe_preview(recorded["preview"]).replace("\n", " "), 60)

@@ -180,9 +180,19 @@ class Entry:
                 "infra.version, or remove that folder."
             )
 
-    def write_outcome(self, status: Status, duration: float | None, shown: tp.Any) -> None:
+    def write_outcome(self, status: Status, duration: float | None, shown: tp.Any, size: int | None = None) -> None:
         data = {"status": status, "duration": duration, "finished_at": time.time(), "preview": shown}
+        if size is not None:
+            data["bytes"] = size  # the result file's size: a truncated file is seen without unpickling it
         atomic_write(self.folder / OUTCOME, json.dumps(data).encode("utf8"))
+
+    def result_intact(self, outcome: dict[str, tp.Any] | None) -> bool:
+        """Whether result.pkl has the size its outcome recorded (one stat; unknown: False)."""
+        size = (outcome or {}).get("bytes")
+        try:
+            return isinstance(size, int) and (self.folder / RESULT).stat().st_size == size
+        except OSError:
+            return False
 
     def read_outcome(self) -> dict[str, tp.Any] | None:
         try:
@@ -206,7 +216,7 @@ class Entry:
             shown = preview(value)
         except Exception:  # e.g. a recursion: no preview rather than no result
             shown = None
-        self.write_outcome("completed", duration, shown)  # before the result: it says "completed"
+        self.write_outcome("completed", duration, shown, len(data))  # before the result: it says "completed"
         atomic_write(self.folder / RESULT, data)
 
     def load_result(self) -> tp.Any:
