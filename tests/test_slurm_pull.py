@@ -148,3 +148,18 @@ def test_retry_reruns_exactly_the_scattered_failures(tmp_path: Path) -> None:
     assert re.findall(r"launching (\d+) validated job", out) == ["2"], out  # exactly the failed ones
     done = sorted(line.split()[-1] for line in app.lines())
     assert done == ["lr=0.1", "lr=0.2", "lr=0.3", "lr=0.4", "lr=0.6", "lr=0.7"], done  # each once
+
+
+def test_the_summary_time_of_a_pulled_job_is_its_own(tmp_path: Path) -> None:
+    """Issue 21: with one worker pulling 4 jobs one after the other, the summary's time column
+    is each job's own duration (outcome.json), not the time since the launch."""
+    app = App(tmp_path)
+    r = app.run("lr=0.1,0.2,0.3,0.4", "hydra.launcher.array_parallelism=1")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    table = out[out.rindex("Sweep summary:") :].splitlines()[2:6]
+    for row in table:
+        num, status, seconds = row.split()[:3]
+        lr = (0.1, 0.2, 0.3, 0.4)[int(num)]
+        outcome = json.loads((app.entry(model={"name": "conv"}, lr=lr) / "outcome.json").read_text())
+        assert status == "COMPLETED" and seconds == f"{outcome['duration']:.1f}s", (row, outcome)
