@@ -286,3 +286,18 @@ def test_two_programs_with_the_same_name_never_share_an_entry(ctx: Ctx) -> None:
     assert sorted(ctx.lines()) == ["plain x=1", "plain x=2"]  # nothing ran for b, nothing served
     again = ctx.run(ctx.tmp / "a" / "app.py", *args)  # a's own entries are still hits
     assert again.code == 0 and sorted(ctx.lines()) == ["plain x=1", "plain x=2"]
+
+
+def test_a_hydra_zen_app_runs_and_caches_under_exca_local(ctx: Ctx) -> None:
+    """Issue 22: zen(task).hydra_main apps under exca_local: without a cache folder (returns of
+    hydra-zen's generated dataclasses cross the process boundary) and with one (named after the
+    task zen wraps; a second sweep computes nothing)."""
+    app = APPS / "zen" / "zen_app.py"
+    r = ctx.run(app, "lr=0.1,0.2", "hydra/launcher=exca_local")
+    assert r.code == 0, r.err
+    assert len(ctx.lines()) == 2 and "results: not cached" in r.out + r.err
+    r = ctx.run(app, "lr=0.1,0.2", "hydra/launcher=exca_local", f"hydra.launcher.folder={ctx.cache}")
+    assert r.code == 0, r.err
+    assert [p.name for p in ctx.cache.iterdir()] == ["zen_models.train,0"] and len(ctx.lines()) == 4
+    r = ctx.run(app, "lr=0.1,0.2", "hydra/launcher=exca_local", f"hydra.launcher.folder={ctx.cache}")
+    assert r.code == 0 and len(ctx.lines()) == 4, r.err  # both cached

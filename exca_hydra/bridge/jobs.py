@@ -160,11 +160,23 @@ def _infras(obj: tp.Any) -> list[tp.Any]:
     return []
 
 
+def _unwrapped(task_function: tp.Any) -> tp.Any:
+    """The function a task wrapper (hydra-zen's ``Zen``: ``.func``; functools: ``__wrapped__``) calls."""
+    for _ in range(5):
+        inner = getattr(task_function, "__wrapped__", None) or getattr(task_function, "func", None)
+        if not callable(inner):
+            break
+        task_function = inner
+    return task_function
+
+
 def task_name(task_function: tp.Any, obj: tp.Any) -> str:
     """The name of what a job computes, as its cache folder says it."""
     info = task_info(task_function)
-    if info is None:  # a plain task
-        return f"{import_name(task_function.__module__)}.{task_function.__qualname__}"
+    if info is None:  # a plain task (hydra-zen's zen(task) wraps it: named after what it wraps)
+        function = _unwrapped(task_function)
+        name = getattr(function, "__qualname__", type(function).__qualname__)
+        return f"{import_name(getattr(function, '__module__', None) or type(function).__module__)}.{name}"
     if info.method is not None:
         return method_name(type(obj), info.method.__name__)  # the folder of obj.method() from Python
     # named when decorated: in a job process, __main__ is whatever started the job

@@ -11,6 +11,8 @@ import traceback
 import typing as tp
 from pathlib import Path
 
+import cloudpickle
+
 from ..cache.store import JobFailure, JobInterrupted
 from .backends import TaskLost, load_returns
 from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
@@ -202,7 +204,7 @@ class ForkBackend:
 
 def _write_returns(path: Path, values: list[tp.Any]) -> None:
     try:
-        data = pickle.dumps(values)
+        data = cloudpickle.dumps(values)  # by value what cannot be imported (hydra-zen's dataclasses)
     except Exception as e:  # e.g. an unpicklable return value
         data = pickle.dumps([RuntimeError(f"The job's return value cannot be pickled: {e}")] * len(values))
     tmp = path.with_suffix(".tmp")
