@@ -9,6 +9,8 @@ other code), tests/apps/trainer and tests/apps/plain (covered by test_launcher.p
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 import typing as tp
@@ -493,3 +495,21 @@ def test_help_prints_overrides_in_the_form_that_works(ctx: Ctx) -> None:
         r = ctx.run(APP, f"{key}={value}", flags=["--cfg", "job"], multirun=False)
         assert r.code == 0, (key, r.err)
         assert f"{key.lstrip('+').split('.')[-1]}:" in r.out
+
+
+def test_shell_completion_lists_the_generated_groups_fields_and_options(ctx: Ctx) -> None:
+    """Issue 22: -sc install=bash prints Hydra's completion script; -sc query=bash completes the
+    generated groups, their options and the fields."""
+    r = ctx.run(APP, "install=bash", flags=["-sc"], multirun=False)
+    assert r.code == 0 and "hydra_bash_completion" in r.out, r.err
+    env = {**os.environ, "EXCA_HYDRA_CACHE": str(ctx.cache)}
+
+    def complete(line: str) -> list[str]:
+        proc = subprocess.run([sys.executable, str(APP), "-sc", "query=bash"], env={**env, "COMP_LINE": f"python app.py {line}"},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert complete("model=") == ["model=cnn", "model=mlp"]
+    assert "data=cifar" in complete("data=") and "model.opt." in complete("model.o")
+    assert "seed=" in complete("se")

@@ -26,7 +26,7 @@ def start(task: tp.Any, model: type, primary: str, config_path: str | None, args
 
         register(model)
     activate(app)
-    if overrides:
+    if overrides and not getattr(args, "shell_completion", False):  # -sc install=bash: not overrides
         from .suggest import check
 
         message = check(app, overrides, lambda: _conf_source(task, config_path))
