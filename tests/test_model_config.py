@@ -513,3 +513,15 @@ def test_shell_completion_lists_the_generated_groups_fields_and_options(ctx: Ctx
     assert complete("model=") == ["model=cnn", "model=mlp"]
     assert "data=cifar" in complete("data=") and "model.opt." in complete("model.o")
     assert "seed=" in complete("se")
+
+
+def test_a_field_of_another_option_says_which_option_has_it(ctx: Ctx) -> None:
+    """Issue 22: model.channels=8 while model=mlp (the default) is a field of model=cnn: say so,
+    and how to select it, instead of Hydra's advice to add it with a '+'."""
+    r = ctx.run(APP, "model.channels=8", multirun=False)
+    assert r.code == 1 and "'channels' is a field of model=cnn, not of model=mlp" in r.err, r.err
+    assert "model=cnn model.channels=8" in r.err and "+model" not in r.err, r.err
+    r = ctx.run(APP, "model=cnn", "model.opt.momentum=0.5", multirun=False)  # a nested group's default (adam)
+    assert r.code == 1 and "model/opt=sgd" in r.err, r.err
+    r = ctx.run(APP, "model=cnn", "model.channels=8", flags=["--cfg", "job"], multirun=False)
+    assert r.code == 0 and "channels: 8" in r.out, r.err

@@ -114,6 +114,10 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
         parts = key.split(".")
         problem = unknown_key(app.model, parts)
         if problem is None:
+            if yaml_source() is None:  # the options chosen are known from the overrides alone
+                other = other_member(app, parts, chosen_options(app, overrides), line)
+                if other is not None:
+                    return other
             continue
         index, names, classes = problem
         yaml = yaml_source()
@@ -126,6 +130,56 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
             f"Could not override '{key}' (in '{line}'): no field '{parts[index]}' at {where} ({owner})."
             f"{_did_you_mean(matches)}"
         )
+    return None
+
+
+def chosen_options(app: App, overrides: tp.Sequence[tp.Any]) -> dict[str, str]:
+    """The option of each generated group a run composes: the command line's, else the default."""
+    given = {}
+    for override in overrides:
+        values = _values(override) if override.key_or_group in app.groups else None
+        if values is not None:  # a swept group (model=cnn,mlp): no single option, nothing said here
+            given[override.key_or_group] = values[0] if len(values) == 1 else ""
+    chosen: dict[str, str] = {}
+    pending = [(app.primary, "")]
+    while pending:
+        node, base = pending.pop()
+        for entry in app.nodes.get(node, {}).get("defaults", []):
+            if isinstance(entry, dict) and len(entry) == 1:
+                group = "/".join(filter(None, (base, str(next(iter(entry))))))
+                option = given.get(group, next(iter(entry.values())))
+                if isinstance(option, str) and group not in chosen:
+                    chosen[group] = option
+                    pending.append((f"{group}/{option}", group))
+    return chosen
+
+
+def other_member(app: App, parts: tp.Sequence[str], chosen: tp.Mapping[str, str], line: str) -> str | None:
+    """A field of another option of a union than the one chosen (``model.patch=8`` while
+    model=resnet): which option has it, and how to select it."""
+    cls, group = app.model, ""
+    for index, part in enumerate(parts[:-1]):
+        field = next((f for f in fields_of(cls) if f.key == part), None)
+        if field is None:
+            return None
+        group = f"{group}/{part}" if group else part
+        if field.union is None:
+            if field.sub is None:
+                return None
+            cls = field.sub
+            continue
+        member = field.union.member(chosen.get(group, ""))
+        if member is None:
+            return None
+        name = parts[index + 1]
+        if name not in {f.key for f in fields_of(member)}:
+            having = [tag for tag, other in field.union.members if name in {f.key for f in fields_of(other)}]
+            if not having:
+                return None
+            return (f"Could not override '{'.'.join(parts)}' (in '{line}'): '{name}' is a field of "
+                    f"{' or '.join(f'{group}={tag}' for tag in having)}, not of {group}={chosen[group]}. "
+                    f"Select that option: {group}={having[0]} {line}")  # fmt: skip
+        cls = member
     return None
 
 

@@ -204,9 +204,21 @@ class ForkBackend:
 
 def _write_returns(path: Path, values: list[tp.Any]) -> None:
     try:
-        data = cloudpickle.dumps(values)  # by value what cannot be imported (hydra-zen's dataclasses)
+        data = pickle.dumps(values)
+    except Exception:
+        pass
+    else:
+        return _publish_returns(path, data)
+    try:  # the task's own value must pickle as a cached result would; Hydra's config around it
+        for value in values:  # may hold classes made at run time (hydra-zen's): those go by value
+            pickle.dumps(getattr(value, "_return_value", value))
+        data = cloudpickle.dumps(values)
     except Exception as e:  # e.g. an unpicklable return value
         data = pickle.dumps([RuntimeError(f"The job's return value cannot be pickled: {e}")] * len(values))
+    _publish_returns(path, data)
+
+
+def _publish_returns(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
