@@ -243,3 +243,16 @@ def test_the_summary_reads_outcomes_and_unpickles_nothing(ctx: Ctx) -> None:
     out = again.out + again.err
     assert "2 cached" in out and "0 ConvCfg lr=0.1" in out and "1 ConvCfg lr=0.2" in out, out
     assert ctx.cached_dirs() == ["0", "1"]
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_failure(ctx: Ctx) -> None:
+    """Issue 22 (hydra#2824): hydra.launcher.fail_fast=true stops the sweep when a job fails:
+    the others are stopped, nothing recorded for them, and a later run computes them."""
+    sweep = ("hydra/sweeper=exca", "model=conv", "lr=0.5,0.1,0.2,0.3", "hydra.launcher.array_parallelism=1")
+    r = ctx.run(APP, *sweep, "hydra.launcher.fail_fast=true")
+    assert r.code != 0 and "fail_fast: job #0" in r.err and "3 other job(s) stopped" in r.err, r.err
+    assert ctx.lines() == []  # lr=0.5 failed first: nothing else ran
+    outcomes = sorted(p.parent.name.split("-")[0] for p in ctx.cache.glob("*/*/outcome.json"))
+    assert len(outcomes) == 1, outcomes  # the failed job alone has an outcome
+    r = ctx.run(APP, *sweep)  # without it: the others run, the failure is reported
+    assert r.code != 0 and len(ctx.lines()) == 3, r.err

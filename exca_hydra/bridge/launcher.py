@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 import time
 import typing as tp
 from pathlib import Path
@@ -49,6 +50,7 @@ class LauncherParams(Resources, SlurmOptions):
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
+    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are cancelled
     workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
 
     @pydantic.model_validator(mode="after")
@@ -74,6 +76,7 @@ class LocalLauncherParams(Resources):
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
     stderr_to_stdout: bool = False
+    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are stopped
     workdir: WorkDir = WorkDir()
 
     @pydantic.field_validator("nodes", "tasks_per_node")
@@ -342,6 +345,8 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
             job.entry.write_error(ret._return_value, "")  # e.g. a failure before the task ran
         counts["done"] += 1
         counts["failed"] += ret is not None and ret.status == JobStatus.FAILED
+        if params.fail_fast and ret is not None and ret.status == JobStatus.FAILED:
+            raise _FailFast(job)
 
     def on_pass(waiting: list[int]) -> None:
         if launcher.cluster != "slurm":
@@ -355,8 +360,24 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
 
     try:
         engine.collect(backend, handles, tasks, on_end, on_pass)
+    except _FailFast as stop:  # local jobs are stopped by collect; Slurm's are cancelled here
+        left = [job for job in jobs if job.result is None]
+        arrays = sorted({str(h.job_id).split("_")[0] for h in handles if str(h.job_id)[:1].isdigit()})
+        if launcher.cluster == "slurm" and arrays:
+            subprocess.run(["scancel", *arrays], capture_output=True, timeout=60, check=False)
+        for job in left:  # stopped by us, not failed: nothing recorded, they run next time
+            if job.entry is not None and job.entry.file_status() is None:
+                job.entry.clear_outcome()
+        raise SweepStopped(f"fail_fast: job #{stop.job.num} ({stop.job.shown_overrides}) failed; "
+                           f"{len(left)} other job(s) stopped, nothing recorded for them") from None  # fmt: skip
     except KeyboardInterrupt:
         raise SweepStopped(_interrupted(launcher, [job for job in jobs if job.result is None], handles)) from None
+
+
+class _FailFast(Exception):
+    def __init__(self, job: HydraJob) -> None:
+        super().__init__(f"job #{job.num} failed")
+        self.job = job
 
 
 def _interrupted(launcher: PlanLauncher, left: tp.Sequence[HydraJob], handles: tp.Sequence[tp.Any]) -> str:

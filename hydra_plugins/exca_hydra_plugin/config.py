@@ -31,6 +31,7 @@ _COMMON = {
     "nodes": 1,
     "name": "${hydra.job.name}",
     "stderr_to_stdout": False,
+    "fail_fast": False,  # stop the sweep at the first failed job: the others are cancelled
 }
 
 EXCA_LOCAL = {"_target_": f"{_PLUGINS}.launchers.ExcaLocalLauncher", **_COMMON}
