@@ -541,3 +541,19 @@ def test_ctrl_c_says_what_is_left_on_slurm_and_how_to_go_on(tmp_path: Path) -> N
     array = ids[0].split("_")[0]
     assert "Interrupted: 2 job(s) still queued or running on Slurm" in err and f"scancel {array}" in err, err
     assert "Re-run the same command" in err and "Traceback" not in err, err
+
+
+def test_fail_fast_cancels_the_rest_on_slurm(tmp_path: Path) -> None:
+    """Issue 22: hydra.launcher.fail_fast=true on Slurm: the first failure scancels the others
+    (waiting for a release that never comes), nothing is recorded for them."""
+    app = App(tmp_path)
+    r = app.run("lr=0.5,0.1,0.2", "hydra.launcher.fail_fast=true", "hydra.launcher.jobs_per_task=1",
+                EXCA_TEST_RELEASE=str(tmp_path / "never"))  # fmt: skip
+    assert r.returncode != 0 and "fail_fast: job #0" in r.stderr and "2 other job(s) stopped" in r.stderr, r.stderr
+    for lr in (0.1, 0.2):
+        entry = app.entry(model={"name": "conv"}, lr=lr)
+        assert not (entry / "outcome.json").exists() and not (entry / "job.json").exists()
+    time.sleep(2)
+    arrays = sorted({p.name.split("_")[0] for p in (app.sweep_dir / ".submitit").iterdir() if p.name[:1].isdigit()})
+    queued = subprocess.run(["squeue", "-h", "-j", ",".join(arrays), "-o", "%i %T"], capture_output=True, text=True).stdout
+    assert arrays and all("RUNNING" not in line and "PENDING" not in line for line in queued.splitlines()), queued
