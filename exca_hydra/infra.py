@@ -224,7 +224,13 @@ class TaskInfra(Resources):
         binding = self._binding()
         if uid:
             return uid_config(binding.obj, binding.exclude)
-        return binding.obj.model_dump(mode="json", exclude_defaults=exclude_defaults)
+        try:
+            return binding.obj.model_dump(mode="json", exclude_defaults=exclude_defaults)
+        except TypeError:  # e.g. set or frozenset dict keys, which JSON cannot hold
+            import pydantic_core
+
+            data = _stable_keys(binding.obj.model_dump(exclude_defaults=exclude_defaults))
+            return pydantic_core.to_jsonable_python(data)  # type: ignore[no-any-return]
 
     def clone_obj(self, diff: dict[str, tp.Any] | None = None, **kwargs: tp.Any) -> tp.Any:
         """A new validated config with dotted-key changes, e.g. ``{"model.layers": 14}``."""
@@ -388,3 +394,14 @@ class TaskInfra(Resources):
         )
         for infra in infras:
             infra._binding().computed = True
+
+
+def _stable_keys(value: tp.Any) -> tp.Any:
+    """Dict keys JSON can hold, as identity_config writes them (a set's elements sorted)."""
+    from .cache.uid import _json_key
+
+    if isinstance(value, dict):
+        return {_json_key(k): _stable_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_stable_keys(v) for v in value]
+    return value

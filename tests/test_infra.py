@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import pickle
 import signal
 import threading
@@ -604,3 +606,20 @@ def test_a_step_killed_by_the_early_timeout_warning_is_explained(tmp_path: Path)
     log.write_text("srun: error: vm: task 0: Killed\nslurmstepd: error: *** JOB 12 ON vm CANCELLED AT t DUE TO TIME LIMIT ***\n")
     assert slurm_says(log).endswith("DUE TO TIME LIMIT ***")  # slurmstepd's line first
     assert "SIGUSR2" not in str(failure_from_job("Slurm job 12", str(log), "TIMEOUT"))
+
+
+def test_a_model_with_frozenset_keys_runs_and_is_a_hit_under_every_hash_seed(tmp_path: Path) -> None:
+    """Issue 21: dict[frozenset[str], int] fields: config.yaml is written (JSON cannot hold
+    such keys: they are written sorted, as the stored-config check reads them), and every later
+    process, whatever its PYTHONHASHSEED, finds the entry."""
+    script = tmp_path / "fz.py"
+    script.write_text(
+        "import sys, pydantic\nfrom exca_hydra import TaskInfra\n"
+        "class M(pydantic.BaseModel):\n    d: dict[frozenset[str], int] = {}\n    infra: TaskInfra = TaskInfra()\n"
+        "    @infra.apply\n    def run(self) -> int:\n        print('computing')\n        return len(self.d)\n"
+        "print(M(d={frozenset('abcdef'): 1}, infra={'folder': sys.argv[1]}).run())\n"
+    )
+    outs = [subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}, timeout=60) for seed in (1, 2, 3, 4)]  # fmt: skip
+    assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+    assert [o.stdout.split() for o in outs] == [["computing", "1"], ["1"], ["1"], ["1"]]
