@@ -199,3 +199,12 @@ class _Heartbeat:
 
 
 _HEARTBEAT = _Heartbeat()
+
+
+def _after_fork() -> None:  # the parent's heartbeat thread may have held the lock at the fork
+    _HEARTBEAT.lock = threading.Lock()
+    _HEARTBEAT.paths = set()
+    _HEARTBEAT.thread = None
+
+
+os.register_at_fork(after_in_child=_after_fork)
