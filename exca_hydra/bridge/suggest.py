@@ -112,6 +112,9 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
             groups = set(app.groups)
             return f"Could not override '{key}' (in '{line}'): no config group '{key}'.{_did_you_mean(_close(key, groups))}"
         parts = key.split(".")
+        switch = _member_switch(app, parts, override)
+        if switch is not None:
+            return f"Could not override '{key}' (in '{line}'): {switch}"
         problem = unknown_key(app.model, parts)
         if problem is None:
             if yaml_source() is None:  # the options chosen are known from the overrides alone
@@ -180,6 +183,33 @@ def other_member(app: App, parts: tp.Sequence[str], chosen: tp.Mapping[str, str]
                     f"{' or '.join(f'{group}={tag}' for tag in having)}, not of {group}={chosen[group]}. "
                     f"Select that option: {group}={having[0]} {line}")  # fmt: skip
         cls = member
+    return None
+
+
+def _member_switch(app: App, parts: tp.Sequence[str], override: tp.Any) -> str | None:
+    """An override setting a union's tag (``model.opt.type=sgd``, ``model.opt={type: sgd}``) is
+    applied after the group's option is merged: the other member's defaults would stay under it
+    (a wrong value, or "Extra inputs").  The group selects a member with its own defaults."""
+    *head, last = parts
+    for group, tag_key in (("/".join(head), last), ("/".join(parts), None)):
+        union = app.groups.get(group)
+        if union is None or (tag_key is not None and tag_key != union.discriminator):
+            continue
+        try:
+            value = override.value()
+        except Exception:  # noqa: BLE001 - left to Hydra
+            return None
+        if tag_key is None:
+            values: list[tp.Any] | None = [value.get(union.discriminator) if isinstance(value, dict) else None]
+        else:
+            values = _values(override)
+        tags = [v for v in values or () if isinstance(v, str) and union.member(v) is not None]
+        if not tags:
+            return None
+        return (
+            f"it sets the member of the union at '{'.'.join(group.split('/'))}' after the group's option is merged, "
+            f"so the other member's defaults would stay. Select the member with the group: {group}={','.join(tags)}"
+        )
     return None
 
 
