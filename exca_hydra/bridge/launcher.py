@@ -445,5 +445,12 @@ def _note_job_traceback(job: HydraJob) -> None:
         return
     error, text = job.result._return_value, job_traceback(job)
     note = f"Job #{job.num} ({job.shown_overrides}); its traceback:\n{text}"
-    if text and hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):  # Python 3.11+
-        error.add_note(note)
+    if not text:
+        return
+    if hasattr(error, "add_note"):  # Python 3.11+: shown under the exception Hydra re-raises
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
+    else:  # Python 3.10 shows no notes: said before Hydra re-raises it
+        import sys
+
+        sys.stderr.write(note.rstrip("\n") + "\n")
