@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pydantic
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from ..cache.store import CacheNotWritable
 from ..execution import engine
@@ -32,10 +32,11 @@ from ..execution.slurm import slurm_queue
 from ..execution.worker import script_dir
 from ..workdir import WorkDir, inside
 from .convert import ConfigValidationError, plugin_params
-from .hydra_job import HydraBatch, cached_return, failed_return, job_traceback
+from .hydra_job import HydraBatch, cached_return, failed_return
 from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, prepare, verify_entries
 from .task_info import task_info
 from .report import Progress, SweepStopped, summary
+from .stops import FailFast, cached_folder, interrupted, note_job_traceback, read_here
 
 logger = logging.getLogger("exca_hydra.launcher")
 
@@ -127,7 +128,7 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
     jobs = sorted([*jobs, *failed], key=lambda job: job.num)
     logger.info(summary(jobs))
     for job in jobs:
-        _note_job_traceback(job)
+        note_job_traceback(job)
     return [job.result for job in jobs]  # type: ignore[misc]
 
 
@@ -178,26 +179,8 @@ def launch_plan(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> list[Job
     if OmegaConf.to_container(launcher.config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}":  # type: ignore[union-attr]
         for job in jobs:  # a cached job gets its folder too: .hydra/ and a pointer to its entry
             if job.from_cache and job.status == "completed":
-                _cached_folder(sweep_dir / str(job.num), job)
+                cached_folder(sweep_dir / str(job.num), job)
     return [job.result for job in jobs]  # type: ignore[misc]
-
-
-def _cached_folder(folder: Path, job: HydraJob) -> None:
-    """What run_job would write of a job that did not run (its overrides, its task's config),
-    and the entry that holds its result; a few files, not a Hydra job (~25 ms each)."""
-    import yaml
-
-    hydra_dir = folder / ".hydra"
-    try:
-        hydra_dir.mkdir(parents=True, exist_ok=True)
-        cfg = job.config
-        with open_dict(cfg):
-            cfg.pop("hydra", None)
-        (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
-        (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(list(job.overrides)))
-        (hydra_dir / "cache_entry.txt").write_text(f"{job.entry.folder}\n" if job.entry is not None else "-\n")
-    except OSError as e:
-        logger.warning("Could not write the folder of cached job #%d (%s): %s", job.num, folder, e)
 
 
 def plan_jobs(jobs: tp.Sequence[HydraJob], mode: Mode) -> None:
@@ -242,7 +225,7 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
                         "; ".join(engine.holder(job.entry) for job in others[:3] if job.entry is not None),
                         "; ..." if len(others) > 3 else "")  # fmt: skip
         if reads:  # cached: read back here, never submitted (a Slurm job to read a file is waste)
-            _read_here(launcher, reads)
+            read_here(launcher, reads)
         if mine:
             _submit_and_collect(launcher, params, mine)
     wait_for_others(others)
@@ -251,20 +234,6 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             job.result = cached_return(job)
             job.from_cache = job.status in ("completed", "failed")
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-
-
-def _read_here(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> None:
-    """Cached jobs under a sweeper that needs a run per job: each goes through Hydra's run_job in
-    this process (its job folder and .hydra/), which reads its result back from the cache."""
-    batch = HydraBatch(launcher.hydra_context, launcher.task_function, jobs)
-    batch.load = False  # the value stays in the entry until read
-    for index, job in enumerate(jobs):
-        job.result = batch.run(index, f"cached_{job.num}")
-        job.from_cache = True
-        output = OmegaConf.select(job.result.hydra_cfg, "hydra.runtime.output_dir") if job.result.hydra_cfg else None
-        if job.entry is not None and output:
-            with contextlib.suppress(OSError):
-                (Path(output) / ".hydra" / "cache_entry.txt").write_text(f"{job.entry.folder}\n")
 
 
 class Snapshot(tp.NamedTuple):
@@ -366,7 +335,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
         counts["done"] += 1
         counts["failed"] += ret is not None and ret.status == JobStatus.FAILED
         if params.fail_fast and ret is not None and ret.status == JobStatus.FAILED:
-            raise _FailFast(job)
+            raise FailFast(job)
 
     def on_pass(waiting: list[int]) -> None:
         if launcher.cluster != "slurm":
@@ -380,7 +349,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
 
     try:
         engine.collect(backend, handles, tasks, on_end, on_pass)
-    except _FailFast as stop:  # local jobs are stopped by collect; Slurm's are cancelled here
+    except FailFast as stop:  # local jobs are stopped by collect; Slurm's are cancelled here
         left = [job for job in jobs if job.result is None]
         arrays = sorted({str(h.job_id).split("_")[0] for h in handles if str(h.job_id)[:1].isdigit()})
         if launcher.cluster == "slurm" and arrays:
@@ -391,25 +360,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
         raise SweepStopped(f"fail_fast: job #{stop.job.num} ({stop.job.shown_overrides}) failed; "
                            f"{len(left)} other job(s) stopped, nothing recorded for them") from None  # fmt: skip
     except KeyboardInterrupt:
-        raise SweepStopped(_interrupted(launcher, [job for job in jobs if job.result is None], handles)) from None
-
-
-class _FailFast(Exception):
-    def __init__(self, job: HydraJob) -> None:
-        super().__init__(f"job #{job.num} failed")
-        self.job = job
-
-
-def _interrupted(launcher: PlanLauncher, left: tp.Sequence[HydraJob], handles: tp.Sequence[tp.Any]) -> str:
-    """Ctrl-C: one message instead of a traceback: what is left, where, how to go on or stop."""
-    sweep = launcher.config.hydra.sweep.dir
-    if launcher.cluster != "slurm":
-        return (f"Interrupted: {len(left)} local job(s) stopped, nothing recorded for them. "
-                f"Re-run the same command to compute them (what finished is cached). Sweep: {sweep}")  # fmt: skip
-    arrays = sorted({str(h.job_id).split("_")[0] for h in handles if getattr(h, "job_id", "?") not in ("?", "")})
-    return (f"Interrupted: {len(left)} job(s) still queued or running on Slurm (job arrays {', '.join(arrays) or '?'}); "
-            f"their results still reach the cache. Re-run the same command to wait for them (nothing is submitted "
-            f"twice), or cancel them: scancel {' '.join(arrays)}. Sweep: {sweep}")  # fmt: skip
+        raise SweepStopped(interrupted(launcher, [job for job in jobs if job.result is None], handles)) from None
 
 
 def _queue_view(waiting: tp.Sequence[int], tasks: tp.Sequence[tp.Sequence[int]], handles: tp.Sequence[tp.Any]) -> tuple[int, str]:
@@ -436,21 +387,3 @@ def wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
         job.step.status, job.step.failure = status, failure
         job.result = cached_return(job, "the process computing it stopped without a result")
         job.from_cache = status != "not submitted"  # computed by the other process
-
-
-def _note_job_traceback(job: HydraJob) -> None:
-    """The error came from another process, without its frames: Hydra's sweeper re-raises it
-    here, so add the task's traceback (the job's error.txt, or as it sent it) as a note."""
-    if job.result is None or job.result.status != JobStatus.FAILED:
-        return
-    error, text = job.result._return_value, job_traceback(job)
-    note = f"Job #{job.num} ({job.shown_overrides}); its traceback:\n{text}"
-    if not text:
-        return
-    if hasattr(error, "add_note"):  # Python 3.11+: shown under the exception Hydra re-raises
-        if note not in getattr(error, "__notes__", ()):
-            error.add_note(note)
-    else:  # Python 3.10 shows no notes: said before Hydra re-raises it
-        import sys
-
-        sys.stderr.write(note.rstrip("\n") + "\n")
