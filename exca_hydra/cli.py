@@ -166,6 +166,10 @@ def parse_values(items: tp.Sequence[str]) -> dict[str, tp.Any]:
 def cmd_explain(args: argparse.Namespace) -> int:
     try:
         wanted = parse_values(args.values)
+        if args.app:  # what the app composes: its YAML and generated defaults too
+            from .bridge.app_values import composed_values
+
+            wanted = composed_values(args.app, args.values)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
@@ -253,6 +257,7 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p = sub.add_parser("explain", help="why key=value... (the app's overrides, model=mlp included) is a miss: the nearest entry and what differs")
     p.add_argument("folder")
     p.add_argument("values", nargs="*")
+    p.add_argument("--app", help="the app script: compare what it composes (its YAML, its defaults) for these overrides")
     p.set_defaults(run=cmd_explain)
     p = sub.add_parser("clear", help="clear failed entries (--failed) or chosen uids (--uid)")
     p.add_argument("folder")
