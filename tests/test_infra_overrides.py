@@ -1,0 +1,40 @@
+"""TaskInfra's resources set as ``infra.gpus_per_node=2``, without the ``+`` that ``--help``
+prints (issue 22: "preferably accept it without +"), and completed by the shell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_launcher import APPS, Ctx
+
+NOYAML = APPS / "noyaml" / "app.py"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Ctx:
+    return Ctx(tmp_path)
+
+
+def test_infra_resources_are_accepted_without_plus(ctx: Ctx) -> None:
+    r = ctx.run(NOYAML, "infra.gpus_per_node=2", "+infra.mem_gb=3", flags=["--cfg", "job"], multirun=False)
+    assert r.code == 0, r.err
+    infra = yaml.safe_load(r.out)["infra"]
+    assert infra["gpus_per_node"] == 2 and infra["mem_gb"] == 3
+    r = ctx.run(NOYAML, "infra.gpus_per_node=1,2", f"infra.folder={ctx.cache}")
+    assert r.code == 0, r.err
+    assert len(ctx.lines()) == 1  # resources never enter the uid: one computation, the second job cached
+    r = ctx.run(NOYAML, "infra.gpus_per_nod=2", multirun=False)
+    assert r.code == 1 and "Did you mean 'infra.gpus_per_node'" in r.err, r.err
+
+
+def test_shell_completion_lists_infra_resources(ctx: Ctx) -> None:
+    env = {**os.environ, "COMP_LINE": "python app.py infra.gpus"}
+    proc = subprocess.run([sys.executable, str(NOYAML), "-sc", "query=bash"], env=env, cwd=ctx.tmp, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["infra.gpus_per_node="]
