@@ -112,10 +112,13 @@ def _tag(node: tp.Any, candidates: tp.Sequence[str], wanted: tp.Any) -> tp.Any:
     return wanted if wanted in strings else (strings[0] if strings else "<absent>")
 
 
-def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
+def nearest(
+    root: Path, wanted: dict[str, tp.Any], optional: tp.AbstractSet[str] = frozenset()
+) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
     """Cached entries ordered by how many fields differ from ``wanted`` (dotted keys). A wanted
     key is compared with the entry's full config (so a value equal to the default matches); a
-    non-default field of the entry that ``wanted`` does not name differs from the default.  A
+    non-default field of the entry that ``wanted`` does not name differs from the default (a key
+    in ``optional`` is not compared where the entry records it outside its uid: a model's infra).  A
     key naming a sub-config (a config group: ``model=mlp``) is compared with its tag."""
     out = []
     entries = list(iter_entries(root))
@@ -125,6 +128,8 @@ def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dic
         full, differing = flatten(config), flatten(_uid_cfg(entry))
         diff = {}
         for key, value in wanted.items():
+            if key in optional and key in full and key not in differing:
+                continue  # an infra resource the entry's uid leaves out (a model's)
             if key in full or key in differing or not isinstance(_at(config, key), dict):
                 diff[key] = (value, full.get(key, differing.get(key, "<absent>")))
             else:  # a group selection: the tag of the sub-config there
@@ -164,16 +169,17 @@ def parse_values(items: tp.Sequence[str]) -> dict[str, tp.Any]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    optional: set[str] = set()
     try:
         wanted = parse_values(args.values)
         if args.app:  # what the app composes: its YAML and generated defaults too
             from .bridge.app_values import composed_values
 
-            wanted = composed_values(args.app, args.values)
+            wanted, optional = composed_values(args.app, args.values)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
-    ranked = nearest(Path(args.folder), wanted)
+    ranked = nearest(Path(args.folder), wanted, optional)
     if not ranked:
         print("No cached entries there.")
         return 1

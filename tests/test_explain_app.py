@@ -33,3 +33,17 @@ def test_explain_composes_the_apps_yaml(ctx: Ctx, capsys: pytest.CaptureFixture[
     assert "seed: wanted 8, cached 7" in capsys.readouterr().out
     assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache), "model=cnnn"]) == 2  # the app's own message
     assert "Did you mean 'cnn'" in capsys.readouterr().err
+    # a model's infra resources and folder are outside its uid: still the same entry
+    assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache), "+infra.gpus_per_node=2", "infra.folder=/elsewhere"]) == 0
+    assert "Cached:" in capsys.readouterr().out
+
+
+def test_explain_composes_a_hydra_zen_app(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plain (hydra-zen) app: every key of its config is in the uid, the added ones too."""
+    app = APPS / "zen" / "zen_app.py"
+    r = ctx.run(app, "lr=0.1,0.2", "hydra/launcher=exca_local", f"hydra.launcher.folder={ctx.cache}")
+    assert r.code == 0, r.err
+    assert cli(["explain", "--app", str(app), str(ctx.cache), "lr=0.2"]) == 0
+    assert "Cached:" in capsys.readouterr().out
+    assert cli(["explain", "--app", str(app), str(ctx.cache), "lr=0.2", "+extra=1"]) == 1
+    assert 'extra: wanted 1, cached "<absent>"' in capsys.readouterr().out

@@ -19,8 +19,9 @@ def _resource(key: str) -> bool:
     return "infra" in parts[:-1] and parts[-1] != "version"
 
 
-def composed_values(app: str, values: tp.Sequence[str]) -> dict[str, tp.Any]:
-    """Every leaf of the composed config (dotted keys), infra resources left out; ValueError
+def composed_values(app: str, values: tp.Sequence[str]) -> tuple[dict[str, tp.Any], set[str]]:
+    """Every leaf of the composed config (dotted keys), and those that are an infra's fields
+    other than ``version`` (a model's uid leaves them out, a plain app's keeps them); ValueError
     with the app's message when it does not compose."""
     for flags in (["--resolve"], []):  # unresolved if an interpolation cannot resolve here
         proc = subprocess.run(
@@ -30,5 +31,5 @@ def composed_values(app: str, values: tp.Sequence[str]) -> dict[str, tp.Any]:
             break
     if proc.returncode != 0:
         raise ValueError(f"{app} does not compose {' '.join(values) or '(no overrides)'}:\n{proc.stderr.strip()}")
-    cfg = yaml.safe_load(proc.stdout) or {}
-    return {key: value for key, value in flatten(cfg).items() if not _resource(key)}
+    wanted = flatten(yaml.safe_load(proc.stdout) or {})
+    return wanted, {key for key in wanted if _resource(key)}
