@@ -190,6 +190,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"Miss. Nearest cached entry: {entry.folder}")
     for key, (want, have) in diff.items():
         print(f"  {key}: wanted {json.dumps(want)}, cached {json.dumps(have)}")
+    if not args.app:  # the values an app's YAML sets look like changed defaults
+        print("(only the values named are compared with the defaults: `explain --app app.py FOLDER ...` compares what the app composes, its YAML included)")
     return 1
 
 

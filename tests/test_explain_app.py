@@ -22,7 +22,8 @@ def test_explain_composes_the_apps_yaml(ctx: Ctx, capsys: pytest.CaptureFixture[
     r = ctx.run(OVERLAY, "model=cnn,small")
     assert r.code == 0, r.err
     assert cli(["explain", str(ctx.cache)]) == 1  # without the app: the YAML's seed 7 and 16 channels look changed
-    assert "seed: wanted \"<default>\", cached 7" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "seed: wanted \"<default>\", cached 7" in out and "explain --app app.py" in out, out
     assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache)]) == 0  # what the app runs by default
     assert "Cached:" in capsys.readouterr().out
     assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache), "model=small"]) == 0
