@@ -38,3 +38,12 @@ def test_shell_completion_lists_infra_resources(ctx: Ctx) -> None:
     proc = subprocess.run([sys.executable, str(NOYAML), "-sc", "query=bash"], env=env, cwd=ctx.tmp, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["infra.gpus_per_node="]
+
+
+def test_help_says_which_cache_folder_wins(ctx: Ctx) -> None:
+    r = ctx.run(NOYAML, flags=["--help"], multirun=False)
+    assert r.code == 0, r.err
+    assert "hydra.launcher.folder or hydra.sweeper.folder wins over it" in " ".join(r.out.split()), r.out
+    r = ctx.run(NOYAML, "seed=1", f"infra.folder={ctx.tmp / 'model'}", f"hydra.launcher.folder={ctx.cache}")
+    assert r.code == 0, r.err
+    assert len(ctx.cache_entries()) == 1 and not (ctx.tmp / "model").exists()  # as --help says

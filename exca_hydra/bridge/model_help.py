@@ -27,7 +27,8 @@ TEMPLATE = (
     "${" + RESOLVER + ":}\n\n"
     "== Cache ==\n"
     "Results are cached under the infra's folder (infra.folder above; null: nothing is cached):\n"
-    "set it with infra.folder=/path/to/cache on the command line or in a YAML file. Jobs run with\n"
+    "set it with infra.folder=/path/to/cache on the command line or in a YAML file (a set\n"
+    "hydra.launcher.folder or hydra.sweeper.folder wins over it). Jobs run with\n"
     "hydra/launcher=exca_local (the default; exca_slurm for Slurm) and hydra/sweeper=exca.\n\n"
     "${hydra.help.footer}"
 )
