@@ -274,7 +274,11 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     group.add_argument("--uid", nargs="+")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(run=cmd_clear)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "run", None) is cmd_explain and not any(e.startswith("-") and "=" not in e for e in extra):
+        args.values = [*args.values, *extra]  # `explain FOLDER --app app.py model=cnn`: values after --app
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         with contextlib.redirect_stdout(SafeWriter(sys.stdout)), contextlib.redirect_stderr(SafeWriter(sys.stderr)):
             return int(args.run(args))  # what a cache holds is shown, never acted on by the terminal

@@ -28,6 +28,8 @@ def test_explain_composes_the_apps_yaml(ctx: Ctx, capsys: pytest.CaptureFixture[
     assert "Cached:" in capsys.readouterr().out
     assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache), "model=small"]) == 0
     assert "model.name=mlp" in capsys.readouterr().out
+    assert cli(["explain", str(ctx.cache), "--app", str(OVERLAY), "model=small"]) == 0  # --app anywhere
+    assert "model.name=mlp" in capsys.readouterr().out
     assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache), "model=cnn_big"]) == 1  # the YAML's 64 channels
     assert "model.channels: wanted 64, cached 16" in capsys.readouterr().out
     assert cli(["explain", "--app", str(OVERLAY), str(ctx.cache), "seed=8"]) == 1
