@@ -47,3 +47,14 @@ def test_help_says_which_cache_folder_wins(ctx: Ctx) -> None:
     r = ctx.run(NOYAML, "seed=1", f"infra.folder={ctx.tmp / 'model'}", f"hydra.launcher.folder={ctx.cache}")
     assert r.code == 0, r.err
     assert len(ctx.cache_entries()) == 1 and not (ctx.tmp / "model").exists()  # as --help says
+
+
+def test_help_shows_an_interpolation_that_resolves_only_in_a_job(ctx: Ctx) -> None:
+    """overlay's conf sets infra.folder: ${oc.env:EXCA_HYDRA_CACHE}; --help without that variable
+    shows the interpolation as written (it raised a traceback)."""
+    env = {k: v for k, v in os.environ.items() if k != "EXCA_HYDRA_CACHE"}
+    proc = subprocess.run([sys.executable, str(APPS / "overlay" / "app.py"), "--help"], env=env, cwd=ctx.tmp,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    assert "${oc.env:EXCA_HYDRA_CACHE}" in rows["infra.folder"] and rows["seed"].split()[2] == "7", proc.stdout
