@@ -112,10 +112,13 @@ def _tag(node: tp.Any, candidates: tp.Sequence[str], wanted: tp.Any) -> tp.Any:
     return wanted if wanted in strings else (strings[0] if strings else "<absent>")
 
 
-def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
+def nearest(
+    root: Path, wanted: dict[str, tp.Any], optional: tp.AbstractSet[str] = frozenset()
+) -> list[tuple[int, Entry, dict[str, tuple[tp.Any, tp.Any]]]]:
     """Cached entries ordered by how many fields differ from ``wanted`` (dotted keys). A wanted
     key is compared with the entry's full config (so a value equal to the default matches); a
-    non-default field of the entry that ``wanted`` does not name differs from the default.  A
+    non-default field of the entry that ``wanted`` does not name differs from the default (a key
+    in ``optional`` is not compared where the entry records it outside its uid: a model's infra).  A
     key naming a sub-config (a config group: ``model=mlp``) is compared with its tag."""
     out = []
     entries = list(iter_entries(root))
@@ -125,6 +128,8 @@ def nearest(root: Path, wanted: dict[str, tp.Any]) -> list[tuple[int, Entry, dic
         full, differing = flatten(config), flatten(_uid_cfg(entry))
         diff = {}
         for key, value in wanted.items():
+            if key in optional and key in full and key not in differing:
+                continue  # an infra resource the entry's uid leaves out (a model's)
             if key in full or key in differing or not isinstance(_at(config, key), dict):
                 diff[key] = (value, full.get(key, differing.get(key, "<absent>")))
             else:  # a group selection: the tag of the sub-config there
@@ -164,12 +169,17 @@ def parse_values(items: tp.Sequence[str]) -> dict[str, tp.Any]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    optional: set[str] = set()
     try:
         wanted = parse_values(args.values)
+        if args.app:  # what the app composes: its YAML and generated defaults too
+            from .bridge.app_values import composed_values
+
+            wanted, optional = composed_values(args.app, args.values)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
-    ranked = nearest(Path(args.folder), wanted)
+    ranked = nearest(Path(args.folder), wanted, optional)
     if not ranked:
         print("No cached entries there.")
         return 1
@@ -180,6 +190,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"Miss. Nearest cached entry: {entry.folder}")
     for key, (want, have) in diff.items():
         print(f"  {key}: wanted {json.dumps(want)}, cached {json.dumps(have)}")
+    if not args.app:  # the values an app's YAML sets look like changed defaults
+        print("(only the values named are compared with the defaults: `explain --app app.py FOLDER ...` compares what the app composes, its YAML included)")
     return 1
 
 
@@ -253,6 +265,7 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p = sub.add_parser("explain", help="why key=value... (the app's overrides, model=mlp included) is a miss: the nearest entry and what differs")
     p.add_argument("folder")
     p.add_argument("values", nargs="*")
+    p.add_argument("--app", help="the app script: compare what it composes (its YAML, its defaults) for these overrides")
     p.set_defaults(run=cmd_explain)
     p = sub.add_parser("clear", help="clear failed entries (--failed) or chosen uids (--uid)")
     p.add_argument("folder")
@@ -261,7 +274,11 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     group.add_argument("--uid", nargs="+")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(run=cmd_clear)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "run", None) is cmd_explain and not any(e.startswith("-") and "=" not in e for e in extra):
+        args.values = [*args.values, *extra]  # `explain FOLDER --app app.py model=cnn`: values after --app
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         with contextlib.redirect_stdout(SafeWriter(sys.stdout)), contextlib.redirect_stderr(SafeWriter(sys.stderr)):
             return int(args.run(args))  # what a cache holds is shown, never acted on by the terminal

@@ -30,7 +30,7 @@ class ConfigValidationError(CompactHydraException):
         self.errors = list(errors)
 
 
-def _pydantic_errors(error: "pydantic.ValidationError") -> list[FieldError]:
+def _pydantic_errors(error: "pydantic.ValidationError", model: type | None = None) -> list[FieldError]:
     out = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "<root>"
@@ -39,6 +39,11 @@ def _pydantic_errors(error: "pydantic.ValidationError") -> list[FieldError]:
             value = item.get("input")
             if not isinstance(value, (dict, list)):
                 message += f" (got {value!r})"
+        if item.get("type") == "extra_forbidden" and model is not None:
+            from .member_fields import other_member_note
+
+            note = other_member_note(model, item["loc"])
+            message += f"; {note}" if note else ""
         out.append(FieldError(field, message))
     return out
 
@@ -67,7 +72,7 @@ def convert(
     try:
         return model.model_validate(data), []
     except pydantic.ValidationError as e:
-        return None, _pydantic_errors(e)
+        return None, _pydantic_errors(e, model)
 
 
 def plugin_params(models: tp.Sequence[type], params: tp.Mapping[str, tp.Any], node: str) -> tp.Any:

@@ -54,8 +54,9 @@ class App:
 
 
 class _Builder:
-    def __init__(self, model: type, primary: str) -> None:
+    def __init__(self, model: type, primary: str, complete: bool = False) -> None:
         self.app = App(model, primary)
+        self.complete = complete  # shell completion: every infra field is listed
         self._pending: list[tuple[str, str, Union, tp.Any, tuple[type, ...]]] = []
 
     def build(self, help_mode: bool = False, selected: tp.Collection[str] = ()) -> App:
@@ -143,11 +144,13 @@ class _Builder:
 
     def _infra_node(self, infra: pydantic.BaseModel) -> dict[str, tp.Any]:
         """An infra's node: what is set on the field's default, and the settings changed from the
-        command line most (``infra.folder=...``); its ~30 resources are set with ``+infra.x=...``.
+        command line most (``infra.folder=...``); its ~30 resources are set with ``infra.x=...`` (made
+        ``++infra.x`` by model_start) or ``+infra.x=...``.
         Every node is cloned and converted for each job of a sweep: the whole infra would cost
         ~0.5 ms a job."""
         node: dict[str, tp.Any] = {}
-        for name in INFRA_KEYS + tuple(sorted(infra.model_fields_set - set(INFRA_KEYS))):
+        names = set(type(infra).model_fields) if self.complete else infra.model_fields_set
+        for name in INFRA_KEYS + tuple(sorted(names - set(INFRA_KEYS))):
             dumped = _dump(type(infra), name, getattr(infra, name))
             if dumped is not _NOT_DUMPABLE:
                 node[name] = dumped
@@ -184,12 +187,14 @@ def _node(
 _APPS: dict[tuple[tp.Any, ...], App] = {}
 
 
-def generate(model: type, primary: str = "config", help_mode: bool = False, selected: tp.Collection[str] = ()) -> App:
+def generate(
+    model: type, primary: str = "config", help_mode: bool = False, selected: tp.Collection[str] = (), complete: bool = False
+) -> App:
     """The config nodes of ``model`` (cached per model and primary name)."""
-    key = (model, primary, help_mode, frozenset(selected) if help_mode else None)
+    key = (model, primary, help_mode, frozenset(selected) if help_mode else None, complete)
     app = _APPS.get(key)
     if app is None:
-        app = _APPS[key] = _Builder(model, primary).build(help_mode, selected)
+        app = _APPS[key] = _Builder(model, primary, complete).build(help_mode, selected)
         for warning in app.warnings:
             logger.warning("exca_hydra config of %s: %s", model.__name__, warning)
     return app

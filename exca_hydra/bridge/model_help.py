@@ -27,7 +27,8 @@ TEMPLATE = (
     "${" + RESOLVER + ":}\n\n"
     "== Cache ==\n"
     "Results are cached under the infra's folder (infra.folder above; null: nothing is cached):\n"
-    "set it with infra.folder=/path/to/cache on the command line or in a YAML file. Jobs run with\n"
+    "set it with infra.folder=/path/to/cache on the command line or in a YAML file (a set\n"
+    "hydra.launcher.folder or hydra.sweeper.folder wins over it). Jobs run with\n"
     "hydra/launcher=exca_local (the default; exca_slurm for Slurm) and hydra/sweeper=exca.\n\n"
     "${hydra.help.footer}"
 )
@@ -67,7 +68,9 @@ def rows(model: type, cfg: tp.Any, choices: tp.Mapping[str, tp.Any]) -> list[tup
         for field in fields_of(cls):
             path, group = prefix + field.key, group_prefix + field.key
             description = field.info.description or ""
-            child = node.get(field.key) if isinstance(node, DictConfig) and not OmegaConf.is_missing(node, field.key) else None
+            # the node itself, unresolved: an interpolation that resolves only in a job
+            # (${oc.env:...} unset here) is shown as written, not raised
+            child = node._get_node(field.key) if isinstance(node, DictConfig) and field.key in node and not OmegaConf.is_missing(node, field.key) else None
             union = field.union
             if union is not None:
                 chosen = choices.get(group)

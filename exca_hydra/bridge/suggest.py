@@ -117,8 +117,10 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
             return f"Could not override '{key}' (in '{line}'): {switch}"
         problem = unknown_key(app.model, parts)
         if problem is None:
-            if yaml_source() is None:  # the options chosen are known from the overrides alone
-                other = other_member(app, parts, chosen_options(app, overrides), line)
+            from .chosen import choices
+
+            for chosen in choices(app, _given(app, overrides), yaml_source()):  # each option of a sweep
+                other = other_member(app, parts, chosen, line)
                 if other is not None:
                     return other
             continue
@@ -136,25 +138,14 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
     return None
 
 
-def chosen_options(app: App, overrides: tp.Sequence[tp.Any]) -> dict[str, str]:
-    """The option of each generated group a run composes: the command line's, else the default."""
-    given = {}
+def _given(app: App, overrides: tp.Sequence[tp.Any]) -> dict[str, list[str]]:
+    """The options the command line names for each generated group (several: a sweep)."""
+    given: dict[str, list[str]] = {}
     for override in overrides:
         values = _values(override) if override.key_or_group in app.groups else None
-        if values is not None:  # a swept group (model=cnn,mlp): no single option, nothing said here
-            given[override.key_or_group] = values[0] if len(values) == 1 else ""
-    chosen: dict[str, str] = {}
-    pending = [(app.primary, "")]
-    while pending:
-        node, base = pending.pop()
-        for entry in app.nodes.get(node, {}).get("defaults", []):
-            if isinstance(entry, dict) and len(entry) == 1:
-                group = "/".join(filter(None, (base, str(next(iter(entry))))))
-                option = given.get(group, next(iter(entry.values())))
-                if isinstance(option, str) and group not in chosen:
-                    chosen[group] = option
-                    pending.append((f"{group}/{option}", group))
-    return chosen
+        if values:
+            given[override.key_or_group] = [str(v) for v in values]
+    return given
 
 
 def other_member(app: App, parts: tp.Sequence[str], chosen: tp.Mapping[str, str], line: str) -> str | None:
