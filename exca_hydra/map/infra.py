@@ -329,9 +329,15 @@ def _check_signature(function: tp.Any) -> None:
             f"MapInfra cannot be applied on method {function.__module__}.{function.__qualname__!r} as this method "
             f"should take exactly 'self' and 1 input parameter.\n(found parameter(s): {list(params)})"
         )
-    annotation = list(params.values())[1].annotation
-    if annotation is inspect.Parameter.empty or isinstance(annotation, str):
-        return  # postponed annotations: not evaluated here
+    name, param = list(params.items())[1]
+    annotation = param.annotation
+    if isinstance(annotation, str):  # postponed annotations
+        try:
+            annotation = tp.get_type_hints(function).get(name, inspect.Parameter.empty)
+        except Exception:  # noqa: BLE001 - names local to a function: not checked
+            return
+    if annotation is inspect.Parameter.empty:
+        return
     if tp.get_origin(annotation) not in (list, tuple, abc.Iterable, abc.Sequence) and annotation not in (list, tuple):
         raise TypeError(
             "Decorated method single argument should be annotated as List, Tuple, Sequence or Iterable "
