@@ -26,13 +26,16 @@ class Vectors(pydantic.BaseModel):
     fail_on: str = ""
     log: str = ""
     sleep: float = 0.0
+    kill_on: str = ""  # an item on which the process dies (SIGKILL), as in a crash
     infra: MapInfra = MapInfra()
 
-    @infra.apply(item_uid=str, exclude_from_cache_uid=("log", "sleep", "fail_on"))
+    @infra.apply(item_uid=str, exclude_from_cache_uid=("log", "sleep", "fail_on", "kill_on"))
     def vectors(self, items: tp.Iterable[str]) -> tp.Iterator[np.ndarray]:
         import time
 
         for item in items:
+            if item == self.kill_on:
+                os.kill(os.getpid(), 9)
             if item == self.fail_on:
                 raise ValueError(f"cannot compute {item}")
             if self.sleep:

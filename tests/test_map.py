@@ -123,7 +123,7 @@ def test_uid_names_the_folder_as_for_taskinfra(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     model = Vectors(scale=2.0, log=str(tmp_path), infra={"folder": cache, "version": "3"})
     list(model.vectors(["a"]))
-    uid = uid_string(uid_config(model, ("log", "sleep", "fail_on")))
+    uid = uid_string(uid_config(model, ("log", "sleep", "fail_on", "kill_on")))
     folder = method_folder(cache, method_name(Vectors, "vectors"), "3") / uid
     assert model.infra.uid_folder() == folder and (folder / "uid.yaml").exists()
     assert "scale=2" in uid

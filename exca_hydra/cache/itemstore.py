@@ -33,6 +33,12 @@ from .store import FILE_MODE
 ITEMS = "items"
 ALIGN = 64
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_INT64 = 2**63
+
+try:  # a faster parser of the same JSON (exca's dependency); the standard one otherwise
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover
+    _fast_loads = json.loads
 _STORES: dict[str, "ItemStore"] = {}
 
 
@@ -40,7 +46,9 @@ def is_jsonable(value: tp.Any, depth: int = 0) -> bool:
     """Values that come back from JSON exactly as they went in (no tuple, no subclass)."""
     kind = type(value)
     if kind in _JSON_SCALARS:
-        return kind is not float or math.isfinite(value)  # JSON has no NaN nor infinity: pickled
+        if kind is float:
+            return math.isfinite(value)  # JSON has no NaN nor infinity: pickled
+        return kind is not int or -_INT64 <= value < _INT64  # the parsers agree on 64-bit integers
     if depth > 20:
         return False
     if kind is list:
@@ -154,7 +162,11 @@ class ItemStore:
         end = data.rfind(b"\n") + 1  # a last line without its newline is being written, or was cut
         for line in data[:end].splitlines():
             try:
-                self._add(json.loads(line))
+                try:
+                    parsed = _fast_loads(line)
+                except ValueError:
+                    parsed = json.loads(line)
+                self._add(parsed)
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged line: only its batch is lost
         self.offsets[name] = start + end

@@ -258,8 +258,6 @@ class MapInfra(_Resources):
 
     # ----- the call -----
     def _map(self, items: tp.Iterable[tp.Any]) -> tp.Iterator[tp.Any]:
-        from .compute import compute
-
         binding = self._binding()
         items = list(items)
         keys = self.item_keys(items)
@@ -282,6 +280,8 @@ class MapInfra(_Resources):
                 if ram is not None:
                     for key in todo:
                         ram.pop(key, None)
+            from .compute import compute  # the engine's import: only when something is computed
+
             outputs = compute(self, [(k, unique[k]) for k in todo])
             if store is None and ram is not None:
                 ram.update(outputs)
