@@ -16,6 +16,7 @@ are loaded only from data files that pass the trust rules of results (``trust.ch
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import mmap
@@ -35,6 +36,7 @@ ALIGN = 64
 _JSON_SCALARS = (str, int, float, bool, type(None))
 _INT64 = 2**63
 
+_fast_loads: tp.Callable[[bytes], tp.Any]
 try:  # a faster parser of the same JSON (exca's dependency); the standard one otherwise
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover
@@ -160,7 +162,17 @@ class ItemStore:
         except FileNotFoundError:
             return
         end = data.rfind(b"\n") + 1  # a last line without its newline is being written, or was cut
-        for line in data[:end].splitlines():
+        collecting = gc.isenabled()
+        gc.disable()  # many new containers and no garbage: collections here would only cost time
+        try:
+            self._parse(data[:end])
+        finally:
+            if collecting:
+                gc.enable()
+        self.offsets[name] = start + end
+
+    def _parse(self, data: bytes) -> None:
+        for line in data.splitlines():
             try:
                 try:
                     parsed = _fast_loads(line)
@@ -169,7 +181,6 @@ class ItemStore:
                 self._add(parsed)
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged line: only its batch is lost
-        self.offsets[name] = start + end
 
     def _add(self, line: dict[str, tp.Any]) -> None:
         t = line["t"]
@@ -265,6 +276,7 @@ class ItemStore:
         if stacked:
             np = _numpy_import()
             block = np.ascontiguousarray(np.stack(stacked)).tobytes()
+            assert stack_key is not None
             stack = [stack_key[0], list(stack_key[1]), 0, len(stacked)]
             chunks.append(block)
             size = len(block)
@@ -366,3 +378,15 @@ def _atomic_write_chunks(path: Path, chunks: tp.Sequence[bytes]) -> None:
 
 def is_item_folder(folder: Path) -> bool:
     return (folder / ITEMS).is_dir()
+
+
+def summarize(folder: Path) -> str | None:
+    """``"N items, S"`` of a MapInfra folder (None for another entry); reads the index only."""
+    if not is_item_folder(folder):
+        return None
+    items, size, _ = ItemStore(folder).summary()
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            break
+        size /= 1000  # type: ignore[assignment]
+    return f"{items} item{'' if items == 1 else 's'}, {size:.3g} {unit}"

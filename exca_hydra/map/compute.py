@@ -116,6 +116,7 @@ def _run(infra: tp.Any, store: ItemStore | None, pairs: Pairs, progress: Progres
     cluster = infra.cluster
     fork_folder: Path | None = None
     in_process = cluster in (None, "threadpool")
+    backend: tp.Any
     if cluster is None or len(pairs) == 1 and cluster in ("threadpool", "processpool"):
         chunks, backend = [pairs], InlineBackend()
         in_process = True
@@ -123,7 +124,7 @@ def _run(infra: tp.Any, store: ItemStore | None, pairs: Pairs, progress: Progres
         workers = min(len(pairs), max(1, (os.cpu_count() or 1) - 1), infra.max_jobs or len(pairs))
         chunks = to_chunks(pairs, 3 * workers)
         if cluster == "threadpool" or store is None:
-            backend: tp.Any = ThreadBackend(workers)
+            backend = ThreadBackend(workers)
         else:
             from ..execution.fork import ForkBackend
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import typing as tp
 
 import numpy as np
@@ -18,7 +19,10 @@ class Features(pydantic.BaseModel):
     @infra.apply(item_uid=str)
     def features(self, items: tp.Iterable[int]) -> tp.Iterator[np.ndarray]:
         log = os.environ.get("EXCA_TEST_LOG")
+        delay = float(os.environ.get("EXCA_TEST_SLEEP", "0"))
         for item in items:
+            if delay:  # slow items: the jobs of a sweep overlap in time
+                time.sleep(delay)
             if log:  # one line per computed item, appended (jobs run at once)
                 with open(log, "a", encoding="utf8") as f:
                     f.write(f"{item}\n")
