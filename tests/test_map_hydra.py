@@ -91,6 +91,12 @@ def test_slurm_max_jobs_4_over_1000_items(slurm_cluster: None, tmp_path: Path) -
     again = Vectors(log=str(tmp_path), infra={"folder": cache, "cluster": "slurm", "max_jobs": 4})
     assert len(list(again.vectors(items + ["s1000"]))) == 1001  # one job for the one missing item
     assert len(computed_items(tmp_path)) == 1001
+    # one array, a task per job, instead of pull workers
+    array = Vectors(log=str(tmp_path), infra={"folder": cache, "cluster": "slurm", "max_jobs": 4, "slurm_jobs_per_task": 1})
+    new = [f"t{i}" for i in range(8)]
+    assert [o[0] for o in array.vectors(new + items[:3])] == [2.0] * 8 + [2.0, 2.0, 2.0]
+    assert sorted(computed_items(tmp_path)[1001:]) == sorted(new)
+    assert len(list((folder / "items").glob("b-*.dat"))) == 4 + 1 + 4
 
 
 def computed_items(tmp: Path) -> list[str]:

@@ -327,7 +327,7 @@ class ItemStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        self._add(line)
+            self._add(line)
 
     # ----- for the command line: nothing is read but the index -----
     def summary(self) -> tuple[int, int, int]:
