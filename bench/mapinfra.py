@@ -4,7 +4,7 @@
 
 Rows: computing 10,000 small items locally (cluster=None); reading 10,000 and 100,000 cached items
 in a new process; files on disk; peak memory of the process reading 100,000. Values: 16-float
-numpy vectors, and Python values (a small dict). ``keep_in_ram=False`` for both. Each timing is
+numpy vectors, Python values that are JSON-able (a small dict) and not (a tuple with a set: pickled). ``keep_in_ram=False`` for both. Each timing is
 the best of ``--repeat`` runs, each in a fresh process (imports and the model excluded: the time
 of ``list(model.method(items))``). Peak memory: ru_maxrss of the reading process.
 """
@@ -32,18 +32,22 @@ def _model(lib: str, kind: str) -> tp.Any:
     else:
         from exca_hydra import MapInfra
 
+    cache_type = "Pickle" if kind == "pickled" else None  # exca's default refuses a tuple
+
     class Bench(pydantic.BaseModel):
         kind: str = "vector"
         infra: MapInfra = MapInfra(keep_in_ram=False)
 
-        @infra.apply(item_uid=str)
+        @infra.apply(item_uid=str, cache_type=cache_type)
         def compute(self, items: tp.Iterable[str]) -> tp.Iterator[tp.Any]:
             for item in items:
                 i = int(item[4:])
                 if self.kind == "vector":
                     yield np.arange(16, dtype=np.float64) + i
-                else:
+                elif self.kind == "python":  # JSON-able: in the index itself
                     yield {"id": i, "name": item, "scores": [i / 2, i / 3]}
+                else:  # not JSON-able: pickled
+                    yield (i, item, {i})
 
     Bench.__qualname__ = Bench.__name__ = f"Bench_{lib.replace('-', '_')}"
     return Bench
@@ -61,8 +65,10 @@ def child(lib: str, kind: str, op: str, folder: str, n: int) -> dict[str, float]
     check = out[n // 2]
     if kind == "vector":
         assert float(check[0]) == n // 2, check
-    else:
+    elif kind == "python":
         assert check["id"] == n // 2, check
+    else:
+        assert check[2] == {n // 2}, check
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": elapsed, "peak_mb": peak / 1024, "base_mb": rss0 / 1024}
 
@@ -81,7 +87,7 @@ def count_files(folder: Path) -> int:
 
 def bench(root: Path, repeat: int) -> list[tuple[str, str, str, float, float]]:
     rows = []
-    for kind in ("vector", "python"):
+    for kind in ("vector", "python", "pickled"):
         for lib in ("exca", "exca-hydra"):
             times: dict[str, list[float]] = {"compute 10,000": [], "read 10,000": [], "read 100,000": []}
             peak: list[float] = []
