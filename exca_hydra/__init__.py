@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 # importing the package itself must not pull pydantic, hydra or submitit.
 _EXPORTS = {
     "TaskInfra": "infra",
+    "MapInfra": "map.infra",
     "Mode": "infra",
     "WorkDir": "workdir",
     "Status": "cache.store",
@@ -26,6 +27,7 @@ if tp.TYPE_CHECKING:
     from .cache.store import Status
     from .cache.uid import compute_uid, uid_config, uid_string
     from .infra import Mode, TaskInfra
+    from .map.infra import MapInfra
     from .table import results
     from .workdir import WorkDir
 

@@ -17,6 +17,7 @@ import yaml
 from .terminal import SafeWriter
 from .table import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status
 from .table import read_yaml, rows
+from .cache.itemstore import summarize
 from .cache.store import CONFIG, UID_CONFIG, Entry
 from .cache.uid import flatten
 
@@ -35,6 +36,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.status and status != args.status:
             continue
         values = ", ".join(f"{k}={v}" for k, v in flatten(_uid_cfg(entry)).items()) or "(defaults)"
+        items = summarize(entry.folder)  # a MapInfra folder: its items, not one result
+        if items is not None:
+            status, values = "items", f"{values} ({items})"
         lines.append((entry.folder.parent.name, status, entry.uid, values))
     for method, status, uid, values in lines:
         print(f"{status:<13} {method}/{uid}\n              {values}")
@@ -48,6 +52,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{entry.folder} is not a cache entry (no {UID_CONFIG})", file=sys.stderr)
         return 1
     status = read_status(entry, args.check)
+    items = summarize(entry.folder)
+    if items is not None:  # a MapInfra folder
+        print(f"entry:   {entry.folder}\nitems:   {items}")
+        print("--- uid config ---\n" + yaml.safe_dump(_uid_cfg(entry), sort_keys=False), end="")
+        return 0
     print(f"entry:   {entry.folder}\nstatus:  {status}")
     for name in (CONFIG, UID_CONFIG, "result.pkl", "error.txt"):
         path = entry.path(name)

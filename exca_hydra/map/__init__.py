@@ -1,0 +1,1 @@
+"""MapInfra: a per-item cached map on the execution engine."""
