@@ -77,12 +77,16 @@ def hook_owner(owner: type) -> None:
     owner.__exca_hooked__ = True  # type: ignore[attr-defined]
 
 
-def _submodels(annotation: tp.Any, out: set[type]) -> None:
+def _submodels(annotation: tp.Any, out: dict[type, None]) -> None:
+    """The model classes ``annotation`` reaches, each after the classes it contains (post-order):
+    a parent rebuilt before its child would keep the child's old validator."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         if annotation not in out:
-            out.add(annotation)
+            out[annotation] = None  # seen (a recursive model stops here) ...
             for info in annotation.model_fields.values():
                 _submodels(info.annotation, out)
+            del out[annotation]  # ... and placed after its children
+            out[annotation] = None
         return
     for arg in tp.get_args(annotation):
         _submodels(arg, out)
@@ -102,10 +106,13 @@ def forbid_extra_in_submodels(owner: type) -> None:
         hints = tp.get_type_hints(owner, localns=localns)
     except Exception:  # unresolved forward references: leave those sub-configs as declared
         hints = dict(getattr(owner, "__annotations__", {}))
-    found: set[tp.Any] = set()  # pydantic model classes
+    found: dict[type, None] = {}  # pydantic model classes, children first
     for annotation in hints.values():
         _submodels(annotation, found)
+    changed = False
     for cls in found:
         if "extra" not in cls.model_config and not getattr(cls, "_exca_is_infra", False):
-            cls.model_config["extra"] = "forbid"
+            cls.model_config["extra"] = "forbid"  # type: ignore[index]
+            changed = True
+        if changed:  # a parent of a class made strict embeds the child's validator: rebuild it too
             cls.model_rebuild(force=True)

@@ -524,6 +524,34 @@ def test_submodels_without_extra_setting_become_strict() -> None:
         Owner(sub={"typo": 2})
 
 
+def test_nested_submodels_become_strict_whatever_the_class_order() -> None:
+    """A model two levels down is strict inside its parent: the parent is rebuilt after its
+    child (with a set, the order followed memory addresses and half the trees kept a lax leaf)."""
+    for round_ in range(20):
+
+        class Leaf(pydantic.BaseModel):
+            name: tp.Literal["leaf"] = "leaf"
+
+        class Other(pydantic.BaseModel):
+            name: tp.Literal["other"] = "other"
+
+        class Mid(pydantic.BaseModel):
+            leaf: Leaf | Other = pydantic.Field(default_factory=Leaf, discriminator="name")
+
+        class Top(pydantic.BaseModel):
+            mid: Mid = Mid()
+            infra: TaskInfra = TaskInfra()
+
+            @infra.apply
+            def run(self) -> int:
+                return 1
+
+        with pytest.raises(pydantic.ValidationError, match=r"mid\.leaf\.leaf\.typo"):
+            Top(mid={"leaf": {"name": "leaf", "typo": 3}})
+        with pytest.raises(pydantic.ValidationError, match=r"leaf\.leaf\.typo"):
+            Mid(leaf={"name": "leaf", "typo": 3})
+
+
 def test_infra_repr_shows_only_set_fields(tmp_path: Path) -> None:
     infra = TaskInfra(folder=tmp_path, cpus_per_task=4)
     assert "cpus_per_task=4" in repr(infra) and "slurm_qos" not in repr(infra)
