@@ -77,7 +77,7 @@ def hook_owner(owner: type) -> None:
     owner.__exca_hooked__ = True  # type: ignore[attr-defined]
 
 
-def _submodels(annotation: tp.Any, out: dict[type, None]) -> None:
+def _submodels(annotation: tp.Any, out: dict[type[pydantic.BaseModel], None]) -> None:
     """The model classes ``annotation`` reaches, each after the classes it contains (post-order):
     a parent rebuilt before its child would keep the child's old validator."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
@@ -106,13 +106,13 @@ def forbid_extra_in_submodels(owner: type) -> None:
         hints = tp.get_type_hints(owner, localns=localns)
     except Exception:  # unresolved forward references: leave those sub-configs as declared
         hints = dict(getattr(owner, "__annotations__", {}))
-    found: dict[type, None] = {}  # pydantic model classes, children first
+    found: dict[type[pydantic.BaseModel], None] = {}  # children first
     for annotation in hints.values():
         _submodels(annotation, found)
     changed = False
     for cls in found:
         if "extra" not in cls.model_config and not getattr(cls, "_exca_is_infra", False):
-            cls.model_config["extra"] = "forbid"  # type: ignore[index]
+            cls.model_config["extra"] = "forbid"
             changed = True
         if changed:  # a parent of a class made strict embeds the child's validator: rebuild it too
             cls.model_rebuild(force=True)
