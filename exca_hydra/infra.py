@@ -20,7 +20,8 @@ from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
 from .execution import jobref
 from .execution.backends import Backend, InlineBackend
-from .execution.options import SLURM_FIELDS, Cluster, Mode, Resources, SlurmOptions
+from .execution.option_fields import SlurmFields
+from .execution.options import Cluster, Mode, Resources, SlurmOptions, slurm_options
 from .execution.plan import plan, read_status
 from .execution.pull import slurm_backend
 from .owner import NOTHING, Binding, Method, bind_infras, forbid_extra_in_submodels, hook_owner
@@ -32,15 +33,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["TaskInfra", "Mode", "Cluster"]
 
 
-class TaskInfra(Resources):
-    """Where and how a decorated method runs, and where its result is cached.
-
-    Only ``version`` enters the uid; every other field is a resource or a setting.
-    """
+class _Settings(Resources):
+    """TaskInfra's fields shown before the Slurm options (fields follow the bases' order)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    __slots__ = ("_exca",)
-    _exca_is_infra: tp.ClassVar[bool] = True
 
     folder: Path | None = None
     cluster: Cluster = None
@@ -49,28 +45,20 @@ class TaskInfra(Resources):
     keep_in_ram: bool = False
     job_name: str | None = None
     logs: str = "{folder}/logs/{user}/%j"
-    # Resources' fields (timeout_min, nodes, tasks_per_node, cpus_per_task, gpus_per_node, mem_gb),
-    # then SlurmOptions' with a slurm_ prefix, same types and defaults (tests/test_options.py)
-    slurm_partition: str | None = None
-    slurm_qos: str | None = None
-    slurm_comment: str | None = None
-    slurm_constraint: str | None = None
-    slurm_exclude: str | None = None
-    slurm_gres: str | None = None
-    slurm_cpus_per_gpu: int | None = None
-    slurm_gpus_per_task: int | None = None
-    slurm_mem_per_gpu: str | None = None
-    slurm_mem_per_cpu: str | None = None
-    slurm_account: str | None = None
-    slurm_signal_delay_s: int = pydantic.Field(120, ge=0)
-    slurm_max_num_timeout: int = pydantic.Field(3, ge=0)
-    slurm_additional_parameters: dict[str, tp.Any] = {}
-    slurm_setup: list[str] | None = None
-    slurm_srun_args: list[str] | None = None
-    slurm_python: str | None = None
-    slurm_use_srun: bool = True
-    slurm_array_parallelism: int = pydantic.Field(256, ge=1)
-    slurm_jobs_per_task: int | None = pydantic.Field(None, ge=1)  # None: array tasks pull jobs (see SlurmOptions)
+
+
+class TaskInfra(SlurmFields, _Settings):
+    """Where and how a decorated method runs, and where its result is cached.
+
+    Only ``version`` enters the uid; every other field is a resource or a setting. The resources
+    (``timeout_min``, ...) and Slurm options (``slurm_partition``, ...) are declared once, in
+    ``execution/option_fields.py``.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    __slots__ = ("_exca",)
+    _exca_is_infra: tp.ClassVar[bool] = True
+
     workdir: WorkDir | None = None
 
     @pydantic.field_validator("folder")
@@ -252,7 +240,7 @@ class TaskInfra(Resources):
 
     # ----- execution -----
     def slurm_options(self) -> SlurmOptions:
-        return SlurmOptions(**{name: getattr(self, f"slurm_{name}") for name in SLURM_FIELDS})
+        return slurm_options(self)
 
     def backend(self, max_workers: int | None = None) -> Backend:
         """Where this infra's jobs run: here (cluster=None) or through submitit."""
@@ -262,7 +250,7 @@ class TaskInfra(Resources):
         logs = Path(self.logs.format(folder=self.method_dir(), user=getpass.getuser()))
         options = self.slurm_options()
         if max_workers is not None:
-            options.array_parallelism = max_workers
+            options.slurm_array_parallelism = max_workers
         name = self.job_name or f"{type(binding.obj).__name__}.{binding.method.__name__}"
         return slurm_backend(None if self.cluster == "auto" else self.cluster, logs, self, options, name=name)
 

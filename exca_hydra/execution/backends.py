@@ -160,7 +160,7 @@ class SubmititBackend:
 
         self.folder = Path(folder).absolute()
         executor = submitit.AutoExecutor(
-            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.max_num_timeout, slurm_python=slurm_options.python
+            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.slurm_max_num_timeout, slurm_python=slurm_options.slurm_python
         )
         parameters = submitit_parameters(resources, slurm_options, executor.cluster)
         if name is not None:

@@ -8,7 +8,6 @@ the folder as for TaskInfra; the items' keys index the entries inside it (``cach
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import inspect
@@ -23,7 +22,8 @@ from ..cache.itemstore import ItemStore
 from ..cache.layout import method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
-from ..execution.options import Resources, SlurmOptions
+from ..execution.option_fields import SlurmFields
+from ..execution.options import Resources
 from ..owner import NOTHING, Binding, bind_infras, forbid_extra_in_submodels, hook_owner
 from ..workdir import WorkDir
 from .batch import MapItemError
@@ -32,16 +32,6 @@ __all__ = ["MapInfra", "MapItemError"]
 
 MapMode = tp.Literal["cached", "force", "read-only"]
 MapCluster = tp.Literal[None, "auto", "local", "slurm", "debug", "threadpool", "processpool"]
-
-if tp.TYPE_CHECKING:
-    _Resources = Resources
-else:  # the Slurm options with TaskInfra's (and exca's) slurm_ prefix, from their one declaration
-    _Resources = pydantic.create_model(
-        "_MapResources",
-        __base__=Resources,
-        **{f"slurm_{n}": (f.annotation, copy.copy(f)) for n, f in SlurmOptions.model_fields.items()},
-    )
-
 
 class MapSpec(tp.NamedTuple):
     item_uid: tp.Callable[[tp.Any], str]
@@ -72,7 +62,7 @@ def shorten(key: str, max_length: int) -> str:
     return key if len(key) < len(short) else short
 
 
-class MapInfra(_Resources):
+class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_fields.py
     """Where and how the items of a decorated method are computed, and where they are cached.
 
     Only ``version`` enters the uid; every other field is a resource or a setting.
