@@ -24,7 +24,7 @@ from .execution.option_fields import SlurmFields
 from .execution.options import Cluster, Mode, Resources, SlurmOptions, slurm_options
 from .execution.plan import plan, read_status
 from .execution.pull import slurm_backend
-from .owner import NOTHING, Binding, Method, bind_infras, forbid_extra_in_submodels, hook_owner
+from .owner import NOTHING, SLOT, Binding, InfraState, Method, bind_infras, forbid_extra_in_submodels, hook_owner, infra_state
 from .submission import submit
 from .workdir import WorkDir
 
@@ -56,7 +56,7 @@ class TaskInfra(SlurmFields, _Settings):
     """
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    __slots__ = ("_exca",)
+    __slots__ = (SLOT,)  # InfraState: never pickled nor copied
     _exca_is_infra: tp.ClassVar[bool] = True
 
     workdir: WorkDir | None = None
@@ -109,8 +109,9 @@ class TaskInfra(SlurmFields, _Settings):
                 f"TaskInfra cannot be used on {owner.__name__}: declare it as a field of a "
                 "pydantic.BaseModel subclass (class MyTask(pydantic.BaseModel): infra: TaskInfra = TaskInfra())"
             )
-        applied = getattr(self, "_exca", None)
-        if not isinstance(applied, tuple):
+        state = self._state
+        applied = state.applied
+        if applied is None:
             raise RuntimeError(
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to run with @{name}.apply"
@@ -123,7 +124,11 @@ class TaskInfra(SlurmFields, _Settings):
         infras[name] = applied
         owner.__exca_infras__ = infras  # type: ignore[attr-defined]
         hook_owner(owner)
-        object.__setattr__(self, "_exca", None)
+        state.applied = None  # the class holds it now
+
+    @property
+    def _state(self) -> InfraState[Binding]:
+        return infra_state(self)
 
     def apply(
         self, method: Method | None = None, *, exclude_from_cache_uid: tp.Iterable[str] = ()
@@ -138,9 +143,10 @@ class TaskInfra(SlurmFields, _Settings):
                     f"@infra.apply cannot decorate {function.__qualname__}: the method must take only "
                     f"'self' (found {params}). Move the other inputs into the config's fields."
                 )
-            if getattr(self, "_exca", None) is not None:
+            state = self._state
+            if state.applied is not None or state.binding is not None:
                 raise RuntimeError("This infra was already applied to a method")
-            object.__setattr__(self, "_exca", (function, exclude))
+            state.applied = (function, exclude)
             infra_name: list[str] = []
 
             @functools.wraps(function)
@@ -148,7 +154,8 @@ class TaskInfra(SlurmFields, _Settings):
                 if not infra_name:
                     infra_name.extend(n for n, (f, _) in type(obj).__exca_infras__.items() if f is function)  # type: ignore[attr-defined]
                 infra = obj.__dict__[infra_name[0]]
-                if infra._binding_or_none() is None or infra._exca.obj is not obj:
+                binding = infra._binding_or_none()
+                if binding is None or binding.obj is not obj:
                     bind_infras(obj)
                 return infra._call()
 
@@ -159,14 +166,12 @@ class TaskInfra(SlurmFields, _Settings):
 
     # ----- binding -----
     def _bind(self, obj: pydantic.BaseModel, name: str, method: Method, exclude: tuple[str, ...]) -> None:
-        current = getattr(self, "_exca", None)
-        if isinstance(current, Binding) and current.obj is obj:
-            return
-        object.__setattr__(self, "_exca", Binding(obj, name, method, exclude))
+        state = self._state
+        if state.binding is None or state.binding.obj is not obj:
+            state.binding = Binding(obj, name, method, exclude)
 
     def _binding_or_none(self) -> Binding | None:
-        binding = getattr(self, "_exca", None)
-        return binding if isinstance(binding, Binding) else None
+        return self._state.binding
 
     def _binding(self) -> Binding:
         binding = self._binding_or_none()

@@ -4,6 +4,7 @@ sub-configs strict (an unknown key fails validation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 import typing as tp
@@ -27,6 +28,30 @@ class Binding:
         self.uid: str | None = None
         self.computed = False
         self.ram: tp.Any = NOTHING
+
+
+B = tp.TypeVar("B", bound=Binding)
+
+
+@dataclasses.dataclass
+class InfraState(tp.Generic[B]):
+    """An infra instance's private state, in a slot that pydantic neither pickles nor copies: an
+    unpickled or copied infra starts unbound (its owner's ``__setstate__`` binds it again)."""
+
+    applied: tuple[Method, tuple[str, ...]] | None = None  # @apply ran, the owner class is not built yet
+    binding: B | None = None  # the config object holding this instance
+
+
+SLOT = "_exca_state"
+
+
+def infra_state(infra: tp.Any) -> InfraState[tp.Any]:
+    """The infra's state, a fresh one when its slot is unset (new, unpickled or copied)."""
+    state: InfraState[tp.Any] | None = getattr(infra, SLOT, None)
+    if state is None:
+        state = InfraState()
+        object.__setattr__(infra, SLOT, state)
+    return state
 
 
 def bind_infras(obj: pydantic.BaseModel) -> None:
@@ -77,7 +102,7 @@ def hook_owner(owner: type) -> None:
     owner.__exca_hooked__ = True  # type: ignore[attr-defined]
 
 
-def _submodels(annotation: tp.Any, out: dict[type, None]) -> None:
+def _submodels(annotation: tp.Any, out: dict[type[pydantic.BaseModel], None]) -> None:
     """The model classes ``annotation`` reaches, each after the classes it contains (post-order):
     a parent rebuilt before its child would keep the child's old validator."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
@@ -106,13 +131,13 @@ def forbid_extra_in_submodels(owner: type) -> None:
         hints = tp.get_type_hints(owner, localns=localns)
     except Exception:  # unresolved forward references: leave those sub-configs as declared
         hints = dict(getattr(owner, "__annotations__", {}))
-    found: dict[type, None] = {}  # pydantic model classes, children first
+    found: dict[type[pydantic.BaseModel], None] = {}  # children first
     for annotation in hints.values():
         _submodels(annotation, found)
     changed = False
     for cls in found:
         if "extra" not in cls.model_config and not getattr(cls, "_exca_is_infra", False):
-            cls.model_config["extra"] = "forbid"  # type: ignore[index]
+            cls.model_config["extra"] = "forbid"
             changed = True
         if changed:  # a parent of a class made strict embeds the child's validator: rebuild it too
             cls.model_rebuild(force=True)
