@@ -19,6 +19,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
+from . import lease
 from .errors import CacheNotWritable
 from .host import pid_alive
 
@@ -123,9 +124,7 @@ class ItemClaims:
         def __enter__(self) -> None:
             delay = 0.002
             while True:
-                try:
-                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
+                if not lease.create(self.path, json.dumps(_me())):
                     try:
                         owner = json.loads(self.path.read_text() or "{}")
                         mtime = self.path.stat().st_mtime
@@ -137,8 +136,6 @@ class ItemClaims:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)
                     continue
-                with os.fdopen(fd, "w") as f:
-                    f.write(json.dumps(_me()))
                 return
 
         def __exit__(self, *exc: tp.Any) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cloudpickle
 
-from ..cache.store import JobFailure, JobInterrupted
+from . import failures
 from .backends import TaskLost, load_returns
 from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
 from .jobref import ForkJob
@@ -46,7 +46,7 @@ class ForkHandle:
             return values  # type: ignore[no-any-return]
         if self.stopped:
             how = "SIGTERM" if len(self.stopped) == 1 else f"SIGTERM, then SIGKILL {self.backend.grace_s:g} s later"
-            raise TaskLost(JobFailure(f"The job timed out after {self.backend.timeout_min:g} min: its process (pid {self.pid}) was stopped ({how})"))
+            raise TaskLost(failures.timed_out(self.pid, self.backend.timeout_min or 0, how))
         status = self.status or 0
         if os.WIFSIGNALED(status):
             reason, interrupted = f"signal {os.WTERMSIG(status)}", os.WTERMSIG(status) in INTERRUPTS
@@ -54,8 +54,8 @@ class ForkHandle:
             code = os.waitstatus_to_exitcode(status)
             reason, interrupted = f"exit code {code}", code == INTERRUPTED_EXIT
         if interrupted:  # Ctrl-C or SIGTERM: not the job's outcome, nothing is recorded
-            raise TaskLost(JobInterrupted(f"The job's process (pid {self.pid}) was interrupted ({reason})"))
-        raise TaskLost(JobFailure(f"The job's process (pid {self.pid}) died ({reason}) before returning"))
+            raise TaskLost(failures.process_interrupted(self.pid, reason))
+        raise TaskLost(failures.process_died(self.pid, reason))
 
     def ref(self) -> dict[str, tp.Any]:
         return ForkJob.of(self.pid, folder=str(self.backend.folder)).dump()  # type: ignore[no-any-return]

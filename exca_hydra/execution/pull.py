@@ -23,7 +23,7 @@ from pathlib import Path
 from ..cache import lease
 from ..cache.host import hostname, start_time
 from ..cache.store import Entry, JobFailure, atomic_write
-from . import slurm
+from . import failures, slurm
 from .backends import RESULT_GRACE_S, SubmititBackend, TaskLost, load_returns
 from .jobref import PullJob
 from .pull_worker import Lost, PullWorker, entry_of, read_claim
@@ -143,7 +143,7 @@ class Pool:
                     self.lose(unit, failure)
             elif len(rounds) >= MAX_ROUNDS:
                 for unit in unclaimed:
-                    self.lose(unit, JobFailure(f"No worker took this job in {MAX_ROUNDS} arrays ({self.folder})"))
+                    self.lose(unit, failures.never_taken(MAX_ROUNDS, self.folder))
             else:
                 self.submit_round(len(rounds), min(self.state["workers"], len(unclaimed)))
         elif not unclaimed and units is None:
@@ -155,13 +155,8 @@ class Pool:
         return str(submitit.core.utils.JobPaths(self.state["backend"]["folder"], job_id=task, task_id=0).stderr)
 
     def _worker_failure(self, claim: dict[str, tp.Any], what: str = "") -> JobFailure:
-        task, log = claim["task"], claim.get("stderr", "?")
-        state = self.states.get(task) or "ended"
-        said, error = slurm.slurm_says(log), slurm.last_error(log) if what else ""
-        what = what or "the worker running this job, ended before it finished (killed, out of time or memory?)"
-        lines = [f"Slurm job {task} ({state}), {what}", *([f"Slurm: {said}"] if said else []),
-                 *([f"error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
-        return JobFailure("\n".join(lines))
+        task = claim["task"]
+        return failures.pull_worker_lost(task, self.states.get(task) or "ended", claim.get("stderr", "?"), what)
 
     def lose(self, unit: int, failure: JobFailure) -> None:
         if self.returned(unit):

@@ -23,7 +23,9 @@ import traceback
 import typing as tp
 from pathlib import Path
 
+from ..cache import lease
 from ..cache.store import Entry, JobFailure, atomic_write
+from . import failures
 from .jobref import SlurmJob
 from .worker import Batch, checkpoint_running, load_batch
 
@@ -55,18 +57,12 @@ def write_pickle(path: Path, value: tp.Any) -> None:
     try:
         data = cloudpickle.dumps(value)
     except Exception as e:  # e.g. an unpicklable return value
-        data = pickle.dumps(Lost(JobFailure(f"The job's return value cannot be pickled: {e}")))
+        data = pickle.dumps(Lost(failures.unpicklable_return(e)))
     atomic_write(path, data)
 
 
 def try_claim(pool: Path, unit: int, info: dict[str, tp.Any]) -> bool:
-    try:
-        fd = os.open(pool / "claims" / str(unit), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(info))
-    return True
+    return lease.create(pool / "claims" / str(unit), json.dumps(info), 0o666)
 
 
 def read_claim(pool: Path, unit: int) -> dict[str, tp.Any] | None:
@@ -222,8 +218,7 @@ class _Run:
         if not returns.exists():  # the child died before returning: that unit's failure only
             why = "interrupted by Slurm's USR2 and requeued too many times" if code == INTERRUPTED else (
                 f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")  # fmt: skip
-            failure = JobFailure(f"The job's process (pid {pid}, in Slurm task {self.task_id}) died ({why}) before "
-                                 f"returning\nlog: {log}\nworker log: {self.stderr}")  # fmt: skip
+            failure = failures.process_died(pid, why, task=str(self.task_id), log=str(log), worker_log=str(self.stderr))
             for index in indices:
                 entry = entry_of(self.batch, index)
                 if entry is not None and entry.file_status() is None:
