@@ -8,9 +8,9 @@ import os
 import resource
 import signal
 import stat
+import sys
 from pathlib import Path
 
-import pytest
 
 from exca_hydra.cache import lease
 from exca_hydra.cache.itemclaims import ItemClaims
@@ -77,3 +77,24 @@ def test_the_failure_messages_keep_their_wording() -> None:
     assert lost == ("Slurm job 44_2 (FAILED), the worker running this job, ended before it finished "
                     "(killed, out of time or memory?)\nlog: /nonexistent.err")  # fmt: skip
     assert "cannot be pickled: boom" in str(failures.unpicklable_return(TypeError("boom")))
+
+
+def test_one_fork_routine_exit_codes_and_logs(tmp_path: Path) -> None:
+    from exca_hydra.execution.fork_job import fork_child, redirect
+
+    log = tmp_path / "child.log"
+
+    def fails() -> None:
+        redirect(log, log, append=False)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # pytest's capture aside: fds 1 and 2
+        print("before")
+        raise ValueError("boom")
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    codes = [os.waitstatus_to_exitcode(os.waitpid(fork_child(run, *extra), 0)[1])
+             for run, *extra in [(lambda: None,), (fails,), (interrupted, 130), (interrupted,)]]  # fmt: skip
+    assert codes == [0, 1, 130, 1]
+    text = log.read_text()
+    assert text.startswith("before") and "ValueError: boom" in text  # the traceback went to the job's log

@@ -11,6 +11,7 @@ The pool folder (one per launch, beside the batch pickle) holds:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -19,13 +20,13 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import typing as tp
 from pathlib import Path
 
 from ..cache import lease
 from ..cache.store import Entry, JobFailure, atomic_write
 from . import failures
+from .fork_job import fork_child, redirect
 from .jobref import SlurmJob
 from .worker import Batch, checkpoint_running, load_batch
 
@@ -204,9 +205,7 @@ class _Run:
             if entry is not None:
                 entry.write_job(ref)
         start = time.time()
-        pid = os.fork()
-        if pid == 0:
-            _child(self.batch, indices, self.pool / "returns" / f"{unit}.pkl", log, self.task_id)
+        pid = fork_child(functools.partial(_child, self.batch, indices, self.pool / "returns" / f"{unit}.pkl", log, self.task_id))
         self.child = pid
         _, status = os.waitpid(pid, 0)
         self.child = 0
@@ -250,38 +249,25 @@ class _Run:
 
 
 def _child(batch: Batch, indices: list[int], returns: Path, log: Path, job_id: str) -> None:
-    """The forked child: the job's own log, Slurm's USR2 -> checkpoint and leave, run, return."""
-    code = 0
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+    """The forked child (fork_child): the job's own log, Slurm's USR2 -> checkpoint and leave,
+    run, return."""
+    redirect(log, log, append=False)
 
-        def on_usr2(signum: int, frame: tp.Any) -> None:
-            if batch.checkpointable:
-                print("exca-hydra: SIGUSR2, checkpointing", file=sys.stderr, flush=True)
-                checkpoint_running()
-                os._exit(INTERRUPTED)
-            print("exca-hydra: SIGUSR2 (no checkpoint() hook: the job goes on)", file=sys.stderr, flush=True)
+    def on_usr2(signum: int, frame: tp.Any) -> None:
+        if batch.checkpointable:
+            print("exca-hydra: SIGUSR2, checkpointing", file=sys.stderr, flush=True)
+            checkpoint_running()
+            os._exit(INTERRUPTED)
+        print("exca-hydra: SIGUSR2 (no checkpoint() hook: the job goes on)", file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGUSR2, on_usr2)
-        values: list[tp.Any] = []
-        for index in indices:
-            try:
-                values.append(batch.run(index, job_id))
-            except Exception as e:  # already in the job's entry (run_and_store)
-                values.append(e)
-        write_pickle(returns, values)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    signal.signal(signal.SIGUSR2, on_usr2)
+    values: list[tp.Any] = []
+    for index in indices:
+        try:
+            values.append(batch.run(index, job_id))
+        except Exception as e:  # already in the job's entry (run_and_store)
+            values.append(e)
+    write_pickle(returns, values)
 
 
 def _touch(path: Path) -> None:
