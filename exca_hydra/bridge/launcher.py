@@ -26,7 +26,7 @@ from ..execution.backends import Backend
 from ..execution.fork import ForkBackend
 from ..execution.pull import slurm_backend
 from ..execution.option_fields import PREFIX
-from ..execution.options import Mode, Resources, SlurmOptions, model_of, slurm_options
+from ..execution.options import HslResources, HslSlurm, Mode, SlurmOptions, slurm_options
 from ..execution.plan import plan
 from ..execution.fork_job import JobSetup
 from ..execution.slurm import slurm_queue
@@ -42,14 +42,7 @@ from .stops import FailFast, cached_folder, interrupted, note_job_traceback, rea
 logger = logging.getLogger("exca_hydra.launcher")
 
 
-if tp.TYPE_CHECKING:  # the Slurm options are read through LauncherParams.slurm_options(), typed
-    from ..execution.options import Resources as _HslLocal, Resources as _HslSlurm
-else:  # the resources and Slurm options named as hydra-submitit-launcher does (no slurm_ prefix)
-    _HslSlurm = model_of("_HslSlurm", Resources, SlurmOptions, strip=PREFIX)
-    _HslLocal = model_of("_HslLocal", Resources)
-
-
-class LauncherParams(_HslSlurm):
+class LauncherParams(HslSlurm):
     """Every ``hydra.launcher`` key of ``exca_slurm``, validated: an unknown key fails before
     anything runs (the plugin's config node lists the same keys and defaults: option_fields.py)."""
 
@@ -79,7 +72,7 @@ class LauncherParams(_HslSlurm):
         return slurm_options(self, strip=PREFIX)
 
 
-class LocalLauncherParams(_HslLocal):
+class LocalLauncherParams(HslResources):
     """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
     switching is one word. Locally, ``timeout_min`` stops the job, ``cpus_per_task`` divides the
     default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""

@@ -48,6 +48,17 @@ def model_of(name: str, *models: type[pydantic.BaseModel], strip: str = "") -> t
     return pydantic.create_model(name, __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
 
 
+if tp.TYPE_CHECKING:  # the launchers read their Slurm options through slurm_options(), typed
+
+    class HslResources(Resources): ...
+
+    class HslSlurm(Resources): ...
+
+else:  # the resources and Slurm options named as hydra-submitit-launcher does (no slurm_ prefix)
+    HslResources = model_of("HslResources", Resources)
+    HslSlurm = model_of("HslSlurm", Resources, SlurmOptions, strip=PREFIX)
+
+
 def submitit_parameters(resources: Resources, slurm: SlurmOptions, cluster: str) -> dict[str, tp.Any]:
     """``executor.update_parameters`` arguments: unset values are left to submitit."""
     out = {name: getattr(resources, name) for name in RESOURCE_FIELDS if getattr(resources, name) is not None}
