@@ -98,3 +98,21 @@ def test_one_fork_routine_exit_codes_and_logs(tmp_path: Path) -> None:
     assert codes == [0, 1, 130, 1]
     text = log.read_text()
     assert text.startswith("before") and "ValueError: boom" in text  # the traceback went to the job's log
+
+
+def test_an_item_claim_of_a_reused_pid_is_not_held(tmp_path: Path) -> None:
+    # item claims name their owner as leases do (host, pid, start time): a live process that
+    # reuses a dead owner's pid does not keep the items claimed
+    import json
+
+    from exca_hydra.cache.host import hostname, start_time
+
+    claims = ItemClaims(tmp_path)
+    claims.folder.mkdir(parents=True)
+    me = {"host": hostname(), "pid": os.getpid(), "time": 0.0}
+    (claims.folder / "reused.json").write_text(json.dumps({**me, "start": "1", "keys": ["a"]}))
+    (claims.folder / "live.json").write_text(json.dumps({**me, "start": start_time(os.getpid()), "keys": ["b"]}))
+    assert claims.held() == {"b"}
+    assert not (claims.folder / "reused.json").exists()  # removed on the way, as a dead owner's
+    assert claims.take(["a", "b"]) == (["a"], ["b"])
+    claims.release()

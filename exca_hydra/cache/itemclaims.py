@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import typing as tp
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from . import lease
 from .errors import CacheNotWritable
-from .host import pid_alive
+from .host import process_alive
 
 CLAIMS = "claims"
 LOCK = "lock"
@@ -31,11 +30,13 @@ LOCK_STALE_S = 30.0  # the lock is held for milliseconds: older than this, its h
 
 
 def _me() -> dict[str, tp.Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    return lease.record()  # host, pid, process start time: a claim's owner as leases name it
 
 
 def _dead(owner: dict[str, tp.Any], mtime: float, lease_s: float) -> bool:
-    if owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", -1))):
+    """Its owner is known dead (this host; a reused pid is not the owner), or it was not renewed."""
+    pid = int(owner.get("pid", -1))
+    if process_alive(str(owner.get("host", "")), pid, str(owner.get("start", ""))) is False:
         return True
     return time.time() - mtime > lease_s
 
