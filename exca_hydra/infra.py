@@ -20,10 +20,11 @@ from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
 from .execution import jobref
 from .execution.backends import Backend, InlineBackend
-from .execution.options import SLURM_FIELDS, Cluster, Mode, Resources, SlurmOptions
+from .execution.option_fields import SlurmFields
+from .execution.options import Cluster, Mode, Resources, SlurmOptions, slurm_options
 from .execution.plan import plan, read_status
 from .execution.pull import slurm_backend
-from .owner import NOTHING, Binding, Method, bind_infras, forbid_extra_in_submodels, hook_owner
+from .owner import NOTHING, SLOT, Binding, InfraState, Method, bind_infras, forbid_extra_in_submodels, hook_owner, infra_state
 from .submission import submit
 from .workdir import WorkDir
 
@@ -32,15 +33,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["TaskInfra", "Mode", "Cluster"]
 
 
-class TaskInfra(Resources):
-    """Where and how a decorated method runs, and where its result is cached.
-
-    Only ``version`` enters the uid; every other field is a resource or a setting.
-    """
+class _Settings(Resources):
+    """TaskInfra's fields shown before the Slurm options (fields follow the bases' order)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    __slots__ = ("_exca",)
-    _exca_is_infra: tp.ClassVar[bool] = True
 
     folder: Path | None = None
     cluster: Cluster = None
@@ -49,28 +45,20 @@ class TaskInfra(Resources):
     keep_in_ram: bool = False
     job_name: str | None = None
     logs: str = "{folder}/logs/{user}/%j"
-    # Resources' fields (timeout_min, nodes, tasks_per_node, cpus_per_task, gpus_per_node, mem_gb),
-    # then SlurmOptions' with a slurm_ prefix, same types and defaults (tests/test_options.py)
-    slurm_partition: str | None = None
-    slurm_qos: str | None = None
-    slurm_comment: str | None = None
-    slurm_constraint: str | None = None
-    slurm_exclude: str | None = None
-    slurm_gres: str | None = None
-    slurm_cpus_per_gpu: int | None = None
-    slurm_gpus_per_task: int | None = None
-    slurm_mem_per_gpu: str | None = None
-    slurm_mem_per_cpu: str | None = None
-    slurm_account: str | None = None
-    slurm_signal_delay_s: int = pydantic.Field(120, ge=0)
-    slurm_max_num_timeout: int = pydantic.Field(3, ge=0)
-    slurm_additional_parameters: dict[str, tp.Any] = {}
-    slurm_setup: list[str] | None = None
-    slurm_srun_args: list[str] | None = None
-    slurm_python: str | None = None
-    slurm_use_srun: bool = True
-    slurm_array_parallelism: int = pydantic.Field(256, ge=1)
-    slurm_jobs_per_task: int | None = pydantic.Field(None, ge=1)  # None: array tasks pull jobs (see SlurmOptions)
+
+
+class TaskInfra(SlurmFields, _Settings):
+    """Where and how a decorated method runs, and where its result is cached.
+
+    Only ``version`` enters the uid; every other field is a resource or a setting. The resources
+    (``timeout_min``, ...) and Slurm options (``slurm_partition``, ...) are declared once, in
+    ``execution/option_fields.py``.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    __slots__ = (SLOT,)  # InfraState: never pickled nor copied
+    _exca_is_infra: tp.ClassVar[bool] = True
+
     workdir: WorkDir | None = None
 
     @pydantic.field_validator("folder")
@@ -121,8 +109,9 @@ class TaskInfra(Resources):
                 f"TaskInfra cannot be used on {owner.__name__}: declare it as a field of a "
                 "pydantic.BaseModel subclass (class MyTask(pydantic.BaseModel): infra: TaskInfra = TaskInfra())"
             )
-        applied = getattr(self, "_exca", None)
-        if not isinstance(applied, tuple):
+        state = self._state
+        applied = state.applied
+        if applied is None:
             raise RuntimeError(
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to run with @{name}.apply"
@@ -135,7 +124,11 @@ class TaskInfra(Resources):
         infras[name] = applied
         owner.__exca_infras__ = infras  # type: ignore[attr-defined]
         hook_owner(owner)
-        object.__setattr__(self, "_exca", None)
+        state.applied = None  # the class holds it now
+
+    @property
+    def _state(self) -> InfraState[Binding]:
+        return infra_state(self)
 
     def apply(
         self, method: Method | None = None, *, exclude_from_cache_uid: tp.Iterable[str] = ()
@@ -150,9 +143,10 @@ class TaskInfra(Resources):
                     f"@infra.apply cannot decorate {function.__qualname__}: the method must take only "
                     f"'self' (found {params}). Move the other inputs into the config's fields."
                 )
-            if getattr(self, "_exca", None) is not None:
+            state = self._state
+            if state.applied is not None or state.binding is not None:
                 raise RuntimeError("This infra was already applied to a method")
-            object.__setattr__(self, "_exca", (function, exclude))
+            state.applied = (function, exclude)
             infra_name: list[str] = []
 
             @functools.wraps(function)
@@ -160,7 +154,8 @@ class TaskInfra(Resources):
                 if not infra_name:
                     infra_name.extend(n for n, (f, _) in type(obj).__exca_infras__.items() if f is function)  # type: ignore[attr-defined]
                 infra = obj.__dict__[infra_name[0]]
-                if infra._binding_or_none() is None or infra._exca.obj is not obj:
+                binding = infra._binding_or_none()
+                if binding is None or binding.obj is not obj:
                     bind_infras(obj)
                 return infra._call()
 
@@ -171,14 +166,12 @@ class TaskInfra(Resources):
 
     # ----- binding -----
     def _bind(self, obj: pydantic.BaseModel, name: str, method: Method, exclude: tuple[str, ...]) -> None:
-        current = getattr(self, "_exca", None)
-        if isinstance(current, Binding) and current.obj is obj:
-            return
-        object.__setattr__(self, "_exca", Binding(obj, name, method, exclude))
+        state = self._state
+        if state.binding is None or state.binding.obj is not obj:
+            state.binding = Binding(obj, name, method, exclude)
 
     def _binding_or_none(self) -> Binding | None:
-        binding = getattr(self, "_exca", None)
-        return binding if isinstance(binding, Binding) else None
+        return self._state.binding
 
     def _binding(self) -> Binding:
         binding = self._binding_or_none()
@@ -252,7 +245,7 @@ class TaskInfra(Resources):
 
     # ----- execution -----
     def slurm_options(self) -> SlurmOptions:
-        return SlurmOptions(**{name: getattr(self, f"slurm_{name}") for name in SLURM_FIELDS})
+        return slurm_options(self)
 
     def backend(self, max_workers: int | None = None) -> Backend:
         """Where this infra's jobs run: here (cluster=None) or through submitit."""
@@ -262,7 +255,7 @@ class TaskInfra(Resources):
         logs = Path(self.logs.format(folder=self.method_dir(), user=getpass.getuser()))
         options = self.slurm_options()
         if max_workers is not None:
-            options.array_parallelism = max_workers
+            options.slurm_array_parallelism = max_workers
         name = self.job_name or f"{type(binding.obj).__name__}.{binding.method.__name__}"
         return slurm_backend(None if self.cluster == "auto" else self.cluster, logs, self, options, name=name)
 

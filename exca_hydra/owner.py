@@ -4,6 +4,7 @@ sub-configs strict (an unknown key fails validation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 import typing as tp
@@ -27,6 +28,30 @@ class Binding:
         self.uid: str | None = None
         self.computed = False
         self.ram: tp.Any = NOTHING
+
+
+B = tp.TypeVar("B", bound=Binding)
+
+
+@dataclasses.dataclass
+class InfraState(tp.Generic[B]):
+    """An infra instance's private state, in a slot that pydantic neither pickles nor copies: an
+    unpickled or copied infra starts unbound (its owner's ``__setstate__`` binds it again)."""
+
+    applied: tuple[Method, tuple[str, ...]] | None = None  # @apply ran, the owner class is not built yet
+    binding: B | None = None  # the config object holding this instance
+
+
+SLOT = "_exca_state"
+
+
+def infra_state(infra: tp.Any) -> InfraState[tp.Any]:
+    """The infra's state, a fresh one when its slot is unset (new, unpickled or copied)."""
+    state: InfraState[tp.Any] | None = getattr(infra, SLOT, None)
+    if state is None:
+        state = InfraState()
+        object.__setattr__(infra, SLOT, state)
+    return state
 
 
 def bind_infras(obj: pydantic.BaseModel) -> None:

@@ -624,7 +624,8 @@ def test_squeue_array_ids_are_expanded_to_tasks(squeue_id: str, expected: list[s
 def test_a_step_killed_by_the_early_timeout_warning_is_explained(tmp_path: Path) -> None:
     """srun's line is Slurm's word when no slurmstepd '***' line exists; an early SIGUSR2 (the
     time limit's warning, before Python's handler) is named for what it is."""
-    from exca_hydra.execution.slurm import failure_from_job, slurm_says
+    from exca_hydra.execution.failures import failure_from_job
+    from exca_hydra.execution.slurm import slurm_says
 
     log = tmp_path / "244_0_log.err"
     log.write_text("starting\nsrun: error: vm: task 0: User defined signal 2\n")

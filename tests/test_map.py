@@ -106,7 +106,7 @@ def test_fields_and_defaults_are_excas() -> None:
 
 def test_slurm_fields_come_from_the_one_declaration() -> None:
     for name, info in SlurmOptions.model_fields.items():
-        field = MapInfra.model_fields[f"slurm_{name}"]
+        field = MapInfra.model_fields[name]  # already slurm_-prefixed, as MapInfra's
         assert field.annotation == info.annotation and field.default == info.default, name
 
 

@@ -1,19 +1,75 @@
-"""One set of submitit fields with one set of defaults: the plugin's config nodes, the launcher's
-parameters and TaskInfra's ``slurm_*`` fields all say the same."""
+"""The submitit/Slurm options are declared once (exca_hydra/execution/option_fields.py): TaskInfra's
+and MapInfra's fields, the launchers' parameters and the plugin's config nodes are built from it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import typing as tp
 
 import pydantic
 
-from exca_hydra import TaskInfra
 from exca_hydra.bridge.launcher import LauncherParams, LocalLauncherParams
 from exca_hydra.bridge.sweeper import SweeperParams
+from exca_hydra.execution import option_fields
 from exca_hydra.execution.options import Resources, SlurmOptions, submitit_parameters
 from hydra_plugins.exca_hydra_plugin import config as plugin_config
 
-HYDRA_ONLY = {"_target_"}
+# a field added to the declaration, in a fresh process (every model is built at import)
+ADD_AN_OPTION = r"""
+import json, typing as tp
+from exca_hydra.execution import option_fields as f
+f.ResourceFields.__annotations__["new_resource"] = "tp.Annotated[int | None, Ge(2)]"
+f.ResourceFields.new_resource = 4
+f.SlurmFields.__annotations__["slurm_new_option"] = "str | None"
+f.SlurmFields.slurm_new_option = "dflt"
+import pydantic
+from exca_hydra import MapInfra, TaskInfra
+from exca_hydra.bridge.launcher import LauncherParams, LocalLauncherParams
+from exca_hydra.execution.options import Resources, submitit_parameters
+from hydra_plugins.exca_hydra_plugin import config as node
+
+def refused(model, **kwargs):
+    try:
+        model(**kwargs)
+    except pydantic.ValidationError as error:
+        return "greater than or equal to 2" in str(error)
+    return False
+
+infra = TaskInfra(slurm_new_option="mine", new_resource=3)
+params = LauncherParams(new_option="hsl")
+print(json.dumps({
+    "task": [TaskInfra().slurm_new_option, TaskInfra().new_resource, infra.slurm_new_option, infra.slurm_options().slurm_new_option],
+    "map": [MapInfra().slurm_new_option, MapInfra(new_resource=5).new_resource],
+    "launcher": [LauncherParams().new_option, params.slurm_options().slurm_new_option, LocalLauncherParams().new_resource],
+    "nodes": [node.EXCA_SLURM["new_option"], node.EXCA_SLURM["new_resource"], node.EXCA_LOCAL["new_resource"], "new_option" in node.EXCA_LOCAL],
+    "submitit": submitit_parameters(Resources(new_resource=2), infra.slurm_options(), "slurm"),
+    "bounds": [refused(TaskInfra, new_resource=1), refused(MapInfra, new_resource=1), refused(LocalLauncherParams, new_resource=1), refused(LauncherParams, new_resource=1)],
+}))
+"""
+
+
+def test_an_option_added_to_the_declaration_reaches_every_place() -> None:
+    out = subprocess.run([sys.executable, "-c", ADD_AN_OPTION], capture_output=True, text=True, env=os.environ, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["task"] == ["dflt", 4, "mine", "mine"]  # exca's slurm_ names on TaskInfra
+    assert seen["map"] == ["dflt", 5]
+    assert seen["launcher"] == ["dflt", "hsl", 4]  # hydra-submitit-launcher's names under hydra.launcher
+    assert seen["nodes"] == ["dflt", 4, 4, False]  # the Slurm options only in exca_slurm's node
+    assert seen["submitit"]["new_resource"] == 2 and seen["submitit"]["slurm_new_option"] == "mine"
+    assert seen["bounds"] == [True, True, True, True]  # the declared bound, everywhere
+
+
+def test_the_plugin_nodes_hold_the_declared_defaults() -> None:
+    for name, default in option_fields.defaults(option_fields.ResourceFields).items():
+        assert plugin_config.EXCA_LOCAL[name] == plugin_config.EXCA_SLURM[name] == default, name
+    for name, default in option_fields.defaults(option_fields.SlurmFields, strip="slurm_").items():
+        if name != "array_parallelism":  # the launchers' own (None: by cluster)
+            assert plugin_config.EXCA_SLURM[name] == default, name
+    # a mutable default is a copy: a node changed by Hydra does not change the declaration
+    assert plugin_config.EXCA_SLURM["additional_parameters"] is not option_fields.SlurmFields.slurm_additional_parameters
 
 
 def _defaults(model: type) -> dict[str, tp.Any]:
@@ -21,13 +77,15 @@ def _defaults(model: type) -> dict[str, tp.Any]:
     return {name: v.model_dump(mode="json") if isinstance(v, pydantic.BaseModel) else v for name, v in defaults.items()}
 
 
-def test_plugin_nodes_list_the_parameters_keys_and_defaults() -> None:
+def test_the_launchers_own_keys_match_their_nodes() -> None:
+    # the keys that are not submitit options (folder, workdir, fail_fast, ...; the sweeper's)
+    # are still written in both places; the options above are not
     for node, model in [
         (plugin_config.EXCA_SLURM, LauncherParams),
         (plugin_config.EXCA_LOCAL, LocalLauncherParams),
         (plugin_config.EXCA_SWEEPER, SweeperParams),
     ]:
-        keys = set(node) - HYDRA_ONLY
+        keys = set(node) - {"_target_"}
         assert keys == set(model.model_fields), model.__name__
         expected = _defaults(model)
         for key in keys:
@@ -36,21 +94,34 @@ def test_plugin_nodes_list_the_parameters_keys_and_defaults() -> None:
             assert node[key] == expected[key], (model.__name__, key)
 
 
-def test_taskinfra_has_every_slurm_option_prefixed_with_the_same_default() -> None:
-    infra_fields = TaskInfra.model_fields
-    for name, field in SlurmOptions.model_fields.items():
-        mine = infra_fields[f"slurm_{name}"]
-        assert mine.annotation == field.annotation, name
-        assert mine.get_default(call_default_factory=True) == field.get_default(call_default_factory=True), name
-    for name, field in Resources.model_fields.items():
-        assert infra_fields[name].get_default() == field.get_default(), name
-    assert TaskInfra(slurm_partition="p", slurm_max_num_timeout=2).slurm_options() == SlurmOptions(partition="p", max_num_timeout=2)
+def test_the_declared_bounds_and_types_hold_everywhere() -> None:
+    from exca_hydra import MapInfra, TaskInfra
+
+    for model, kwargs in [(TaskInfra, {"slurm_signal_delay_s": -1}), (MapInfra, {"slurm_array_parallelism": 0}),
+                          (LauncherParams, {"jobs_per_task": 0}), (LocalLauncherParams, {"cpus_per_task": 0}),
+                          (TaskInfra, {"slurm_partition": 3}), (LauncherParams, {"partition": 3})]:  # fmt: skip
+        try:
+            model(**kwargs)
+        except pydantic.ValidationError:
+            continue
+        raise AssertionError(f"{model.__name__}({kwargs}) was accepted")
+    # each model's own copy of a mutable default
+    a, b = TaskInfra(), TaskInfra()
+    a.slurm_additional_parameters["x"] = 1
+    assert b.slurm_additional_parameters == {} and option_fields.SlurmFields.slurm_additional_parameters == {}
 
 
 def test_submitit_parameters_names_and_unset_values() -> None:
-    params = submitit_parameters(Resources(timeout_min=5), SlurmOptions(partition="p", max_num_timeout=3), "slurm")
+    from exca_hydra import TaskInfra
+
+    assert TaskInfra(slurm_partition="p", slurm_max_num_timeout=2).slurm_options() == SlurmOptions(
+        slurm_partition="p", slurm_max_num_timeout=2
+    )
+    params = submitit_parameters(Resources(timeout_min=5), SlurmOptions(slurm_partition="p", slurm_max_num_timeout=3), "slurm")
     assert params["timeout_min"] == 5 and params["slurm_partition"] == "p"
     assert "cpus_per_task" not in params and "slurm_qos" not in params  # unset: submitit's default
     assert "slurm_max_num_timeout" not in params and "slurm_python" not in params  # executor arguments
-    local = submitit_parameters(Resources(), SlurmOptions(partition="p"), "local")
+    local = submitit_parameters(Resources(), SlurmOptions(slurm_partition="p"), "local")
     assert not any(key.startswith("slurm_") for key in local)
+    # the launcher's None array_parallelism is the declaration's default on Slurm
+    assert LauncherParams(partition="q").slurm_options().slurm_array_parallelism == 256

@@ -25,7 +25,8 @@ from ..execution import engine
 from ..execution.backends import Backend
 from ..execution.fork import ForkBackend
 from ..execution.pull import slurm_backend
-from ..execution.options import Mode, Resources, SlurmOptions
+from ..execution.option_fields import PREFIX
+from ..execution.options import HslResources, HslSlurm, Mode, SlurmOptions, slurm_options
 from ..execution.plan import plan
 from ..execution.fork_job import JobSetup
 from ..execution.slurm import slurm_queue
@@ -41,12 +42,12 @@ from .stops import FailFast, cached_folder, interrupted, note_job_traceback, rea
 logger = logging.getLogger("exca_hydra.launcher")
 
 
-class LauncherParams(Resources, SlurmOptions):
+class LauncherParams(HslSlurm):
     """Every ``hydra.launcher`` key of ``exca_slurm``, validated: an unknown key fails before
-    anything runs (the plugin's config node must list the same keys with the same defaults)."""
+    anything runs (the plugin's config node lists the same keys and defaults: option_fields.py)."""
 
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
-    array_parallelism: int | None = pydantic.Field(None, ge=1)  # type: ignore[assignment]  # None: 256 (Slurm), the CPU count (local)
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: 256 (Slurm), the CPU count (local)
     max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     name: str | None = None
@@ -58,15 +59,20 @@ class LauncherParams(Resources, SlurmOptions):
     def _warning_within_the_limit(self) -> "LauncherParams":
         """Slurm's warning (USR2, signal_delay_s before the limit) must come after the start:
         at timeout_min=1 the default 120 s would stop every worker before it takes a job."""
-        if self.timeout_min is not None and self.signal_delay_s >= self.timeout_min * 60 / 2:
+        signal_delay_s: int = getattr(self, "signal_delay_s")
+        if self.timeout_min is not None and signal_delay_s >= self.timeout_min * 60 / 2:
             delay = max(1, int(self.timeout_min * 60 / 4))
             logger.warning("hydra.launcher.signal_delay_s=%d is not shorter than half of timeout_min=%g min: "
-                           "using signal_delay_s=%d (a quarter of the limit)", self.signal_delay_s, self.timeout_min, delay)  # fmt: skip
-            self.signal_delay_s = delay
+                           "using signal_delay_s=%d (a quarter of the limit)", signal_delay_s, self.timeout_min, delay)  # fmt: skip
+            setattr(self, "signal_delay_s", delay)
         return self
 
+    def slurm_options(self) -> SlurmOptions:
+        """The Slurm options with submitit's names (``slurm_partition``...)."""
+        return slurm_options(self, strip=PREFIX)
 
-class LocalLauncherParams(Resources):
+
+class LocalLauncherParams(HslResources):
     """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
     switching is one word. Locally, ``timeout_min`` stops the job, ``cpus_per_task`` divides the
     default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
@@ -272,7 +278,7 @@ def _backend(
     if isinstance(params, LauncherParams):
         extra = {"stderr_to_stdout": True} if params.stderr_to_stdout else {}
         return slurm_backend(  # type: ignore[no-any-return]
-            "slurm", Path(params.submitit_folder), params, params, name=params.name,
+            "slurm", Path(params.submitit_folder), params, params.slurm_options(), name=params.name,
             max_array_size=params.max_array_size, extra=extra, import_path=snapshot and snapshot.import_path,
         )  # fmt: skip
     # a job's id: <launch id>_<job num>, as Slurm's <array>_<task>; it names the job's logs

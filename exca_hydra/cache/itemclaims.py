@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import typing as tp
 import uuid
 from pathlib import Path
 
+from . import lease
 from .errors import CacheNotWritable
-from .host import pid_alive
+from .host import process_alive
 
 CLAIMS = "claims"
 LOCK = "lock"
@@ -30,11 +30,13 @@ LOCK_STALE_S = 30.0  # the lock is held for milliseconds: older than this, its h
 
 
 def _me() -> dict[str, tp.Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    return lease.record()  # host, pid, process start time: a claim's owner as leases name it
 
 
 def _dead(owner: dict[str, tp.Any], mtime: float, lease_s: float) -> bool:
-    if owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", -1))):
+    """Its owner is known dead (this host; a reused pid is not the owner), or it was not renewed."""
+    pid = int(owner.get("pid", -1))
+    if process_alive(str(owner.get("host", "")), pid, str(owner.get("start", ""))) is False:
         return True
     return time.time() - mtime > lease_s
 
@@ -123,9 +125,7 @@ class ItemClaims:
         def __enter__(self) -> None:
             delay = 0.002
             while True:
-                try:
-                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
+                if not lease.create(self.path, json.dumps(_me())):
                     try:
                         owner = json.loads(self.path.read_text() or "{}")
                         mtime = self.path.stat().st_mtime
@@ -137,8 +137,6 @@ class ItemClaims:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)
                     continue
-                with os.fdopen(fd, "w") as f:
-                    f.write(json.dumps(_me()))
                 return
 
         def __exit__(self, *exc: tp.Any) -> None:

@@ -72,26 +72,35 @@ def describe(path: Path) -> str:
     return f"{path} (pid {owner.get('pid')} on {owner.get('host')}, renewed {old:.0f} s ago; lease {LEASE_S:.0f} s)"
 
 
+def create(path: Path, text: str, mode: int = 0o644) -> bool:
+    """The one exclusive create under every claim (leases, pull-worker and item claims, their
+    locks): ``path`` holding ``text``, or False when it exists. A failed write removes the file
+    and raises (OSError: full disk, read-only folder)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    return True
+
+
 def take(path: Path) -> bool:
     """Create the claim (O_EXCL) and write this process as its owner; False when a live owner
     holds it. An expired claim is moved aside first (one rename wins) and the creation tried
     again. OSError (full disk, read-only folder) propagates, leaving no empty claim behind."""
     for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        if not create(path, json.dumps(record())):
             if expired(path) is None:
                 return False
             taken = _take_over(path)
             if taken is None:
                 continue  # gone meanwhile: race for the creation
             return taken
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(record()))
-        except OSError:
-            path.unlink(missing_ok=True)
-            raise
         _HEARTBEAT.add(path)
         return True
     return False
@@ -106,9 +115,7 @@ def _take_over(path: Path) -> bool | None:
     except FileNotFoundError:
         return None
     token = path.with_name(f".{path.name}.takeover-{seen.st_ino}-{seen.st_mtime_ns}")
-    try:
-        os.close(os.open(token, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except FileExistsError:
+    if not create(token, ""):
         if (age(token) or 0.0) > LEASE_S:  # its taker died: the next attempt may go ahead
             token.unlink(missing_ok=True)
         return False

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..cache.errors import CacheError
 from ..cache.store import JobFailure
 from ..cache.trust import check_trusted
-from . import jobref, slurm
+from . import failures, jobref, slurm
 from .options import Resources, SlurmOptions, submitit_parameters
 from .worker import Batch, script_dir, task_call
 
@@ -130,18 +130,7 @@ class SubmititHandle:
         return None if type(self.job).__name__ == "DebugJob" else jobref.of_submitit(self.job)
 
 
-def task_failure(job: tp.Any, detail: str) -> JobFailure:
-    """Why a submitit job ended without returning: its state or exit code, Slurm's word, its last
-    error line (``KeyboardInterrupt`` raised by the task, ``SystemExit: 5``), its log."""
-    log = getattr(getattr(job, "paths", None), "stderr", "?")
-    said, error = slurm.slurm_says(log), slurm.last_error(log)
-    process = getattr(job, "_process", None)
-    code = process.poll() if process is not None else None
-    state = f"exit code {code}" if code is not None else str(job.state)
-    kind = "Local job" if type(job).__name__ == "LocalJob" else "Slurm job"
-    lines = [f"{kind} {job.job_id} ({state}) {detail}", *([f"Slurm: {said}"] if said else []),
-             *([f"its last error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
-    return JobFailure("\n".join(lines))
+task_failure = failures.submitit_job_lost  # its wording lives with the others
 
 
 class SubmititBackend:
@@ -160,7 +149,7 @@ class SubmititBackend:
 
         self.folder = Path(folder).absolute()
         executor = submitit.AutoExecutor(
-            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.max_num_timeout, slurm_python=slurm_options.python
+            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.slurm_max_num_timeout, slurm_python=slurm_options.slurm_python
         )
         parameters = submitit_parameters(resources, slurm_options, executor.cluster)
         if name is not None:

@@ -3,19 +3,19 @@ and a crashed job only loses itself. A job's process dies with its launcher."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import signal
 import time
-import traceback
 import typing as tp
 from pathlib import Path
 
 import cloudpickle
 
-from ..cache.store import JobFailure, JobInterrupted
+from . import failures
 from .backends import TaskLost, load_returns
-from .fork_job import JobSetup, Tail, flush_std, relay, stop_late, wait_any
+from .fork_job import JobSetup, Tail, fork_child, relay, stop_late, wait_any
 from .jobref import ForkJob
 from .worker import Batch
 
@@ -46,7 +46,7 @@ class ForkHandle:
             return values  # type: ignore[no-any-return]
         if self.stopped:
             how = "SIGTERM" if len(self.stopped) == 1 else f"SIGTERM, then SIGKILL {self.backend.grace_s:g} s later"
-            raise TaskLost(JobFailure(f"The job timed out after {self.backend.timeout_min:g} min: its process (pid {self.pid}) was stopped ({how})"))
+            raise TaskLost(failures.timed_out(self.pid, self.backend.timeout_min or 0, how))
         status = self.status or 0
         if os.WIFSIGNALED(status):
             reason, interrupted = f"signal {os.WTERMSIG(status)}", os.WTERMSIG(status) in INTERRUPTS
@@ -54,8 +54,8 @@ class ForkHandle:
             code = os.waitstatus_to_exitcode(status)
             reason, interrupted = f"exit code {code}", code == INTERRUPTED_EXIT
         if interrupted:  # Ctrl-C or SIGTERM: not the job's outcome, nothing is recorded
-            raise TaskLost(JobInterrupted(f"The job's process (pid {self.pid}) was interrupted ({reason})"))
-        raise TaskLost(JobFailure(f"The job's process (pid {self.pid}) died ({reason}) before returning"))
+            raise TaskLost(failures.process_interrupted(self.pid, reason))
+        raise TaskLost(failures.process_died(self.pid, reason))
 
     def ref(self) -> dict[str, tp.Any]:
         return ForkJob.of(self.pid, folder=str(self.backend.folder)).dump()  # type: ignore[no-any-return]
@@ -115,30 +115,20 @@ class ForkBackend:
     def _start(self) -> None:
         while self.pending and len(self.running) < self.limit:
             handle = self.pending.pop(0)
-            parent = os.getpid()
-            flush_std()  # else the child writes the launcher's buffered output again
-            pid = os.fork()
-            if pid == 0:  # child: run the task, write its returns, leave without cleanup handlers
-                code = 1
-                try:
-                    _die_with_parent()
-                    if os.getppid() != parent:
-                        os._exit(1)
-                    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: the task's cleanup runs
-                    assert self.batch is not None
-                    values = [self.batch.run(index, self.setup.enter(index)) for index in handle.indices]
-                    _write_returns(self.folder / f"{handle.position}.pkl", values)
-                    code = 0
-                except KeyboardInterrupt:
-                    code = INTERRUPTED_EXIT
-                except BaseException:
-                    traceback.print_exc()
-                finally:
-                    flush_std()
-                    os._exit(code)
+            pid = fork_child(functools.partial(self._child, handle, os.getpid()), INTERRUPTED_EXIT)
             handle.pid = pid
             handle.started = time.time()
             self.running[pid] = handle
+
+    def _child(self, handle: ForkHandle, parent: int) -> None:
+        """In the forked child: run the task, write its returns."""
+        _die_with_parent()
+        if os.getppid() != parent:
+            os._exit(1)
+        signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: the task's cleanup runs
+        assert self.batch is not None
+        values = [self.batch.run(index, self.setup.enter(index)) for index in handle.indices]
+        _write_returns(self.folder / f"{handle.position}.pkl", values)
 
     def _reap(self, block: bool) -> None:
         while self.running:

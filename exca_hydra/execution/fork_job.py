@@ -1,7 +1,8 @@
 """What a forked local job is to itself and to its launcher (``ForkBackend``): its id, its log
 files (named as submitit names them, so ``submitit.JobEnvironment()`` works in the task), its
 working directory; and, on the launcher's side, the job's output read back from its log files
-and a wait for the first of several child processes to end, with a timeout."""
+and a wait for the first of several child processes to end, with a timeout. ``fork_child`` and
+``redirect`` are the one way a job's process is forked (local jobs, pull workers' jobs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import select
 import signal
 import sys
 import time
+import traceback
 import typing as tp
 from pathlib import Path
 
@@ -52,10 +54,7 @@ class JobSetup:
         paths = self.log_paths(job_id)
         if paths is not None:
             paths[0].parent.mkdir(parents=True, exist_ok=True)
-            for fd, log in zip((1, 2), paths):
-                target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-                os.dup2(target, fd)
-                os.close(target)
+            redirect(*paths, append=True)
             for stream in (sys.stdout, sys.stderr):
                 if hasattr(stream, "reconfigure"):
                     stream.reconfigure(line_buffering=True)  # the launcher shows it as it comes
@@ -145,6 +144,41 @@ def relay(handles: tp.Sequence[tuple[tp.Any, bool]], echo: tp.Callable[[str, boo
             text = tail.read(final)
             if text:
                 echo(text, tail.path.suffix == ".err")
+
+
+def fork_child(run: tp.Callable[[], None], interrupted_exit: int | None = None) -> int:
+    """Fork a process that runs ``run`` and leaves by ``os._exit`` (never back into the parent's
+    code, nor its cleanup handlers): 0 when ``run`` returned, ``interrupted_exit`` on
+    KeyboardInterrupt if given, else 1 with the traceback on stderr. Returns the child's pid."""
+    flush_std()  # else the child writes the parent's buffered output again
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        run()
+        code = 0
+    except KeyboardInterrupt:
+        if interrupted_exit is None:
+            traceback.print_exc()
+        else:
+            code = interrupted_exit
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        flush_std()
+        os._exit(code)
+
+
+def redirect(stdout: Path, stderr: Path, append: bool) -> None:
+    """This process's stdout and stderr (file descriptors 1 and 2) into log files."""
+    flush_std()
+    mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    targets = {path: os.open(path, mode, 0o666) for path in dict.fromkeys((stdout, stderr))}
+    for fd, path in ((1, stdout), (2, stderr)):
+        os.dup2(targets[path], fd)
+    for target in targets.values():
+        os.close(target)
 
 
 def flush_std() -> None:

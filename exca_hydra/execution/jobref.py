@@ -16,7 +16,7 @@ import pydantic
 from ..cache import lease
 from ..cache.errors import JobFailure
 from ..cache.host import hostname, process_alive, start_time
-from . import slurm
+from . import failures, slurm
 
 Backend = tp.Literal["ForkJob", "LocalJob", "SlurmJob", "PullJob"]
 
@@ -39,7 +39,7 @@ class _Ref(pydantic.BaseModel):
 
     def failure(self, state: str = "") -> JobFailure:
         """Why it ended without a result or an error file: the one place this message is made."""
-        return slurm.failure_from_job(self.describe(), self.stderr or "?", state or "ended")
+        return failures.failure_from_job(self.describe(), self.stderr or "?", state or "ended")
 
     def dump(self) -> dict[str, tp.Any]:
         return self.model_dump(mode="json")

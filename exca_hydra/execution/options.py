@@ -1,60 +1,62 @@
-"""The options every backend understands, declared once: the cache mode, the cluster, and the
-submitit resources with their defaults (names as in submitit and hydra-submitit-launcher)."""
+"""The options every backend understands: the cache mode, the cluster, and the submitit resources
+as pydantic models of their one declaration (``option_fields``)."""
 
 from __future__ import annotations
 
+import copy
 import typing as tp
 
 import pydantic
+
+from .option_fields import PREFIX, ResourceFields, SlurmFields, names
 
 Mode = tp.Literal["cached", "retry", "force", "read-only"]
 Cluster = tp.Literal[None, "auto", "local", "slurm", "debug"]
 
 
-class Resources(pydantic.BaseModel):
+class Resources(pydantic.BaseModel, ResourceFields):
     """What a job asks for, whatever the cluster (submitit's generic parameters)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    timeout_min: int | None = pydantic.Field(None, ge=1)  # None: the partition's default time limit
-    nodes: int | None = pydantic.Field(1, ge=1)
-    tasks_per_node: int | None = pydantic.Field(1, ge=1)
-    cpus_per_task: int | None = pydantic.Field(None, ge=1)
-    gpus_per_node: int | None = pydantic.Field(None, ge=0)
-    mem_gb: float | None = pydantic.Field(None, ge=0)  # 0: all of the node's memory (Slurm's --mem=0)
 
 
-class SlurmOptions(pydantic.BaseModel):
-    """Slurm's own options, named as in hydra-submitit-launcher (``TaskInfra`` prefixes them
-    with ``slurm_``, as exca does)."""
+class SlurmOptions(pydantic.BaseModel, SlurmFields):
+    """Slurm's own options, named as submitit's ``update_parameters`` (and exca, TaskInfra)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    partition: str | None = None
-    qos: str | None = None
-    comment: str | None = None
-    constraint: str | None = None
-    exclude: str | None = None
-    gres: str | None = None
-    cpus_per_gpu: int | None = None
-    gpus_per_task: int | None = None
-    mem_per_gpu: str | None = None
-    mem_per_cpu: str | None = None
-    account: str | None = None
-    signal_delay_s: int = pydantic.Field(120, ge=0)  # Slurm's warning before the time limit (the checkpoint hook's time)
-    max_num_timeout: int = pydantic.Field(3, ge=0)  # requeues after a timeout, for configs with a checkpoint() hook (submitit's default)
-    additional_parameters: dict[str, tp.Any] = {}
-    setup: list[str] | None = None
-    srun_args: list[str] | None = None  # extra arguments of the job step's srun
-    python: str | None = None  # the command that runs Python in the job (e.g. "apptainer exec img python")
-    use_srun: bool = True  # Slurm's timeout/preemption signals reach job steps only
-    array_parallelism: int = pydantic.Field(256, ge=1)  # tasks of one array running at once
-    # None: min(N, array_parallelism) array tasks that pull jobs until none is left (one Python
-    # start per worker); k: k jobs per array task, fixed at submission (1: one task per job)
-    jobs_per_task: int | None = pydantic.Field(None, ge=1)
 
 
-RESOURCE_FIELDS = tuple(Resources.model_fields)
-EXECUTOR_ARGUMENTS = ("max_num_timeout", "python", "jobs_per_task")  # not update_parameters' (executor, exca)
-SLURM_FIELDS = tuple(SlurmOptions.model_fields)
+RESOURCE_FIELDS = names(ResourceFields)
+SLURM_FIELDS = names(SlurmFields)
+# not update_parameters' (the executor's, exca-hydra's own)
+EXECUTOR_ARGUMENTS = (f"{PREFIX}max_num_timeout", f"{PREFIX}python", f"{PREFIX}jobs_per_task")
+
+
+def slurm_options(source: tp.Any, strip: str = "") -> SlurmOptions:
+    """The Slurm options of an object holding them (an infra; launcher params: ``strip=PREFIX``).
+    None where the declaration has a value (the launcher's array_parallelism) means its default."""
+    values = {name: getattr(source, name.removeprefix(strip)) for name in SLURM_FIELDS}
+    return SlurmOptions(**{n: v for n, v in values.items() if v is not None or getattr(SlurmFields, n) is None})
+
+
+def model_of(name: str, *models: type[pydantic.BaseModel], strip: str = "") -> type[pydantic.BaseModel]:
+    """One model with the fields of ``models`` (names without ``strip``: hydra-submitit-launcher's
+    ``partition`` for ``slurm_partition``): same types, defaults and bounds. Plain pydantic fields,
+    so a subclass may redeclare one (the declaration's class attributes would warn)."""
+    fields = {n.removeprefix(strip): (f.annotation, copy.copy(f)) for m in models for n, f in m.model_fields.items()}
+    config = pydantic.ConfigDict(extra="forbid")
+    return pydantic.create_model(name, __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
+
+
+if tp.TYPE_CHECKING:  # the launchers read their Slurm options through slurm_options(), typed
+
+    class HslResources(Resources): ...
+
+    class HslSlurm(Resources): ...
+
+else:  # the resources and Slurm options named as hydra-submitit-launcher does (no slurm_ prefix)
+    HslResources = model_of("HslResources", Resources)
+    HslSlurm = model_of("HslSlurm", Resources, SlurmOptions, strip=PREFIX)
 
 
 def submitit_parameters(resources: Resources, slurm: SlurmOptions, cluster: str) -> dict[str, tp.Any]:
@@ -64,5 +66,5 @@ def submitit_parameters(resources: Resources, slurm: SlurmOptions, cluster: str)
         for name in SLURM_FIELDS:
             value = getattr(slurm, name)
             if name not in EXECUTOR_ARGUMENTS and value not in (None, {}):
-                out[f"slurm_{name}"] = value
+                out[name] = value
     return out

@@ -23,11 +23,14 @@ from pathlib import Path
 from ..cache import lease
 from ..cache.host import hostname, start_time
 from ..cache.store import Entry, JobFailure, atomic_write
-from . import slurm
+from . import failures, slurm
 from .backends import RESULT_GRACE_S, SubmititBackend, TaskLost, load_returns
 from .jobref import PullJob
 from .pull_worker import Lost, PullWorker, entry_of, read_claim
 from .worker import Batch
+
+if tp.TYPE_CHECKING:
+    from .options import SlurmOptions
 
 MAX_ROUNDS = 50  # follow-up arrays of one launch (each worker runs at least one job: progress)
 logger = logging.getLogger(__name__)
@@ -140,7 +143,7 @@ class Pool:
                     self.lose(unit, failure)
             elif len(rounds) >= MAX_ROUNDS:
                 for unit in unclaimed:
-                    self.lose(unit, JobFailure(f"No worker took this job in {MAX_ROUNDS} arrays ({self.folder})"))
+                    self.lose(unit, failures.never_taken(MAX_ROUNDS, self.folder))
             else:
                 self.submit_round(len(rounds), min(self.state["workers"], len(unclaimed)))
         elif not unclaimed and units is None:
@@ -152,13 +155,8 @@ class Pool:
         return str(submitit.core.utils.JobPaths(self.state["backend"]["folder"], job_id=task, task_id=0).stderr)
 
     def _worker_failure(self, claim: dict[str, tp.Any], what: str = "") -> JobFailure:
-        task, log = claim["task"], claim.get("stderr", "?")
-        state = self.states.get(task) or "ended"
-        said, error = slurm.slurm_says(log), slurm.last_error(log) if what else ""
-        what = what or "the worker running this job, ended before it finished (killed, out of time or memory?)"
-        lines = [f"Slurm job {task} ({state}), {what}", *([f"Slurm: {said}"] if said else []),
-                 *([f"error: {error}"] if error else []), f"log: {log}"]  # fmt: skip
-        return JobFailure("\n".join(lines))
+        task = claim["task"]
+        return failures.pull_worker_lost(task, self.states.get(task) or "ended", claim.get("stderr", "?"), what)
 
     def lose(self, unit: int, failure: JobFailure) -> None:
         if self.returned(unit):
@@ -237,10 +235,10 @@ class PullBackend:
             (folder / name).mkdir(parents=True, exist_ok=True)
         entries = [[entry_of(batch, i) for i in task] for task in tasks]
         options = self.backend_args["slurm_options"]
-        workers = min(len(tasks), options.array_parallelism or DEFAULT_PARALLELISM)
+        workers = min(len(tasks), options.slurm_array_parallelism or DEFAULT_PARALLELISM)
         state = {
             "backend": self.backend_args, "batch_path": str(path), "import_path": self.backend.import_path,
-            "units": len(tasks), "workers": workers, "max_requeues": options.max_num_timeout,
+            "units": len(tasks), "workers": workers, "max_requeues": options.slurm_max_num_timeout,
             "entries": [[None if e is None else str(e.folder) for e in unit] for unit in entries],
         }  # fmt: skip
         _publish(folder / "pool.pkl", pickle.dumps(state))
@@ -284,18 +282,17 @@ def _publish(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def slurm_backend(cluster: str | None, folder: Path, resources: tp.Any, slurm_options: tp.Any, **kwargs: tp.Any) -> tp.Any:
+def slurm_backend(cluster: str | None, folder: Path, resources: tp.Any, slurm_options: SlurmOptions, **kwargs: tp.Any) -> tp.Any:
     """A ``SubmititBackend``, wrapped in a ``PullBackend`` on Slurm unless jobs_per_task is set."""
-    from .options import RESOURCE_FIELDS, SLURM_FIELDS, Resources, SlurmOptions
+    from .options import RESOURCE_FIELDS, Resources
 
     backend = SubmititBackend(cluster, folder, resources, slurm_options, **kwargs)
-    if backend.cluster != "slurm" or slurm_options.jobs_per_task is not None:
+    if backend.cluster != "slurm" or slurm_options.slurm_jobs_per_task is not None:
         return backend
     args = {
         "cluster": "slurm", "folder": backend.folder,
         "resources": Resources(**{name: getattr(resources, name) for name in RESOURCE_FIELDS}),
-        "slurm_options": SlurmOptions(**{name: getattr(slurm_options, name) for name in SLURM_FIELDS
-                                         if getattr(slurm_options, name) is not None or name != "array_parallelism"}),
+        "slurm_options": slurm_options.model_copy(),
         **kwargs, "import_path": backend.import_path,
     }  # fmt: skip
     return PullBackend(backend, args)

@@ -11,6 +11,7 @@ The pool folder (one per launch, beside the batch pickle) holds:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -19,11 +20,13 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import typing as tp
 from pathlib import Path
 
+from ..cache import lease
 from ..cache.store import Entry, JobFailure, atomic_write
+from . import failures
+from .fork_job import fork_child, redirect
 from .jobref import SlurmJob
 from .worker import Batch, checkpoint_running, load_batch
 
@@ -55,18 +58,12 @@ def write_pickle(path: Path, value: tp.Any) -> None:
     try:
         data = cloudpickle.dumps(value)
     except Exception as e:  # e.g. an unpicklable return value
-        data = pickle.dumps(Lost(JobFailure(f"The job's return value cannot be pickled: {e}")))
+        data = pickle.dumps(Lost(failures.unpicklable_return(e)))
     atomic_write(path, data)
 
 
 def try_claim(pool: Path, unit: int, info: dict[str, tp.Any]) -> bool:
-    try:
-        fd = os.open(pool / "claims" / str(unit), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(info))
-    return True
+    return lease.create(pool / "claims" / str(unit), json.dumps(info), 0o666)
 
 
 def read_claim(pool: Path, unit: int) -> dict[str, tp.Any] | None:
@@ -208,9 +205,7 @@ class _Run:
             if entry is not None:
                 entry.write_job(ref)
         start = time.time()
-        pid = os.fork()
-        if pid == 0:
-            _child(self.batch, indices, self.pool / "returns" / f"{unit}.pkl", log, self.task_id)
+        pid = fork_child(functools.partial(_child, self.batch, indices, self.pool / "returns" / f"{unit}.pkl", log, self.task_id))
         self.child = pid
         _, status = os.waitpid(pid, 0)
         self.child = 0
@@ -222,8 +217,7 @@ class _Run:
         if not returns.exists():  # the child died before returning: that unit's failure only
             why = "interrupted by Slurm's USR2 and requeued too many times" if code == INTERRUPTED else (
                 f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")  # fmt: skip
-            failure = JobFailure(f"The job's process (pid {pid}, in Slurm task {self.task_id}) died ({why}) before "
-                                 f"returning\nlog: {log}\nworker log: {self.stderr}")  # fmt: skip
+            failure = failures.process_died(pid, why, task=str(self.task_id), log=str(log), worker_log=str(self.stderr))
             for index in indices:
                 entry = entry_of(self.batch, index)
                 if entry is not None and entry.file_status() is None:
@@ -255,38 +249,25 @@ class _Run:
 
 
 def _child(batch: Batch, indices: list[int], returns: Path, log: Path, job_id: str) -> None:
-    """The forked child: the job's own log, Slurm's USR2 -> checkpoint and leave, run, return."""
-    code = 0
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+    """The forked child (fork_child): the job's own log, Slurm's USR2 -> checkpoint and leave,
+    run, return."""
+    redirect(log, log, append=False)
 
-        def on_usr2(signum: int, frame: tp.Any) -> None:
-            if batch.checkpointable:
-                print("exca-hydra: SIGUSR2, checkpointing", file=sys.stderr, flush=True)
-                checkpoint_running()
-                os._exit(INTERRUPTED)
-            print("exca-hydra: SIGUSR2 (no checkpoint() hook: the job goes on)", file=sys.stderr, flush=True)
+    def on_usr2(signum: int, frame: tp.Any) -> None:
+        if batch.checkpointable:
+            print("exca-hydra: SIGUSR2, checkpointing", file=sys.stderr, flush=True)
+            checkpoint_running()
+            os._exit(INTERRUPTED)
+        print("exca-hydra: SIGUSR2 (no checkpoint() hook: the job goes on)", file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGUSR2, on_usr2)
-        values: list[tp.Any] = []
-        for index in indices:
-            try:
-                values.append(batch.run(index, job_id))
-            except Exception as e:  # already in the job's entry (run_and_store)
-                values.append(e)
-        write_pickle(returns, values)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    signal.signal(signal.SIGUSR2, on_usr2)
+    values: list[tp.Any] = []
+    for index in indices:
+        try:
+            values.append(batch.run(index, job_id))
+        except Exception as e:  # already in the job's entry (run_and_store)
+            values.append(e)
+    write_pickle(returns, values)
 
 
 def _touch(path: Path) -> None:

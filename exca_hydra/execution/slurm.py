@@ -8,7 +8,6 @@ import subprocess
 import typing as tp
 
 from ..cache.host import pid_alive
-from ..cache.store import JobFailure
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 
@@ -149,21 +148,3 @@ def last_error(log: tp.Any) -> str:
         return ""
     errors = [line for line in lines if line and not line.startswith((" ", "submitit", "srun:", "Traceback"))]
     return errors[-1] if errors else ""
-
-
-# submitit's --signal=USR2@<signal_delay_s>: Slurm's warning before the time limit (or a preemption)
-_EARLY_USR2 = (
-    ". SIGUSR2 is the warning Slurm sends signal_delay_s before the time limit (or on preemption); it came"
-    " before the job could handle it: is timeout_min shorter than signal_delay_s?"
-)
-
-
-def failure_from_job(what: str, log: str, state: str) -> JobFailure:
-    """A job that ended without a result or a Python error: what Slurm says and where to look."""
-    said, error = slurm_says(log), last_error(log)
-    why = _EARLY_USR2 if said.endswith("User defined signal 2") else ""
-    how = f"its last words: {error}" if error else "killed, out of time or memory?"
-    return JobFailure(
-        f"{what[:1].upper()}{what[1:]} ended with state {state} without a result or a Python error "
-        f"({how}).{' Slurm: ' + said if said else ''}{why} Its log: {log}"
-    )

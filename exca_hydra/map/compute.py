@@ -173,13 +173,13 @@ def _run(infra: tp.Any, store: ItemStore | None, pairs: Pairs, progress: Progres
 
 
 def _submitit_backend(infra: tp.Any, jobs: int) -> tp.Any:
-    from ..execution.options import SLURM_FIELDS, SlurmOptions
+    from ..execution.options import slurm_options
     from ..execution.pull import slurm_backend
 
     binding = infra._binding()
     logs = Path(infra.logs.format(folder=infra.uid_folder(), user=getpass.getuser()))
-    options = SlurmOptions(**{name: getattr(infra, f"slurm_{name}") for name in SLURM_FIELDS})
-    options.array_parallelism = max(1, min(options.array_parallelism, jobs))
+    options = slurm_options(infra)
+    options.slurm_array_parallelism = max(1, min(options.slurm_array_parallelism, jobs))
     name = infra.job_name or f"{type(binding.obj).__name__}.{binding.method.__name__}"
     return slurm_backend(None if infra.cluster == "auto" else infra.cluster, logs, infra, options, name=name)
 

@@ -8,7 +8,6 @@ the folder as for TaskInfra; the items' keys index the entries inside it (``cach
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import inspect
@@ -23,8 +22,9 @@ from ..cache.itemstore import ItemStore
 from ..cache.layout import method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
-from ..execution.options import Resources, SlurmOptions
-from ..owner import NOTHING, Binding, bind_infras, forbid_extra_in_submodels, hook_owner
+from ..execution.option_fields import SlurmFields
+from ..execution.options import Resources
+from ..owner import NOTHING, SLOT, Binding, InfraState, bind_infras, forbid_extra_in_submodels, hook_owner, infra_state
 from ..workdir import WorkDir
 from .batch import MapItemError
 
@@ -32,16 +32,6 @@ __all__ = ["MapInfra", "MapItemError"]
 
 MapMode = tp.Literal["cached", "force", "read-only"]
 MapCluster = tp.Literal[None, "auto", "local", "slurm", "debug", "threadpool", "processpool"]
-
-if tp.TYPE_CHECKING:
-    _Resources = Resources
-else:  # the Slurm options with TaskInfra's (and exca's) slurm_ prefix, from their one declaration
-    _Resources = pydantic.create_model(
-        "_MapResources",
-        __base__=Resources,
-        **{f"slurm_{n}": (f.annotation, copy.copy(f)) for n, f in SlurmOptions.model_fields.items()},
-    )
-
 
 class MapSpec(tp.NamedTuple):
     item_uid: tp.Callable[[tp.Any], str]
@@ -72,14 +62,14 @@ def shorten(key: str, max_length: int) -> str:
     return key if len(key) < len(short) else short
 
 
-class MapInfra(_Resources):
+class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_fields.py
     """Where and how the items of a decorated method are computed, and where they are cached.
 
     Only ``version`` enters the uid; every other field is a resource or a setting.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    __slots__ = ("_exca",)
+    __slots__ = (SLOT,)  # InfraState: never pickled nor copied
     _exca_is_infra: tp.ClassVar[bool] = True
 
     folder: Path | None = None
@@ -134,8 +124,9 @@ class MapInfra(_Resources):
     def __set_name__(self, owner: type, name: str) -> None:
         if not (isinstance(owner, type) and issubclass(owner, pydantic.BaseModel)):
             raise RuntimeError(f"MapInfra cannot be used on {owner.__name__}: declare it as a field of a pydantic.BaseModel")
-        applied = getattr(self, "_exca", None)
-        if not isinstance(applied, tuple):
+        state = self._state
+        applied = state.applied
+        if applied is None:
             raise RuntimeError(
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to map with @{name}.apply(item_uid=...)"
@@ -146,7 +137,11 @@ class MapInfra(_Resources):
         infras[name] = applied
         owner.__exca_infras__ = infras  # type: ignore[attr-defined]
         hook_owner(owner)
-        object.__setattr__(self, "_exca", None)
+        state.applied = None  # the class holds it now
+
+    @property
+    def _state(self) -> InfraState[MapBinding]:
+        return infra_state(self)
 
     def apply(
         self,
@@ -160,14 +155,14 @@ class MapInfra(_Resources):
         ``cache_type="Pickle"`` pickles every output (arrays included)."""
         if item_uid_max_length is not None and item_uid_max_length < 32:
             raise ValueError(f"max_length of item_uid should be at least 32, got {item_uid_max_length}")
-        if getattr(self, "_exca", None) is not None:
+        if self._state.applied is not None or self._state.binding is not None:
             raise RuntimeError("Infra was already applied to a method")
         exclude = tuple(exclude_from_cache_uid)
 
         def decorate(function: tp.Any) -> tp.Any:
             _check_signature(function)
             _SPECS[function] = MapSpec(item_uid, item_uid_max_length, cache_type)
-            object.__setattr__(self, "_exca", (function, exclude))
+            self._state.applied = (function, exclude)
             infra_name: list[str] = []
 
             @functools.wraps(function)
@@ -190,14 +185,12 @@ class MapInfra(_Resources):
 
     # ----- binding -----
     def _bind(self, obj: pydantic.BaseModel, name: str, method: tp.Any, exclude: tuple[str, ...]) -> None:
-        current = getattr(self, "_exca", None)
-        if isinstance(current, MapBinding) and current.obj is obj:
-            return
-        object.__setattr__(self, "_exca", MapBinding(obj, name, method, exclude))
+        state = self._state
+        if state.binding is None or state.binding.obj is not obj:
+            state.binding = MapBinding(obj, name, method, exclude)
 
     def _binding_or_none(self) -> MapBinding | None:
-        binding = getattr(self, "_exca", None)
-        return binding if isinstance(binding, MapBinding) else None
+        return self._state.binding
 
     def _binding(self) -> MapBinding:
         binding = self._binding_or_none()

@@ -2,13 +2,15 @@
 hydra-submitit-launcher where the meaning is the same).
 
 Plain dicts rather than dataclasses: Hydra imports this module on every app start, and building
-and converting dataclasses costs ~3 ms there. Types are checked by pydantic when launching
-(exca_hydra.bridge.launcher.LauncherParams, exca_hydra.bridge.sweeper.SweeperParams, the
-same keys and defaults: tests/test_options.py); struct mode still
-rejects unknown keys at composition.
+and converting dataclasses costs ~3 ms there. The submitit/Slurm keys and defaults come from their
+one declaration (exca_hydra.execution.option_fields, plain Python: no pydantic here); types are
+checked by pydantic when launching (exca_hydra.bridge.launcher.LauncherParams, which is built on the
+same declaration); struct mode still rejects unknown keys at composition.
 """
 
 from hydra.core.config_store import ConfigStore
+
+from exca_hydra.execution.option_fields import PREFIX, ResourceFields, SlurmFields, defaults
 
 _PLUGINS = "hydra_plugins.exca_hydra_plugin"
 
@@ -23,12 +25,7 @@ _COMMON = {
     },
     # hydra-submitit-launcher's keys (submitit_local accepts these too)
     "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",  # the jobs' logs
-    "timeout_min": None,  # null: the partition's default time limit (Slurm), none (local)
-    "cpus_per_task": None,
-    "gpus_per_node": None,
-    "tasks_per_node": 1,
-    "mem_gb": None,
-    "nodes": 1,
+    **defaults(ResourceFields),  # timeout_min (null: the partition's limit, none locally), nodes, ...
     "name": "${hydra.job.name}",
     "stderr_to_stdout": False,
     "fail_fast": False,  # stop the sweep at the first failed job: the others are cancelled
@@ -40,25 +37,8 @@ EXCA_SLURM = {
     "_target_": f"{_PLUGINS}.launchers.ExcaSlurmLauncher",
     **_COMMON,
     "max_array_size": None,  # null: Slurm's MaxArraySize
-    "jobs_per_task": None,  # null: array tasks pull jobs until none is left; k: k jobs a task (1: a task per job)
-    "partition": None,
-    "qos": None,
-    "comment": None,
-    "constraint": None,
-    "exclude": None,
-    "gres": None,
-    "cpus_per_gpu": None,
-    "gpus_per_task": None,
-    "mem_per_gpu": None,
-    "mem_per_cpu": None,
-    "account": None,
-    "signal_delay_s": 120,
-    "max_num_timeout": 3,  # requeues after a timeout, for a model with a checkpoint() hook
-    "additional_parameters": {},
-    "setup": None,
-    "srun_args": None,
-    "python": None,
-    "use_srun": True,
+    # partition, qos, ..., jobs_per_task (null: array tasks pull jobs until none is left)
+    **{k: v for k, v in defaults(SlurmFields, strip=PREFIX).items() if k != "array_parallelism"},
 }
 
 EXCA_SWEEPER = {
