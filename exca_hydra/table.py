@@ -1,10 +1,10 @@
 """What a cache folder holds, read without unpickling anything and without writing anything: its
 entries, their status, and a table of results (``exca-hydra table``, ``exca_hydra.results``).
 
-A row is one entry: its method folder, uid, status, duration, the config values that differ from
-the defaults (``uid.yaml``, flattened: ``model.layers``) and the preview of its result
-(``outcome.json``: ``result`` for a scalar, ``result.<key>`` for a dict's leaves; ``error`` for a
-failure).
+A row is one entry: its method folder, uid, status, duration, every config value, defaults
+included (``config.yaml``, flattened: ``model.layers``; the infra's resources left out), the
+preview of its result (``outcome.json``: ``result`` for a scalar, ``result.<key>`` for a dict's
+leaves; ``error`` for a failure), and when and where it ran (``finished``, ``host``, ``job_id``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 import yaml
 
 from .cache import records
-from .cache.store import UID_CONFIG, Entry
+from .cache.store import CONFIG, UID_CONFIG, Entry
 
 FIXED = ("method", "uid", "status", "duration")
+WHERE = ("finished", "host", "job_id")  # last: when and where the result was written
 FORMATS = ("markdown", "csv", "json")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -104,14 +105,17 @@ def rows(
         row: dict[str, tp.Any] = {"method": entry.folder.parent.name, "uid": entry.uid, "status": current}
         done = outcome(entry, current)
         row["duration"] = done.get("duration") if done else None
-        config = {(f"config.{k}" if k in FIXED else k): v for k, v in flatten(read_yaml(entry, UID_CONFIG)).items()}
+        values = flatten(without_infras(read_yaml(entry, CONFIG))) or flatten(read_yaml(entry, UID_CONFIG))
+        config = {(f"config.{k}" if k in FIXED + WHERE else k): v for k, v in values.items()}
         result = {}
         if done and "preview" in done:  # a failure's preview is its error message
             result = preview_columns(done["preview"]) if current == "completed" else {"error": done["preview"]}
         config_keys.update(dict.fromkeys(config))
         result_keys.update(dict.fromkeys(k for k in result if k not in config))
-        out.append({**row, **config, **{k: v for k, v in result.items() if k not in config}})
-    columns = [*FIXED, *config_keys, *result_keys]
+        where = {"finished": _date(done.get("finished_at")) if done else None,
+                 "host": done.get("host") if done else None, "job_id": done.get("job_id") if done else None}
+        out.append({**row, **config, **{k: v for k, v in result.items() if k not in config}, **where})
+    columns = [*FIXED, *config_keys, *result_keys, *WHERE]
     table = [{column: row.get(column) for column in columns} for row in out]
     if sort:
         column = sort.lstrip("-")
@@ -121,6 +125,38 @@ def rows(
         present.sort(key=lambda row: _order(row[column]), reverse=sort.startswith("-"))
         table = present + [row for row in table if row[column] is None]
     return table
+
+
+def without_infras(config: dict[str, tp.Any]) -> dict[str, tp.Any]:
+    """The config without its infras' sub-configs (resources and cache settings, not parameters)."""
+    return {key: without_infras(value) if isinstance(value, dict) else value
+            for key, value in config.items() if not (isinstance(value, dict) and _INFRA_KEYS <= value.keys())}
+
+
+_INFRA_KEYS = frozenset(("folder", "cluster", "mode", "version"))
+
+
+def _date(stamp: tp.Any) -> str | None:
+    import datetime
+
+    if not isinstance(stamp, (int, float)):
+        return None
+    return datetime.datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds")
+
+
+def human_duration(seconds: tp.Any) -> str:
+    """0.012 s, 4.2 s, 3 min 05 s, 2 h 10 min (the table printed for people)."""
+    if not isinstance(seconds, (int, float)) or seconds != seconds:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _order(value: tp.Any) -> tuple[int, tp.Any]:
@@ -182,7 +218,8 @@ def format_table(table: list[dict[str, tp.Any]], fmt: str = "markdown") -> str:
     if fmt != "markdown":
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
     lines = [columns, ["---"] * len(columns)]
-    lines += [[_cell(row[c]).replace("|", "\\|").replace("\n", " ") for c in columns] for row in table]
+    shown = [{**row, "duration": human_duration(row.get("duration"))} for row in table]
+    lines += [[_cell(row[c]).replace("|", "\\|").replace("\n", " ") for c in columns] for row in shown]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import os
+import socket
+import time
 import typing as tp
 from pathlib import Path
 
@@ -102,19 +104,22 @@ def test_show_prints_the_preview_without_unpickling(cache: Path, capsys: pytest.
 
 def test_results_rows(cache: Path) -> None:
     rows = exca_hydra.results(cache, sort="layers")
-    columns = ["method", "uid", "status", "duration", "layers", "lr", "name", "result.loss", "result.metrics.acc",
-               "result.weights", "error"]  # fmt: skip
+    columns = ["method", "uid", "status", "duration", "lr", "layers", "name", "result.loss", "result.metrics.acc",
+               "result.weights", "error", "finished", "host", "job_id"]  # fmt: skip
     assert all(sorted(row) == sorted(columns) for row in rows), rows[0]
     by_layers = {row["layers"]: row for row in rows}
     assert by_layers[4]["result.loss"] == 0.25 and by_layers[4]["status"] == "completed"
-    assert by_layers[4]["method"] == METHOD and by_layers[4]["lr"] is None  # lr=0.1 is the default
+    # every field's value, defaults included (issue 22: lr=0.1 and layers=2 are defaults), in the model's order
+    assert by_layers[4]["method"] == METHOD and by_layers[4]["lr"] == 0.1 and by_layers[1]["name"] == "base"
     assert isinstance(by_layers[4]["duration"], float)
-    # sorted by a column, missing values last; -column descending
-    assert [row["layers"] for row in rows] == [1, 4, None, None]
+    assert by_layers[4]["host"] == socket.gethostname() and by_layers[4]["job_id"] is None  # not a Slurm job
+    assert by_layers[4]["finished"].startswith(time.strftime("%Y-"))
+    # sorted by a column (the default-valued rows included); -column descending, missing values last
+    assert [row["layers"] for row in rows] == [1, 2, 2, 4]
     assert [row["result.loss"] for row in exca_hydra.results(cache, sort="-result.loss")] == [1.0, 0.5, 0.25, None]
     failed = exca_hydra.results(cache, status="failed")
     assert [(row["name"], row["error"]) for row in failed] == [("broken", "ValueError: diverged")]
-    assert list(failed[0]) == ["method", "uid", "status", "duration", "name", "error"]  # the columns of these rows
+    assert list(failed[0]) == ["method", "uid", "status", "duration", "lr", "layers", "name", "error", "finished", "host", "job_id"]
     assert len(exca_hydra.results(cache, method="Train.fit")) == 4 and exca_hydra.results(cache, method="other") == []
     assert len(exca_hydra.results(cache, method=METHOD)) == 4
     with pytest.raises(ValueError, match="no column 'nope'"):
@@ -127,19 +132,21 @@ def test_results_as_a_data_frame(cache: Path) -> None:
     assert isinstance(frame, pd.DataFrame) and len(frame) == 4
     assert list(frame.columns[:4]) == ["method", "uid", "status", "duration"]
     assert frame["result.loss"].iloc[0] == 1.0
+    assert str(frame["layers"].dtype) == "int64" and list(frame["layers"]) == [1, 2, 2, 4]  # no NaN: defaults filled
 
 
 def test_table_command(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["table", str(cache), "--status", "completed", "--sort", "result.loss"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| method | uid | status | duration | layers | lr |") and "| result.loss |" in lines[0]
+    assert lines[0].startswith("| method | uid | status | duration | lr | layers |") and "| result.loss |" in lines[0]
+    assert lines[0].endswith("| finished | host | job_id |") and " s | 0.1 | " in lines[2]  # a duration for people
     assert lines[1].startswith("| --- |") and len(lines) == 5
     assert "| 0.25 |" in lines[2] and "| 0.3 |" in lines[3]  # loss 0.25 first; then lr=0.3's row
 
     assert main(["table", str(cache), "--format", "csv", "--method", "fit"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(table) == 4 and {row["status"] for row in table} == {"completed", "failed"}
-    assert {row["name"] for row in table} == {"", "broken"}
+    assert {row["name"] for row in table} == {"base", "broken"}
 
     assert main(["table", str(cache), "--format", "json", "--status", "failed"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -149,3 +156,30 @@ def test_table_command(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no column 'nope'" in capsys.readouterr().err
     assert main(["table", str(cache / "nothing-here")]) == 0
     assert capsys.readouterr().out.startswith("| method | uid | status | duration |")
+
+
+def test_durations_for_people() -> None:
+    from exca_hydra.table import human_duration
+
+    assert [human_duration(s) for s in (0.0123, 4.24, 42.4, 185, 7800, None)] == [
+        "0.012 s", "4.2 s", "42 s", "3 min 05 s", "2 h 10 min", ""]  # fmt: skip
+
+
+class Seeded(pydantic.BaseModel):
+    seed: int = 0
+    scale: float = 1.0
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> float:
+        return self.seed * self.scale
+
+
+def test_a_default_zero_stays_an_integer_in_the_frame(tmp_path: Path) -> None:
+    """Issue 22: seed=0 (the default) was NaN and turned the column into floats."""
+    pd = pytest.importorskip("pandas")
+    for seed in (0, 3):
+        Seeded(seed=seed, infra={"folder": tmp_path}).run()
+    frame = exca_hydra.results(tmp_path, as_frame=True, sort="seed")
+    assert list(frame["seed"]) == [0, 3] and str(frame["seed"].dtype) == "int64"
+    assert list(frame["scale"]) == [1.0, 1.0] and "infra.cluster" not in frame.columns  # resources left out

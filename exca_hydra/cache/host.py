@@ -50,3 +50,11 @@ def process_alive(host: str, pid: int, start: str = "") -> bool | None:
     if not pid_alive(pid):
         return False
     return not start or start_time(pid) in ("", start)
+
+
+def slurm_job_id() -> str | None:
+    """This process's Slurm job (``<array>_<task>`` in an array), None outside Slurm."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None

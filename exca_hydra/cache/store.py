@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
+from .host import hostname, slurm_job_id
 from . import lease
 from .preview import preview, short
 from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, normalized, read_json, read_text, read_yaml
@@ -181,7 +182,8 @@ class Entry:
             )
 
     def write_outcome(self, status: Status, duration: float | None, shown: tp.Any, size: int | None = None) -> None:
-        data = {"status": status, "duration": duration, "finished_at": time.time(), "preview": shown}
+        data = {"status": status, "duration": duration, "finished_at": time.time(), "preview": shown,
+                "host": hostname(), "job_id": slurm_job_id()}  # where it ran: the process writing it
         if size is not None:
             data["bytes"] = size  # the result file's size: a truncated file is seen without unpickling it
         atomic_write(self.folder / OUTCOME, json.dumps(data).encode("utf8"))
