@@ -118,6 +118,10 @@ def test_single_job_result(tmp_path: Path) -> None:
     assert ref["backend"] == "SlurmJob" and ref["job_id"] == out["job_id"]
     assert Path(ref["stderr"]).exists()
     assert task.infra.status() == "completed"
+    import exca_hydra  # the results table names the Slurm job and the node that ran it
+
+    (row,) = exca_hydra.results(task.infra.uid_folder())
+    assert row["job_id"] == out["job_id"] and row["host"] and row["finished"]
 
 
 def test_job_array_is_one_array_with_parallelism(tmp_path: Path) -> None:
