@@ -16,7 +16,7 @@ import yaml
 
 from .terminal import SafeWriter
 from .table import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status
-from .table import read_yaml, rows
+from .table import best_rows, read_yaml, rows
 from .cache.itemstore import summarize
 from .cache.store import CONFIG, UID_CONFIG, Entry
 from .cache.uid import flatten
@@ -245,6 +245,13 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     try:
         table = rows(args.folder, status=args.status, method=args.method, sort=args.sort)
+        if args.best is not None:
+            if args.maximize is None:
+                raise ValueError(f"--best {args.best}: say whether higher is better (--max) or lower (--min)")
+            by = [name for name in (args.by or "").split(",") if name]
+            table = best_rows(table, args.best, by, args.maximize)
+        elif args.by or args.maximize is not None:
+            raise ValueError("--by, --max and --min go with --best COLUMN")
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
@@ -270,6 +277,10 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--method", help="a method folder's name, or its end: MyTask.compute")
     p.add_argument("--sort", help="a column; -column for descending")
+    p.add_argument("--best", metavar="COLUMN", help="only the best row (of each --by group) by this column: result, result.accuracy")
+    p.add_argument("--by", metavar="COLUMNS", help="comma-separated columns grouping --best: model.name")
+    p.add_argument("--max", dest="maximize", action="store_const", const=True, help="with --best: higher is better")
+    p.add_argument("--min", dest="maximize", action="store_const", const=False, help="with --best: lower is better")
     p.set_defaults(run=cmd_table)
     p = sub.add_parser("explain", help="why key=value... (the app's overrides, model=mlp included) is a miss: the nearest entry and what differs")
     p.add_argument("folder")

@@ -159,6 +159,29 @@ def human_duration(seconds: tp.Any) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def best_rows(
+    table: list[dict[str, tp.Any]], column: str, by: tp.Sequence[str] = (), maximize: bool = True
+) -> list[dict[str, tp.Any]]:
+    """One row per group of ``by`` values (one row without ``by``): the one whose ``column``
+    (e.g. ``result`` or ``result.accuracy``) is highest (``maximize``) or lowest. Rows without a
+    number there (failed, still running, a non-numeric preview) never win; a group with none has
+    no row."""
+    columns = list(table[0]) if table else []
+    for name in (column, *by):
+        if table and name not in columns:
+            raise ValueError(f"no column {name!r}; the columns: {', '.join(columns)}")
+    winners: dict[tuple[tp.Any, ...], dict[str, tp.Any]] = {}
+    for row in table:
+        value = row.get(column)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+            continue
+        key = tuple(json.dumps(row.get(name), sort_keys=True, default=str) for name in by)
+        held = winners.get(key)
+        if held is None or (value > held[column] if maximize else value < held[column]):
+            winners[key] = row
+    return [winners[key] for key in sorted(winners)]
+
+
 def _order(value: tp.Any) -> tuple[int, tp.Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, value)
@@ -171,11 +194,18 @@ def results(
     method: str | None = None,
     sort: str | None = None,
     as_frame: bool = False,
+    best: str | None = None,
+    by: str | tp.Sequence[str] = (),
+    maximize: bool = True,
 ) -> tp.Any:
     """The results table of a cache folder (a cache root, a method folder or one entry), read
     without unpickling: a list of dict rows (see ``rows``), or a pandas DataFrame with
-    ``as_frame=True`` (pandas is not a dependency: install it for this)."""
+    ``as_frame=True`` (pandas is not a dependency: install it for this). ``best="result"`` (or
+    ``"result.accuracy"``): only the best row of each group of ``by`` (``"model.name"``, or a list
+    of columns), the highest with ``maximize=True``, else the lowest (see ``best_rows``)."""
     table = rows(folder, status=status, method=method, sort=sort)
+    if best is not None:
+        table = best_rows(table, best, [by] if isinstance(by, str) else list(by), maximize)
     if not as_frame:
         return table
     try:

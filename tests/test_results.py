@@ -183,3 +183,20 @@ def test_a_default_zero_stays_an_integer_in_the_frame(tmp_path: Path) -> None:
     frame = exca_hydra.results(tmp_path, as_frame=True, sort="seed")
     assert list(frame["seed"]) == [0, 3] and str(frame["seed"].dtype) == "int64"
     assert list(frame["scale"]) == [1.0, 1.0] and "infra.cluster" not in frame.columns  # resources left out
+
+
+def test_best_per_group(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24: the best config of each group, from the previews (no result unpickled)."""
+    for entry in cache.glob("*/*/result.pkl"):
+        os.chmod(entry, 0)  # not needed: previews only
+    best = exca_hydra.results(cache, best="result.loss", maximize=False)
+    assert [(row["layers"], row["result.loss"]) for row in best] == [(4, 0.25)]
+    worst = exca_hydra.results(cache, best="result.loss", by="lr", maximize=True)
+    assert sorted((row["lr"], row["result.loss"]) for row in worst) == [(0.1, 1.0), (0.3, 0.5)]  # the failed row never wins
+    assert main(["table", str(cache), "--best", "result.metrics.acc", "--max", "--by", "lr,name", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted((row["lr"], row["name"]) for row in rows) == [(0.1, "base"), (0.3, "base")]  # "broken" has no result
+    assert main(["table", str(cache), "--best", "result.loss"]) == 2
+    assert "--max" in capsys.readouterr().err  # which way is better is never guessed
+    assert main(["table", str(cache), "--best", "nope", "--min"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
