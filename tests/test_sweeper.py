@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_launcher import TRAINER, Ctx, Trainer
+from test_launcher import APPS, TRAINER, Ctx, Trainer
 
 APP = TRAINER / "app.py"
 METHOD_APP = TRAINER / "method_app.py"
@@ -256,3 +256,15 @@ def test_fail_fast_stops_the_sweep_at_the_first_failure(ctx: Ctx) -> None:
     assert len(outcomes) == 1, outcomes  # the failed job alone has an outcome
     r = ctx.run(APP, *sweep)  # without it: the others run, the failure is reported
     assert r.code != 0 and len(ctx.lines()) == 3, r.err
+
+
+def test_the_summary_names_the_best_job(ctx: Ctx) -> None:
+    """Issue 24: numbers as results: the summary names the highest and the lowest (which is better
+    is not guessed); hydra.sweeper.best=min:result names the best; a malformed one is refused."""
+    plain = APPS / "plain" / "app.py"
+    r = ctx.run(plain, "x=1,3,2", "hydra/launcher=exca_local", "hydra/sweeper=exca")
+    assert r.code == 0 and "highest result: #1 (x=3) 30; lowest: #0 (x=1) 10" in r.out, r.out
+    r = ctx.run(plain, "x=1,3,2", "hydra/launcher=exca_local", "hydra/sweeper=exca", "hydra.sweeper.best=max:result")
+    assert r.code == 0 and "best (max:result): #1 (x=3) result=30" in r.out, r.out
+    r = ctx.run(plain, "x=1,2", "hydra/launcher=exca_local", "hydra/sweeper=exca", "hydra.sweeper.best=result")
+    assert r.code == 1 and "hydra.sweeper.best" in r.err and "max|min" in r.err, r.err

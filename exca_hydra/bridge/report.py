@@ -121,7 +121,40 @@ def _short_uid(uid: str | None, width: int = 60) -> str:
     return uid[: max(1, width - len(tail) - 1)] + "…" + tail
 
 
-def summary(jobs: tp.Sequence[HydraJob]) -> str:
+def best_line(jobs: tp.Sequence[HydraJob], recorded: dict[int, tp.Any], best: str | None) -> str | None:
+    """The best job, from the previews: by ``best`` ("max:result.accuracy"), or, when every
+    completed result is a number, the highest and the lowest (which is better is not guessed)."""
+    from ..table import preview_columns
+
+    values: list[tuple[float, HydraJob]] = []
+    column = best.partition(":")[2] if best else "result"
+    for job in jobs:
+        data = recorded.get(id(job))
+        if not _ok(job):
+            continue
+        if data is not None and "preview" in data:
+            shown = data["preview"]
+        elif job.result is not None and "_return_value" in vars(job.result):  # in memory: not cached
+            shown = vars(job.result)["_return_value"]
+        else:
+            continue
+        value = preview_columns(shown).get(column)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            values.append((value, job))
+        elif best is None:
+            return None  # not all numbers: no line unless asked
+    if not values or (best is None and len(values) < 2):
+        return None
+    name = lambda job: f"#{job.num} ({_fit(job.shown_overrides or 'no overrides', 60)})"  # noqa: E731
+    high = max(values, key=lambda pair: pair[0])
+    low = min(values, key=lambda pair: pair[0])
+    if best:
+        value, job = high if best.startswith("max:") else low
+        return f"best ({best}): {name(job)} {column}={value:.6g}"
+    return f"highest result: {name(high[1])} {high[0]:.6g}; lowest: {name(low[1])} {low[0]:.6g}"
+
+
+def summary(jobs: tp.Sequence[HydraJob], best: str | None = None) -> str:
     """End-of-sweep table: number, status, time (or "cached"), uid, overrides, result or the
     error's last line; then where the results are. Past 50 jobs, only those not completed."""
     # the outcomes as outcome.json previews them: a result is unpickled only when asked for
@@ -152,6 +185,9 @@ def summary(jobs: tp.Sequence[HydraJob]) -> str:
         for row in [titles, *rows]:
             cells = [cell.rjust(w) if i in (0, 2) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
             lines.append("  " + "  ".join(cells).rstrip())
+    line = best_line(jobs, recorded, best)
+    if line:
+        lines.append(line)
     # only folders that exist: a job that wrote nothing names none
     written = [job.entry.folder for job in jobs if job.entry is not None and job.entry.folder.is_dir()]
     folders = sorted({str(folder.parent) for folder in written})

@@ -31,6 +31,7 @@ class SweeperParams(pydantic.BaseModel):
     mode: Mode = "cached"
     dry_run: bool = False
     folder: str | None = None  # cache root, before hydra.launcher.folder and the model's infra.folder
+    best: str | None = pydantic.Field(None, pattern=r"^(max|min):result(\..+)?$")  # max:result.accuracy
 
 
 def expand(sweeper: tp.Any, params: SweeperParams, arguments: list[str]) -> list[list[list[str]]]:
@@ -103,7 +104,7 @@ def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> l
         else:
             _launch_with(launcher, batch_jobs)
         returns.append([job.result for job in batch_jobs])  # type: ignore[misc]
-    logger.info(summary(jobs))
+    logger.info(summary(jobs, best=params.best))
     failed = [job for job in jobs if job.result is not None and job.result.status == JobStatus.FAILED]
     if failed:  # like Hydra's basic sweeper, raise after every job ran; but one message for all
         raise SweepFailed(failed, len(jobs))

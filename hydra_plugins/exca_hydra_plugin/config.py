@@ -48,6 +48,7 @@ EXCA_SWEEPER = {
     "mode": "cached",  # cached | retry | force | read-only
     "dry_run": False,
     "folder": None,  # cache root, before hydra.launcher.folder and the model's infra.folder
+    "best": None,  # the summary names the best job: max:result.accuracy, min:result.loss
 }
 
 _store = ConfigStore.instance().store
