@@ -13,6 +13,7 @@ costs only ``typing``. The annotations stay strings until pydantic reads them; t
 
 from __future__ import annotations
 
+import sys
 import typing as tp
 
 PREFIX = "slurm_"
@@ -31,9 +32,18 @@ class Ge:
 
 
 _C = tp.TypeVar("_C")
+_F = tp.TypeVar("_F")
 
 
-@tp.dataclass_transform(kw_only_default=True)
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # only type checkers read the marker (they run on 3.11)
+
+    def dataclass_transform(**_: tp.Any) -> tp.Callable[[_F], _F]:
+        return lambda function: function
+
+
+@dataclass_transform(kw_only_default=True)
 def declared(cls: type[_C]) -> type[_C]:
     """Marks a field declaration for type checkers (fields of the models that inherit it)."""
     return cls
