@@ -232,7 +232,7 @@ def test_an_expired_claim_has_one_new_owner(tmp_path: Path) -> None:
     import time
 
     ctx = multiprocessing.get_context("fork")
-    for round_ in range(40):
+    for round_ in range(60):
         entry = Entry(tmp_path / str(round_))
         entry.folder.mkdir()
         path = entry.folder / "claim.json"

@@ -112,6 +112,12 @@ def _take_over(path: Path) -> bool | None:
     claim is gone meanwhile."""
     try:
         seen = path.stat()
+        # judged again on the file just seen: the claim judged expired before may have been
+        # replaced by a winner's fresh one since, which must not be taken over in its turn
+        if expired(path) is None:
+            return False
+        if (path.stat().st_ino, path.stat().st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+            return None
     except FileNotFoundError:
         return None
     token = path.with_name(f".{path.name}.takeover-{seen.st_ino}-{seen.st_mtime_ns}")
