@@ -4,6 +4,7 @@ the index loaded once per process, trust, and two processes asking for overlappi
 from __future__ import annotations
 
 import json
+import time
 import mmap
 import os
 import subprocess
@@ -175,6 +176,29 @@ def test_claims_split_overlapping_keys_and_stale_claims_are_taken_over(tmp_path:
     dead.write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 12345, "time": 0, "keys": ["a"]}))
     assert ItemClaims(tmp_path).take(["a"]) == (["a"], [])
     assert not dead.exists()
+
+
+def test_a_half_written_lock_is_taken_over_when_old_and_a_fresh_one_is_kept(tmp_path: Path) -> None:
+    """The item claims' lock: a holder that died mid-write leaves invalid JSON; past the stale age
+    it is taken over (it used to count as fresh forever: a hang). Only the lock judged dead goes."""
+    from exca_hydra.cache import itemclaims, lease
+
+    claims = ItemClaims(tmp_path)
+    claims.take(["z"])  # makes the folders
+    claims.release()
+    lock = tmp_path / itemclaims.CLAIMS / itemclaims.LOCK
+    lock.write_text('{"host": "vm", "pi')
+    old = time.time() - 2 * itemclaims.LOCK_STALE_S
+    os.utime(lock, (old, old))
+    assert ItemClaims(tmp_path).take(["a"]) == (["a"], [])  # returns: the stale lock went
+    assert not lock.exists()
+    fresh = tmp_path / "fresh"
+    fresh.write_text("{}")
+    judged = fresh.stat().st_ino
+    fresh.unlink()
+    fresh.write_text('{"new": 1}')  # another holder's, created after the judgement
+    if fresh.stat().st_ino != judged:  # (the file system may reuse the inode: nothing to test then)
+        assert lease.move_aside(fresh, judged=judged) is False and fresh.read_text() == '{"new": 1}'
 
 
 def test_two_processes_with_overlapping_items_compute_each_item_once(tmp_path: Path) -> None:

@@ -127,12 +127,18 @@ class ItemClaims:
             while True:
                 if not lease.create(self.path, json.dumps(_me())):
                     try:
+                        stat = self.path.stat()
+                    except OSError:
+                        continue  # released meanwhile
+                    mtime, inode = stat.st_mtime, stat.st_ino
+                    try:
                         owner = json.loads(self.path.read_text() or "{}")
-                        mtime = self.path.stat().st_mtime
                     except (OSError, ValueError):
-                        owner, mtime = {}, time.time()
+                        owner = {}  # half written: judged by its age
+                    owner = owner if isinstance(owner, dict) else {}
                     if _dead(owner, mtime, LOCK_STALE_S) if owner else time.time() - mtime > LOCK_STALE_S:
-                        self.path.unlink(missing_ok=True)
+                        # only the lock judged dead goes: a new holder's lock, created since, stays
+                        lease.move_aside(self.path, judged=inode)
                         continue
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)

@@ -142,11 +142,12 @@ def _take_over(path: Path) -> bool | None:
         token.unlink(missing_ok=True)
 
 
-def move_aside(path: Path) -> bool:
+def move_aside(path: Path, judged: int | None = None) -> bool:
     """Rename an expired claim away; True when this process's rename took the claim judged
-    expired (another process's fresh claim, created in between, is put back)."""
+    expired (``judged``: the inode of the file judged; another process's fresh claim, created in
+    between, is put back)."""
     try:
-        seen = path.stat().st_ino
+        seen = path.stat().st_ino if judged is None else judged
     except OSError:
         return True  # gone already: create it again
     aside = path.with_name(f".{path.name}.expired-{uuid.uuid4().hex[:8]}")
