@@ -244,6 +244,39 @@ def test_an_expired_claim_has_one_new_owner(tmp_path: Path) -> None:
         assert sum(won) == 1, (round_, won)
 
 
+def test_a_claim_taken_over_while_judged_expired_stays_its_new_owners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the test above caught under load, on 3.10 and 3.12 (two owners of one claim): a
+    process judged the claim expired, a rival took it over meanwhile, and the first then took the
+    rival's live claim over too. Forced here, every time: the rival's takeover lands right after
+    the judgement."""
+    import time
+
+    from exca_hydra.cache.host import hostname, start_time
+
+    path = tmp_path / "claim.json"
+    path.write_text(json.dumps({"host": "gone-host", "pid": 1, "start": "1"}))
+    old = time.time() - 2 * lease.LEASE_S
+    os.utime(path, (old, old))
+    rival = {"host": hostname(), "pid": os.getppid(), "start": start_time(os.getppid()), "time": time.time()}
+    judge = lease.expired
+    replaced: list[Path] = []
+
+    def judged_then_taken_by_the_rival(p: Path) -> str | None:
+        why = judge(p)
+        if why and not replaced:  # the rival's takeover: a rename over the expired claim
+            fresh = p.with_name("rival.json")
+            fresh.write_text(json.dumps(rival))
+            os.replace(fresh, p)
+            replaced.append(p)
+        return why
+
+    monkeypatch.setattr(lease, "expired", judged_then_taken_by_the_rival)
+    assert not lease.take(path)
+    assert replaced and lease.read(path) == rival
+
+
 def _try_claim(folder: str) -> bool:
     import time
 
