@@ -187,3 +187,23 @@ def test_editable_finder_hides_plugins_with_hint(tmp_path: Path) -> None:
     assert any(m in proc.stderr for m in HYDRA_MISSES), proc.stderr
     assert HINT in proc.stderr and "through an import hook" in proc.stderr, proc.stderr
     assert "pip install -e ." in proc.stderr, proc.stderr
+
+
+def test_the_declared_pythons_are_the_ones_scripts_test_runs() -> None:
+    """pyproject's classifiers name exactly the Pythons `bash scripts/test` runs by default:
+    python3 (the full suite) and its other Pythons (the tests not marked slurm); requires-python
+    starts at the oldest of them."""
+    import re
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    declared = set(re.findall(r'"Programming Language :: Python :: (3\.\d+)"', pyproject))
+    script = (ROOT / "scripts" / "test").read_text()
+    others = re.search(r"^OTHERS=\$\{EXCA_TEST_OTHER_PYTHONS-([\d. ]*)\}", script, re.M)
+    assert others, "scripts/test: no default list of other Pythons"
+    python3 = shutil.which("python3")
+    assert python3, "no python3 on PATH (scripts/test runs the full suite with it)"
+    main = subprocess.run([python3, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert declared == set(others.group(1).split()) | {main}
+    oldest = min(declared, key=lambda v: tuple(map(int, v.split("."))))
+    assert re.search(rf'^requires-python = ">={re.escape(oldest)}"', pyproject, re.M)
