@@ -1,5 +1,5 @@
-"""``exca-hydra``: look into a cache folder: list entries, show one, a results table, explain a
-miss, clear entries. Looking writes nothing and unpickles nothing."""
+"""``exca-hydra``: look into a cache folder: list entries, show one, a results table, plot the
+results or the jobs' timeline, explain a miss, clear entries. Looking writes nothing and unpickles nothing."""
 
 from __future__ import annotations
 
@@ -259,6 +259,37 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figure(args: argparse.Namespace, make: tp.Callable[[], str]) -> int:
+    from .figure import MissingMatplotlib, check_output
+
+    try:
+        check_output(args.output, args.show)
+        said = make()
+    except MissingMatplotlib as e:
+        print(e, file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as e:
+        print(e, file=sys.stderr)
+        return 2
+    if args.output:
+        print(f"wrote {args.output}")
+    print(said)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot
+
+    by = [name for name in (args.by or "").split(",") if name]
+    return _figure(args, lambda: plot(args.folder, args.x, args.y, by, args.method, args.output, args.show))
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from .timeline import timeline
+
+    return _figure(args, lambda: timeline(args.folder, args.sweep, args.method, args.output, args.show))
+
+
 def main(argv: tp.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exca-hydra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -282,6 +313,22 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument("--max", dest="maximize", action="store_const", const=True, help="with --best: higher is better")
     p.add_argument("--min", dest="maximize", action="store_const", const=False, help="with --best: lower is better")
     p.set_defaults(run=cmd_table)
+    p = sub.add_parser("plot", help="a result against a swept field, one line per --by group (needs exca-hydra[plot])")
+    p.add_argument("folder")
+    p.add_argument("--x", required=True, help="a config column: lr, model.layers")
+    p.add_argument("--y", default="result", help="a result column: result (default), result.accuracy")
+    p.add_argument("--by", metavar="COLUMNS", help="comma-separated columns, one line per group: model.name")
+    p.add_argument("--method", help="a method folder's name, or its end (a cache holding several)")
+    p.add_argument("-o", "--output", help="the figure's file: .png, .svg or .pdf")
+    p.add_argument("--show", action="store_true", help="show it in a window")
+    p.set_defaults(run=cmd_plot)
+    p = sub.add_parser("timeline", help="one bar per job: queued, running, outcome, per Slurm task or worker (needs exca-hydra[plot])")
+    p.add_argument("folder")
+    p.add_argument("--sweep", help="a sweep's folder (multirun/...): its jobs only, cached and interrupted ones included")
+    p.add_argument("--method", help="a method folder's name, or its end")
+    p.add_argument("-o", "--output", help="the figure's file: .png, .svg or .pdf")
+    p.add_argument("--show", action="store_true", help="show it in a window")
+    p.set_defaults(run=cmd_timeline)
     p = sub.add_parser("explain", help="why key=value... (the app's overrides, model=mlp included) is a miss: the nearest entry and what differs")
     p.add_argument("folder")
     p.add_argument("values", nargs="*")

@@ -37,6 +37,7 @@ from .hydra_job import HydraBatch, cached_return, failed_return
 from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, prepare, verify_entries
 from .task_info import task_info
 from .report import Progress, SweepStopped, summary
+from .sweep_record import record_plan
 from .stops import FailFast, cached_folder, interrupted, note_job_traceback, read_here
 
 logger = logging.getLogger("exca_hydra.launcher")
@@ -225,6 +226,7 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
         others = [job for job in jobs if job.step.action == "wait"]  # type: ignore[union-attr]
         reads = [job for job in mine if job.step.action == "read"]  # type: ignore[union-attr]
         mine = [job for job in mine if job.step.action != "read"]  # type: ignore[union-attr]
+        record_plan(launcher.config.hydra.sweep.dir, jobs)  # for exca-hydra timeline --sweep
         logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
         if others:
             logger.info("%d job(s) are being computed by another process: waiting for them (%s%s)", len(others),

@@ -182,8 +182,15 @@ class Entry:
             )
 
     def write_outcome(self, status: Status, duration: float | None, shown: tp.Any, size: int | None = None) -> None:
-        data = {"status": status, "duration": duration, "finished_at": time.time(), "preview": shown,
-                "host": hostname(), "job_id": slurm_job_id()}  # where it ran: the process writing it
+        now = time.time()
+        data = {"status": status, "duration": duration, "finished_at": now, "preview": shown,
+                "host": hostname(), "job_id": slurm_job_id(), "pid": os.getpid()}  # where: this process
+        if duration is not None:  # when: for a timeline of the jobs (exca-hydra timeline)
+            data["started_at"] = now - duration
+            job = self.read_job()
+            submitted = job.get("submitted_at") if job else None
+            if isinstance(submitted, (int, float)) and submitted <= now - duration:
+                data["submitted_at"] = submitted
         if size is not None:
             data["bytes"] = size  # the result file's size: a truncated file is seen without unpickling it
         atomic_write(self.folder / OUTCOME, json.dumps(data).encode("utf8"))
@@ -297,7 +304,12 @@ class Entry:
         """Record the job computing it; a ``placeholder`` reference (a job submitted, not yet
         started) never replaces one that is there (its worker's own), and needs no fsync."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({**ref, "submitted_at": time.time()}).encode("utf8")
+        submitted: tp.Any = time.time()
+        if not ref.get("placeholder"):  # a worker's own reference: the job was submitted before
+            held = self.read_job()
+            if held and held.get("placeholder") and isinstance(held.get("submitted_at"), (int, float)):
+                submitted = held["submitted_at"]
+        data = json.dumps({**ref, "submitted_at": submitted}).encode("utf8")
         if not ref.get("placeholder"):
             return atomic_write(self.folder / JOB, data)
         tmp = self.folder / f".tmp-{uuid.uuid4().hex[:8]}-{JOB}"
