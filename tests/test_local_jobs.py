@@ -25,6 +25,7 @@ from exca_hydra.bridge.report import Progress
 from exca_hydra.cache.store import JobFailure
 from exca_hydra.execution import engine
 from exca_hydra.execution.fork import ForkBackend
+from exca_hydra.execution.fork_job import JobSetup
 
 APP = Path(__file__).resolve().parent / "apps" / "jobenv"
 
@@ -112,6 +113,34 @@ def test_fork_backend_kills_a_job_that_ignores_the_timeouts_sigterm(tmp_path: Pa
     assert time.time() - start < 10
     failure = str(outcomes[0].lost)
     assert "timed out after 0.01 min" in failure and "SIGKILL 0.5 s later" in failure, failure
+
+
+class _OneSlow:
+    checkpointable = False
+
+    def __len__(self) -> int:
+        return 6
+
+    def setup(self) -> None:
+        pass
+
+    def run(self, index: int, job_id: str) -> float:
+        time.sleep(4 if index == 0 else 0.05)
+        return time.time()
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_a_free_slot_starts_the_next_job_while_a_long_one_runs(tmp_path: Path, echo: bool) -> None:
+    """Found by the timeline (issue 24): a slot freed while another job ran stayed idle until
+    every running job had ended, so 2 slots ran jobs in lockstep pairs behind the slowest."""
+    setup = JobSetup(ids=[f"t_{i}" for i in range(6)], logs=str(tmp_path / "logs")) if echo else None
+    backend = ForkBackend(tmp_path / "returns", limit=2, setup=setup, echo=(lambda text, err: None) if echo else None)
+    handles = backend.submit(_OneSlow(), [[i] for i in range(6)])
+    ended: dict[int, float] = {}
+    start = time.time()
+    engine.collect(backend, handles, [[i] for i in range(6)], lambda i, o: ended.__setitem__(i, time.time()))
+    short = [ended[i] - start for i in range(1, 6)]
+    assert max(short) < 3 < ended[0] - start, (short, ended[0] - start)  # all five beside the slow one
 
 
 # ----- 2, 3: submitit.JobEnvironment() in the task; hydra.job.id names the job and its log -----

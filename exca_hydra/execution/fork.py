@@ -134,7 +134,7 @@ class ForkBackend:
         while self.running:
             pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
             if pid == 0:
-                return
+                break  # (a return here skipped _start: a free slot waited for every running job)
             handle = self.running.pop(pid, None)
             if handle is not None:
                 handle.status = status
