@@ -73,7 +73,7 @@ def bars(folder: Path | str, sweep: Path | str | None = None, method: str | None
         if job.get("action") in ("read", "skip") or entry is None:  # its recorded outcome was the answer
             out.append(Bar(label, "cache", at, at, at, "cached"))
             continue
-        bar = _bar(entry, label, since=at)
+        bar = _bar(entry, label, since=at) if "ended" in job or job.get("action") != "run" else None
         if bar is not None and bar.submitted == bar.started:  # local: queued from the launch on
             bar = bar._replace(submitted=min(at, bar.started))
         if bar is not None:

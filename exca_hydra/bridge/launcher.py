@@ -37,7 +37,7 @@ from .hydra_job import HydraBatch, cached_return, failed_return
 from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, prepare, verify_entries
 from .task_info import task_info
 from .report import Progress, SweepStopped, summary
-from .sweep_record import record_plan
+from .sweep_record import record_end, record_plan
 from .stops import FailFast, cached_folder, interrupted, note_job_traceback, read_here
 
 logger = logging.getLogger("exca_hydra.launcher")
@@ -340,6 +340,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
         ret = job.result
         if ret is not None and ret.status == JobStatus.FAILED and job.entry is not None and not job.entry.file_status():
             job.entry.write_error(ret._return_value, "")  # e.g. a failure before the task ran
+        record_end(launcher.config.hydra.sweep.dir, job.num)
         counts["done"] += 1
         counts["failed"] += ret is not None and ret.status == JobStatus.FAILED
         if params.fail_fast and ret is not None and ret.status == JobStatus.FAILED:

@@ -1,6 +1,6 @@
 """What a sweep planned, one line per job in ``<sweep dir>/.exca/jobs.jsonl``: its number, its
 overrides, its cache entry and what the plan did with it (read from the cache, run, or wait for
-another process). ``exca-hydra timeline --sweep DIR`` reads it back: which jobs this sweep took
+another process), then a line per job it saw end. ``exca-hydra timeline --sweep DIR`` reads it back: which jobs this sweep took
 from the cache, and which it ran but recorded no outcome for (interrupted)."""
 
 from __future__ import annotations
@@ -38,8 +38,19 @@ def record_plan(sweep_dir: str | Path, jobs: tp.Sequence[HydraJob]) -> None:
         logger.warning("Could not record the sweep's plan in %s: %s", path, e)
 
 
+def record_end(sweep_dir: str | Path, num: int) -> None:
+    """A job this sweep saw end (its outcome is in its entry); one without such a line was
+    interrupted, whatever a later sweep computed for its entry since."""
+    path = Path(sweep_dir) / RECORD
+    try:
+        with path.open("a") as f:
+            f.write(json.dumps({"num": num, "ended": time.time()}) + "\n")
+    except OSError:
+        pass
+
+
 def read_plan(sweep_dir: str | Path) -> list[dict[str, tp.Any]]:
-    """The jobs a sweep planned, the last plan of each job number winning (a re-run sweep)."""
+    """The jobs a sweep planned (the last plan of each job number), with ``ended`` when it saw one end."""
     path = Path(sweep_dir) / RECORD
     jobs: dict[int, dict[str, tp.Any]] = {}
     with path.open() as f:
@@ -48,6 +59,10 @@ def read_plan(sweep_dir: str | Path) -> list[dict[str, tp.Any]]:
                 job = json.loads(line)
             except ValueError:  # a line cut by a kill: the others stand
                 continue
-            if isinstance(job, dict) and isinstance(job.get("num"), int):
+            if not isinstance(job, dict) or not isinstance(job.get("num"), int):
+                continue
+            if "ended" in job:
+                jobs.setdefault(job["num"], {"num": job["num"]})["ended"] = job["ended"]
+            else:
                 jobs[job["num"]] = job
     return [jobs[num] for num in sorted(jobs)]
