@@ -9,10 +9,11 @@ import typing as tp
 from pathlib import Path
 
 from .figure import finish, pyplot, short_path
-from .table import rows
+from .table import order_key, rows
 
 State = tp.Literal["completed", "failed", "missing"]
 MARKERS: dict[str, str] = {"failed": "x", "missing": "^"}
+LEGEND_MAX = 12
 
 
 class Point(tp.NamedTuple):
@@ -49,7 +50,7 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
     if y not in columns:
         results = [c for c in columns if c == "result" or c.startswith("result.")]
         raise ValueError(f"no column {y!r}; the result columns: {', '.join(results) or 'none (no completed job)'}")
-    groups: dict[str, list[Point]] = {}
+    groups: dict[tuple[tp.Any, ...], list[Point]] = {}
     for row in table:
         value = row[y]
         if row["status"] == "completed":
@@ -59,14 +60,15 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
             state: State = "completed"
         else:
             state, value = ("failed" if row["status"] == "failed" else "missing"), None
-        label = ", ".join(f"{name}={row[name]}" for name in by)
-        groups.setdefault(label, []).append(Point(row[x], value, state, row["uid"]))
+        key = tuple(row[name] for name in by)  # the legend's title names the columns
+        groups.setdefault(key, []).append(Point(row[x], value, state, row["uid"]))
     xs = [point.x for points in groups.values() for point in points]
     categories = None
     if not all(_number(v) for v in xs):
         categories = sorted({str(v) for v in xs}, key=lambda v: (not _is_float(v), _float(v), v))
     log_x = categories is None and min(xs) > 0 and max(xs) / min(xs) > 100  # more than two decades
-    return Series({key: groups[key] for key in sorted(groups)}, categories, log_x, methods[0])
+    order = sorted(groups, key=lambda key: [order_key(v) for v in key])
+    return Series({", ".join(map(str, key)): groups[key] for key in order}, categories, log_x, methods[0])
 
 
 def _is_float(text: str) -> bool:
@@ -111,11 +113,17 @@ def draw(data: Series, x: str, y: str, by: tp.Sequence[str] = (), title: str = "
     ax.set_title(title or f"{y} vs {x} ({data.method})")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
+    if len(handles) > LEGEND_MAX:  # a legend of 100 lines hides the plot: the first ones, and a count
+        more = len(handles) - LEGEND_MAX + 1
+        handles, labels = handles[: LEGEND_MAX - 1], labels[: LEGEND_MAX - 1]
+        handles.append(plt.Line2D([], [], linestyle="none"))
+        labels.append(f"... {more} more (colours repeat)")
     for state in sorted(marked):  # what the marks at the bottom mean
         handles.append(ax.scatter([], [], marker=MARKERS[state], color="black", facecolors="none" if state == "missing" else "black"))
         labels.append(state)
     if len(data.groups) > 1 or marked:
-        ax.legend(handles, labels, title=", ".join(by) or None, fontsize="small")
+        outside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if len(handles) > 6 else {}
+        ax.legend(handles, labels, title=", ".join(by) or None, fontsize="small", **outside)
     fig.tight_layout()
     return fig
 
@@ -134,6 +142,6 @@ def plot(
     """Draw ``y`` against ``x`` for the entries of a cache folder; write it to ``output`` (PNG, SVG
     or PDF from its name) and/or show it. Returns the figure's description."""
     data = series(folder, x, y, by, method)
-    fig = draw(data, x, y, by, f"{y} vs {x}: {data.method}\n{short_path(folder)}", show)
+    fig = draw(data, x, y, by, f"{y} vs {x}: {data.method}\n{short_path(folder, 2)}", show)
     finish(fig, output, show)
     return describe(data)

@@ -122,7 +122,7 @@ def rows(
         if column not in columns:
             raise ValueError(f"no column {column!r} to sort by; the columns: {', '.join(columns)}")
         present = [row for row in table if row[column] is not None]
-        present.sort(key=lambda row: _order(row[column]), reverse=sort.startswith("-"))
+        present.sort(key=lambda row: order_key(row[column]), reverse=sort.startswith("-"))
         table = present + [row for row in table if row[column] is None]
     return table
 
@@ -182,7 +182,7 @@ def best_rows(
     return [winners[key] for key in sorted(winners)]
 
 
-def _order(value: tp.Any) -> tuple[int, tp.Any]:
+def order_key(value: tp.Any) -> tuple[int, tp.Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, value)
     return (1, str(value))

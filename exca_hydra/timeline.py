@@ -134,18 +134,26 @@ def draw(found: tp.Sequence[Bar], title: str, show: bool = False) -> tp.Any:
                 queued.append((y, (waited - t0) / scale, (bar.started - waited) / scale))
             free = max(free, bar.ended)
             running.setdefault(bar.outcome, []).append((y, (bar.started - t0) / scale, (bar.ended - bar.started) / scale))
-    if queued:
-        ax.barh([q[0] for q in queued], [q[2] for q in queued], left=[q[1] for q in queued], height=0.8,
-                color=COLOURS["queued"], label="queued")  # fmt: skip
-    for outcome in ("completed", "failed", "cached", "interrupted"):
-        spans = running.get(outcome)
-        if not spans:
-            continue
-        least = span / 150 if outcome == "cached" else 0.0  # read at once: a tick, to be seen
-        widths = [max(s[2], least) for s in spans]
-        ax.barh([s[0] for s in spans], widths, left=[s[1] for s in spans], height=0.8, color=COLOURS[outcome],
-                label=outcome, hatch="//" if outcome == "interrupted" else None,
-                edgecolor="black" if outcome == "cached" else COLOURS[outcome], linewidth=0.5)  # fmt: skip
+    from matplotlib.collections import PolyCollection
+
+    def bars_of(spans: list[tuple[int, float, float]], least: float = 0.0) -> list[list[tuple[float, float]]]:
+        """One rectangle per span (row, left, width): one collection per colour draws 1,000 fast."""
+        out = []
+        for y, left, width in spans:
+            right = left + max(width, least)
+            out.append([(left, y - 0.4), (right, y - 0.4), (right, y + 0.4), (left, y + 0.4)])
+        return out
+
+    layers = [("queued", queued, 0.0)] + [(o, running.get(o, []), span / 150 if o == "cached" else 0.0)
+                                          for o in ("completed", "failed", "cached", "interrupted")]  # fmt: skip
+    for outcome, spans, least in layers:  # cached: read at once, drawn as a tick to be seen
+        if spans:
+            ax.add_collection(PolyCollection(
+                bars_of(spans, least), facecolors=COLOURS[outcome], label=outcome, linewidths=0.5,
+                edgecolors="black" if outcome == "cached" else COLOURS[outcome],
+                hatch="//" if outcome == "interrupted" else None,
+            ))  # fmt: skip
+    ax.set_xlim(0, span * 1.02 or 1.0)
     names = [f"from the cache ({len(lane)})" if name == "cache" else name for name, lane in lanes]
     step = max(1, len(names) // 40)  # readable labels: at most ~40 of them
     ax.set_yticks(range(0, len(names), step), names[::step], fontsize="small")
@@ -192,6 +200,6 @@ def timeline(
     if not found:
         raise ValueError(f"No job with a recorded outcome under {folder}" + (f" in sweep {sweep}" if sweep else ""))
     what = f"sweep {short_path(sweep, 2)}" if sweep else (method or "all methods")
-    fig = draw(found, f"Jobs of {what}\n{short_path(folder)}", show)
+    fig = draw(found, f"Jobs of {what}\n{short_path(folder, 2)}", show)
     finish(fig, output, show)
     return describe(found, without)
