@@ -182,3 +182,25 @@ def test_local_jobs_are_packed_into_the_slots_they_ran_in() -> None:
     assert [[b.label for b in lane] for _, lane in rows[3:]] == [["2", "3"], ["1", "4"]]  # the first to end first
     text = timelines.describe(found)
     assert text.splitlines()[0] == "7 job(s): 6 completed, 1 failed" and "slowest: 1 on h:1, 2.0 s" in text, text
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_timeline_of_a_slurm_sweep_rows_per_worker_with_queue_time(tmp_path: Path) -> None:
+    """Pull workers on the real Slurm: one row per worker task (<array>_<task>), each job queued
+    from its submission (job.json's placeholder time, kept when the worker writes its own) to its start."""
+    (tmp_path / "release").write_text("")
+    command = [sys.executable, str(APP), "-m", "model=a,b", "lr=0.001,0.01,0.1,0.5", f"infra.folder={tmp_path / 'cache'}",
+               "hydra/launcher=exca_slurm", "hydra.launcher.array_parallelism=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    proc = subprocess.run(command, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert "2 of 8 job(s) failed" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    found, _ = timelines.bars(tmp_path / "cache", tmp_path / "sweep")
+    assert sorted(bar.outcome for bar in found) == ["completed"] * 6 + ["failed"] * 2
+    workers = {bar.worker for bar in found}
+    assert len(workers) <= 2 and all(w.split("_")[0].isdigit() and w.split("_")[1].isdigit() for w in workers), workers
+    assert all(bar.submitted < bar.started <= bar.ended for bar in found), found  # Slurm's queue: > 0
+    rows = timelines.rows_of(found)
+    assert [name for name, _ in rows] == sorted(workers, key=lambda w: int(w.split("_")[1]))
+    fig = timelines.draw(found, "slurm")
+    counts = _bar_colours(fig.axes[0])
+    assert counts["completed"] == 6 and counts["failed"] == 2 and counts["queued"] >= len(workers), counts
