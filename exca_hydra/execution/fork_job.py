@@ -12,9 +12,11 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 import typing as tp
+import warnings
 from pathlib import Path
 
 
@@ -151,7 +153,12 @@ def fork_child(run: tp.Callable[[], None], interrupted_exit: int | None = None) 
     code, nor its cleanup handlers): 0 when ``run`` returned, ``interrupted_exit`` on
     KeyboardInterrupt if given, else 1 with the traceback on stderr. Returns the child's pid."""
     flush_std()  # else the child writes the parent's buffered output again
-    pid = os.fork()
+    with warnings.catch_warnings():
+        if all(t.name == "exca-claims" for t in threading.enumerate() if t is not threading.main_thread()):
+            # Python >= 3.12 warns of fork() in a threaded process: ours is only the claims'
+            # heartbeat, whose lock the child replaces (lease._after_fork); others' threads still warn
+            warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid:
         return pid
     code = 1
