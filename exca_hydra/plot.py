@@ -4,6 +4,7 @@ the bottom of the axes, at their x, not dropped."""
 
 from __future__ import annotations
 
+import json
 import math
 import typing as tp
 from pathlib import Path
@@ -60,15 +61,23 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
             state: State = "completed"
         else:
             state, value = ("failed" if row["status"] == "failed" else "missing"), None
-        key = tuple(row[name] for name in by)  # the legend's title names the columns
+        key = tuple(_hashable(row[name]) for name in by)  # the legend's title names the columns
         groups.setdefault(key, []).append(Point(row[x], value, state, row["uid"]))
     xs = [point.x for points in groups.values() for point in points]
     categories = None
     if not all(_number(v) for v in xs):
-        categories = sorted({str(v) for v in xs}, key=lambda v: (not _is_float(v), _float(v), v))
+        categories = sorted({_text(v) for v in xs}, key=lambda v: (not _is_float(v), _float(v), v))
     log_x = categories is None and min(xs) > 0 and max(xs) / min(xs) > 100  # more than two decades
     order = sorted(groups, key=lambda key: [order_key(v) for v in key])
     return Series({", ".join(map(str, key)): groups[key] for key in order}, categories, log_x, methods[0])
+
+
+def _hashable(value: tp.Any) -> tp.Any:
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, (list, dict)) else value
+
+
+def _text(value: tp.Any) -> str:
+    return str(_hashable(value))
 
 
 def _is_float(text: str) -> bool:
@@ -90,7 +99,7 @@ def draw(data: Series, x: str, y: str, by: tp.Sequence[str] = (), title: str = "
     position = {c: i for i, c in enumerate(data.categories or [])}
 
     def where(value: tp.Any) -> float:
-        return position[str(value)] if data.categories is not None else float(value)
+        return position[_text(value)] if data.categories is not None else float(value)
 
     bottom = ax.get_xaxis_transform()  # x in data, y in axes fractions: the marks sit under the points
     marked = set()

@@ -204,3 +204,21 @@ def test_timeline_of_a_slurm_sweep_rows_per_worker_with_queue_time(tmp_path: Pat
     fig = timelines.draw(found, "slurm")
     counts = _bar_colours(fig.axes[0])
     assert counts["completed"] == 6 and counts["failed"] == 2 and counts["queued"] >= len(workers), counts
+
+
+def test_odd_columns_and_a_folder_that_is_no_sweep(sweeps: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A list-valued column groups and places points like any value; --sweep on a folder without
+    the sweep's record says what it is, with exit code 2, no traceback."""
+    rows = [{"method": "m", "uid": str(i), "status": "completed", "tags": [i % 2], "x": [i], "result": float(i)} for i in range(4)]
+    import exca_hydra.plot as module
+
+    original = module.rows
+    module.rows = lambda folder, method=None: rows  # type: ignore[assignment]
+    try:
+        data = plotting.series(tmp_path, "x", "result", ["tags"])
+    finally:
+        module.rows = original  # type: ignore[assignment]
+    assert list(data.groups) == ["[0]", "[1]"] and data.categories == ["[0]", "[1]", "[2]", "[3]"]
+    assert main(["timeline", str(sweeps / "cache"), "--sweep", str(tmp_path), "-o", str(tmp_path / "t.png")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no record of an exca launcher's sweep" in err and "Traceback" not in err, err

@@ -52,6 +52,11 @@ def record_end(sweep_dir: str | Path, num: int) -> None:
 def read_plan(sweep_dir: str | Path) -> list[dict[str, tp.Any]]:
     """The jobs a sweep planned (the last plan of each job number), with ``ended`` when it saw one end."""
     path = Path(sweep_dir) / RECORD
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{sweep_dir} holds no record of an exca launcher's sweep ({RECORD}): a sweep of another "
+            "launcher, or of a version before it was recorded. Leave out --sweep to see every entry's last job."
+        )
     jobs: dict[int, dict[str, tp.Any]] = {}
     with path.open() as f:
         for line in f:
