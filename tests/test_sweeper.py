@@ -57,6 +57,9 @@ def test_rerun_runs_only_the_missing_jobs_with_stable_numbers(ctx: Ctx) -> None:
     for num in ctx.cached_dirs():
         pointer = (ctx.sweep_dir / num / ".hydra" / "cache_entry.txt").read_text().strip()
         assert (ctx.sweep_dir / num / ".hydra" / "config.yaml").exists() and Path(pointer, "result.pkl").exists()
+        # the same config.yaml as when it ran (written from the config composed at planning)
+        ran = ctx.tmp / "sweep1" / num / ".hydra" / "config.yaml"
+        assert (ctx.sweep_dir / num / ".hydra" / "config.yaml").read_text() == ran.read_text(), num
     third = ctx.run(APP, *SWEEP)
     assert third.code == 0 and ctx.lines()[len(lines) + 2 :] == [] and ctx.job_dirs() == []
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from hydra.core.utils import JobStatus
 
 from .hydra_job import HydraBatch, job_traceback
-from .jobs import HydraJob
+from .jobs import HydraJob, task_yaml
 
 logger = logging.getLogger("exca_hydra.launcher")
 
@@ -26,12 +26,8 @@ def cached_folder(folder: Path, job: HydraJob) -> None:
     hydra_dir = folder / ".hydra"
     try:
         hydra_dir.mkdir(parents=True, exist_ok=True)
-        config = OmegaConf.to_container(job.config, resolve=False)
-        assert isinstance(config, dict)
-        config.pop("hydra", None)
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 10x OmegaConf.to_yaml
-        text = yaml.dump(config, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
-        (hydra_dir / "config.yaml").write_text(text)
+        (hydra_dir / "config.yaml").write_text(job.config_text if job.config_text is not None else task_yaml(job.config))
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         (hydra_dir / "overrides.yaml").write_text(yaml.dump(list(job.overrides), Dumper=dumper))
         (hydra_dir / "cache_entry.txt").write_text(f"{job.entry.folder}\n" if job.entry is not None else "-\n")
     except OSError as e:

@@ -3,6 +3,7 @@ launch the rest with stable job numbers, and return one JobReturn per job in ord
 
 from __future__ import annotations
 
+import functools
 import logging
 import typing as tp
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
 from .task_info import task_info
-from .jobs import Context, HydraJob, assign_entries, configured_folder, prepare, verify_entries
+from .jobs import Context, HydraJob, assign_entries, configured_folder, has_result, prepare, verify_entries
 from .launcher import PlanLauncher, launch_plan, launcher_params, plan_jobs, wait_for_others
 from .report import SweepFailed, summary
 
@@ -82,8 +83,10 @@ def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> l
     # validate the whole sweep before the first batch runs
     all_overrides = [job for batch in batches for job in batch]
     context = Context(sweeper.config, sweeper.hydra_context, sweeper.task_function)
-    jobs = prepare(context, all_overrides, 0, keep_full=not params.dry_run)
-    assign_entries(sweeper.task_function, configured_folder(sweeper.config.hydra), jobs)
+    folder = configured_folder(sweeper.config.hydra)
+    jobs = prepare(context, all_overrides, 0, keep_full=not params.dry_run, cached=None if params.dry_run or params.mode == "force"
+                   else functools.partial(has_result, sweeper.task_function, folder))  # fmt: skip
+    assign_entries(sweeper.task_function, folder, jobs)
     _say_what_is_cached(sweeper, jobs, exca_launcher)
     plan_jobs(jobs, params.mode)
     if params.mode != "force":
