@@ -38,7 +38,7 @@ from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, pr
 from .task_info import task_info
 from .report import Progress, SweepStopped, summary
 from .sweep_record import record_end, record_plan
-from .stops import FailFast, cached_folder, interrupted, note_job_traceback, read_here
+from .stops import FailFast, cached_folder, interrupted, not_waited, not_waited_return, note_job_traceback, read_here
 
 logger = logging.getLogger("exca_hydra.launcher")
 
@@ -54,6 +54,7 @@ class LauncherParams(HslSlurm):
     name: str | None = None
     stderr_to_stdout: bool = False
     fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are cancelled
+    wait: bool = True  # False: exit once the jobs are submitted; re-running collects them (hydra#2479)
     workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
 
     @pydantic.model_validator(mode="after")
@@ -66,6 +67,13 @@ class LauncherParams(HslSlurm):
             logger.warning("hydra.launcher.signal_delay_s=%d is not shorter than half of timeout_min=%g min: "
                            "using signal_delay_s=%d (a quarter of the limit)", signal_delay_s, self.timeout_min, delay)  # fmt: skip
             setattr(self, "signal_delay_s", delay)
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _fail_fast_waits(self) -> "LauncherParams":
+        if self.fail_fast and not self.wait:
+            raise ValueError("fail_fast=true stops the sweep at the first failure, which needs the launcher to "
+                             "wait for the jobs: it cannot go with wait=false")  # fmt: skip
         return self
 
     def slurm_options(self) -> SlurmOptions:
@@ -120,6 +128,10 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
     _setup(launcher)
     context = Context(launcher.config, launcher.hydra_context, launcher.task_function)
     invalid: list[tp.Any] | None = None if fails_the_sweep(launcher.config) else []
+    if invalid is not None and not waits(params):  # Optuna and the like read each result
+        sweeper = str((launcher.config.hydra.get("sweeper") or {}).get("_target_", "this sweeper")).rpartition(".")[2]
+        raise SweepStopped(f"hydra.launcher.wait=false: {sweeper} proposes its next jobs from the results of "
+                           "the last ones, so it needs them; nothing was submitted (keep wait=true)")  # fmt: skip
     jobs = prepare(context, job_overrides, initial_job_idx, invalid=invalid)
     assign_entries(launcher.task_function, params.folder, jobs)
     _say_if_uncached(launcher, jobs)
@@ -218,6 +230,9 @@ def run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParam
 def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherParams, jobs: tp.Sequence[HydraJob]) -> None:
     steps = [job.step for job in jobs]
     assert all(step is not None for step in steps), "run_plan needs planned jobs"
+    if not waits(params) and any(job.entry is None for job in jobs if job.step.action == "run"):  # type: ignore[union-attr]
+        raise SweepStopped("hydra.launcher.wait=false needs a cache folder (hydra.launcher.folder or the model's "
+                           "infra.folder): without one a re-run cannot collect the jobs; nothing was submitted")  # fmt: skip
     with engine.claimed(steps) as positions:  # type: ignore[arg-type]
         mine = [jobs[p] for p in positions]
         for job in mine:
@@ -229,14 +244,19 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
         record_plan(launcher.config.hydra.sweep.dir, jobs)  # for exca-hydra timeline --sweep
         logger.info("Exca %s launcher: launching %d validated job(s)", launcher.cluster, len(mine))
         if others:
-            logger.info("%d job(s) are being computed by another process: waiting for them (%s%s)", len(others),
+            logger.info("%d job(s) are being computed by another process: %s (%s%s)", len(others),
+                        "waiting for them" if waits(params) else "not waiting (wait=false), a re-run collects them",
                         "; ".join(engine.holder(job.entry) for job in others[:3] if job.entry is not None),
                         "; ..." if len(others) > 3 else "")  # fmt: skip
         if reads:  # cached: read back here, never submitted (a Slurm job to read a file is waste)
             read_here(launcher, reads)
         if mine:
             _submit_and_collect(launcher, params, mine)
-    wait_for_others(others)
+    if waits(params):
+        wait_for_others(others)
+    else:  # still computed elsewhere (e.g. submitted by the last run): collected next time too
+        for job in others:
+            job.result = not_waited_return(job)
     for job in jobs:
         if job.result is None:  # skipped: its cached outcome
             job.result = cached_return(job)
@@ -319,6 +339,11 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
                 logger.info("\t#%d : %s -> Slurm job %s", job.num, job.shown_overrides, handle.job_id)
             if ref is not None and job.entry is not None and launcher.cluster == "slurm":
                 job.entry.write_job(ref)
+    if not waits(params):  # submitted: the jobs' outcomes reach their entries, a re-run collects them
+        for job in jobs:
+            job.result = not_waited_return(job)
+        logger.info(not_waited(launcher, jobs, handles))
+        return
     counts = {"done": 0, "failed": 0}
     queue = {"asked": 0.0, "running": 0, "why": ""}  # Slurm's view, asked every 5 s: one squeue call
 
@@ -370,6 +395,10 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
                            f"{len(left)} other job(s) stopped, nothing recorded for them") from None  # fmt: skip
     except KeyboardInterrupt:
         raise SweepStopped(interrupted(launcher, [job for job in jobs if job.result is None], handles)) from None
+
+
+def waits(params: LauncherParams | LocalLauncherParams) -> bool:
+    return getattr(params, "wait", True)  # exca_local's jobs end with the launcher: it always waits
 
 
 def _queue_view(waiting: tp.Sequence[int], tasks: tp.Sequence[tp.Sequence[int]], handles: tp.Sequence[tp.Any]) -> tuple[int, str]:

@@ -73,6 +73,8 @@ def _outcome(ret: JobReturn | None) -> str:
     Reading a cached result loads it (and drops it); one that cannot be loaded fails its job."""
     if ret is None:
         return "?"
+    if ret.status == JobStatus.UNKNOWN:
+        return "(on Slurm, not waited for)"
     value = ret._return_value
     try:
         if isinstance(value, BaseException):
@@ -161,18 +163,21 @@ def summary(jobs: tp.Sequence[HydraJob], best: str | None = None) -> str:
     recorded = {id(job): _recorded(job) for job in jobs}
     outcomes = {id(job): _preview(job, recorded[id(job)]) for job in jobs if len(jobs) <= 50 or job.from_cache or not _ok(job)}
     counts = collections.Counter(
-        "cached" if job.from_cache and _ok(job) else "completed" if _ok(job) else "failed" for job in jobs
+        "cached" if job.from_cache and _ok(job) else "completed" if _ok(job) else "submitted" if _submitted(job) else "failed"
+        for job in jobs
     )
     head = f"Sweep summary: {len(jobs)} job(s): " + ", ".join(
-        f"{counts[k]} {k}" for k in ("completed", "cached", "failed") if counts[k]
+        f"{counts[k]} {k}" for k in ("completed", "cached", "failed", "submitted") if counts[k]
     )
+    if counts["submitted"]:
+        head += " (not waited for, hydra.launcher.wait=false: re-run the same command to collect them)"
     shown = list(jobs)
     if len(shown) > 50:  # a long sweep: list the others only
         shown = [job for job in jobs if not _ok(job)]
         head += "; not completed:" if shown else ""
     rows = []
     for job in shown:
-        status = job.result.status.name if job.result is not None else "?"
+        status = "SUBMITTED" if _submitted(job) else job.result.status.name if job.result is not None else "?"
         took = (recorded[id(job)] or {}).get("duration")  # the job's own time (a pull worker's job too)
         took = took if isinstance(took, (int, float)) else (job.ended - job.started if job.ended else None)
         seconds = "cached" if job.from_cache else f"{took:.1f}s" if took is not None else "-"
@@ -200,6 +205,11 @@ def summary(jobs: tp.Sequence[HydraJob], best: str | None = None) -> str:
 
 def _ok(job: HydraJob) -> bool:
     return job.result is not None and job.result.status == JobStatus.COMPLETED
+
+
+def _submitted(job: HydraJob) -> bool:
+    """Submitted and not waited for: Hydra's "result not yet available"."""
+    return job.result is not None and job.result.status == JobStatus.UNKNOWN
 
 
 SHOWN_FAILURES = 20  # past this, the summary table lists the rest

@@ -1,5 +1,6 @@
 """Jobs of a launch that do not run: cached ones (read back here, a folder each) and the ones a
-stop leaves (Ctrl-C, fail_fast), with the one message that says what is left and how to go on."""
+stop leaves (Ctrl-C, fail_fast, wait=false), with the one message that says what is left and how
+to go on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from hydra.core.utils import JobStatus
+from hydra.core.utils import JobReturn, JobStatus
 
 from .hydra_job import HydraBatch, job_traceback
 from .jobs import HydraJob, task_yaml
@@ -82,3 +83,20 @@ def note_job_traceback(job: HydraJob) -> None:
         import sys
 
         sys.stderr.write(note.rstrip("\n") + "\n")
+
+
+def not_waited_return(job: HydraJob) -> JobReturn:
+    """A job submitted and not waited for (``hydra.launcher.wait=false``): Hydra's status for a
+    result "not yet available" (reading ``return_value`` asserts); a re-run collects it."""
+    return JobReturn(overrides=list(job.overrides), status=JobStatus.UNKNOWN)
+
+
+def not_waited(launcher: tp.Any, jobs: tp.Sequence[HydraJob], handles: tp.Sequence[tp.Any]) -> str:
+    """``hydra.launcher.wait=false``: what was submitted, where the results go, how to collect."""
+    arrays = sorted({str(h.job_id).split("_")[0] for h in handles if str(getattr(h, "job_id", "?"))[:1].isdigit()})
+    folders = sorted({str(job.entry.folder.parent) for job in jobs if job.entry is not None})
+    where = f"their results go to {', '.join(f + '/<uid>' for f in folders)}" if folders else "nothing is cached (no cache folder)"
+    return (f"Submitted {len(jobs)} job(s) to Slurm (job arrays {', '.join(arrays) or '?'}) and not waiting for them "
+            f"(hydra.launcher.wait=false); {where}. Re-run the same command to collect them: finished jobs are read "
+            f"from the cache, the others waited for (or, with wait=false, listed), nothing is submitted twice; "
+            f"squeue -j {','.join(arrays)} shows them, scancel {' '.join(arrays)} cancels them.")  # fmt: skip

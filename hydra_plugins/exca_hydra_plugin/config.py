@@ -37,6 +37,7 @@ EXCA_SLURM = {
     "_target_": f"{_PLUGINS}.launchers.ExcaSlurmLauncher",
     **_COMMON,
     "max_array_size": None,  # null: Slurm's MaxArraySize
+    "wait": True,  # false: exit once the jobs are submitted; re-running the command collects them
     # partition, qos, ..., jobs_per_task (null: array tasks pull jobs until none is left)
     **{k: v for k, v in defaults(SlurmFields, strip=PREFIX).items() if k != "array_parallelism"},
 }
