@@ -8,7 +8,10 @@ What ran is counted through $EXCA_TEST_LOG, one line per computed job (see ``Ctx
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,41 @@ def test_summary_names_only_folders_that_exist(tmp_path: Path) -> None:
     assert summary([job]).endswith(f"results: {tmp_path / 'root' / 'app.main,0'}/<uid>")
     job.entry = None
     assert summary([job]).endswith("results: not cached")
+
+
+SCRIPT = '''
+import sys, pydantic, exca_hydra
+
+class Exp(pydantic.BaseModel):
+    x: int = 1
+    infra: exca_hydra.TaskInfra = exca_hydra.TaskInfra()
+
+    @infra.apply
+    def train(self) -> int:
+        print("computed", flush=True)
+        return self.x * 2
+
+@exca_hydra.main(version_base="1.3")
+def main(exp: Exp) -> int:
+    return exp.train()
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["api"]:
+        print(Exp(infra={"folder": "cache"}).train(), flush=True)
+    else:
+        main()
+'''
+
+
+@pytest.mark.parametrize("tool", [[], ["-m", "cProfile", "-o", "profile.out"], ["-m", "trace", "--count", "--missing", "-C", "cov"]])
+def test_a_script_run_by_a_tool_is_cached_under_its_own_name(tmp_path: Path, tool: list[str]) -> None:
+    """`python -m cProfile app.py` (or trace): the tool is __main__ then; a model defined in the
+    script was cached under "cProfile.Exp.train,0/" and computed again (found by the bench)."""
+    (tmp_path / "exp_app.py").write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "EXCA_HYDRA_CACHE"}
+    for args in (["api"], ["-m", "x=1,2", "infra.folder=cache", "hydra.sweep.dir=sweep"]):
+        proc = subprocess.run([sys.executable, *tool, "exp_app.py", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["exp_app.Exp.train,0"]
+    assert len(list((tmp_path / "cache" / "exp_app.Exp.train,0").iterdir())) == 2  # x=1 shared, x=2

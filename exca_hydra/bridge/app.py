@@ -132,7 +132,7 @@ class _Task:
             function=getattr(model, method) if method is not None else function,
             model=model,
             # the import name of the function's module, fixed here: in a job process __main__ differs
-            module=import_name(function.__module__),
+            module=import_name(function.__module__, getattr(getattr(function, "__code__", None), "co_filename", None)),
             uncached=bool(calls) and method is None,  # the model's methods cache, not the app
         )
 

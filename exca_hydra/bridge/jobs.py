@@ -194,7 +194,8 @@ def task_name(task_function: tp.Any, obj: tp.Any) -> str:
     if info is None:  # a plain task (hydra-zen's zen(task) wraps it: named after what it wraps)
         function = _unwrapped(task_function)
         name = getattr(function, "__qualname__", type(function).__qualname__)
-        return f"{import_name(getattr(function, '__module__', None) or type(function).__module__)}.{name}"
+        code_file = getattr(getattr(function, "__code__", None), "co_filename", None)
+        return f"{import_name(getattr(function, '__module__', None) or type(function).__module__, code_file)}.{name}"
     if info.method is not None:
         return method_name(type(obj), info.method.__name__)  # the folder of obj.method() from Python
     # named when decorated: in a job process, __main__ is whatever started the job

@@ -3,15 +3,23 @@ the Python API and the Hydra launchers, so both find the same entries."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 
-def import_name(module: str) -> str:
+def import_name(module: str, code_file: str | None = None) -> str:
     """A module's import name; ``__main__`` becomes the script's name (a job process's
-    ``__main__`` is whatever started the job, so names are fixed where the code is defined)."""
+    ``__main__`` is whatever started the job, so names are fixed where the code is defined).
+    ``code_file``: the file the code is defined in; a script run by a tool (``python -m cProfile
+    app.py``, ``-m trace``) is named after it, not after the tool that is ``__main__`` then."""
     if module == "__main__":
         main = sys.modules["__main__"]
+        main_file = getattr(main, "__file__", None)
+        if code_file and code_file.endswith(".py") and (
+            not main_file or os.path.realpath(main_file) != os.path.realpath(code_file)
+        ):
+            return Path(code_file).stem
         spec = getattr(main, "__spec__", None)
         if spec is not None and spec.name:
             return str(spec.name)
@@ -23,12 +31,23 @@ def import_name(module: str) -> str:
 MAIN_NAME = "__exca_main_name__"  # on a class defined in a script: the script's import name
 
 
+def defining_file(cls: type) -> str | None:
+    """The file a class's own methods are written in (None: it has none)."""
+    for value in vars(cls).values():
+        function = getattr(value, "__func__", value)  # a classmethod or staticmethod
+        function = getattr(function, "__wrapped__", function)  # an infra's method wrapper
+        code = getattr(function, "__code__", None)
+        if code is not None and getattr(function, "__module__", None) == cls.__module__:
+            return str(code.co_filename)
+    return None
+
+
 def fix_main_name(cls: type) -> None:
     """Record, where a class is defined, the import name of its script: a class of ``__main__``
     travels by value to a job process, whose ``__main__`` is the launcher's (submitit, joblib...),
     and its entries must not follow that."""
     if cls.__module__ == "__main__" and MAIN_NAME not in cls.__dict__:
-        setattr(cls, MAIN_NAME, import_name("__main__"))
+        setattr(cls, MAIN_NAME, import_name("__main__", defining_file(cls)))
 
 
 def class_module(cls: type) -> str:
