@@ -15,15 +15,15 @@ _EXPORTS = {
     "compute_uid": "cache.uid",
     "uid_config": "cache.uid",
     "uid_string": "cache.uid",
-    "main": "bridge.app",
-    "to_model": "bridge.convert",
+    "main": "bridge.start.app",
+    "to_model": "bridge.launch.convert",
     "results": "table",
 }
 __all__ = list(_EXPORTS)
 
 if tp.TYPE_CHECKING:
-    from .bridge.app import main
-    from .bridge.convert import to_model
+    from .bridge.start.app import main
+    from .bridge.launch.convert import to_model
     from .cache.store import Status
     from .cache.uid import compute_uid, uid_config, uid_string
     from .infra import Mode, TaskInfra

@@ -182,7 +182,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         wanted = parse_values(args.values)
         if args.app:  # what the app composes: its YAML and generated defaults too
-            from .bridge.app_values import composed_values
+            from .bridge.start.app_values import composed_values
 
             wanted, optional = composed_values(args.app, args.values)
     except ValueError as e:

@@ -61,7 +61,7 @@ def bars(folder: Path | str, sweep: Path | str | None = None, method: str | None
         found = [(_bar(entry, entry.uid), entry) for entry in iter_entries(folder)
                  if method is None or matches_method(entry, method)]  # fmt: skip
         return [bar for bar, _ in found if bar is not None], sum(bar is None for bar, _ in found)
-    from .bridge.sweep_record import read_plan
+    from .bridge.launch.sweep_record import read_plan
 
     plan = read_plan(sweep)
     out: list[Bar] = []

@@ -126,8 +126,8 @@ def test_plain_app_is_told_where_its_results_are_or_that_they_are_not(ctx: Ctx) 
 def test_summary_names_only_folders_that_exist(tmp_path: Path) -> None:
     from hydra.core.utils import JobReturn, JobStatus
 
-    from exca_hydra.bridge.jobs import HydraJob
-    from exca_hydra.bridge.report import summary
+    from exca_hydra.bridge.launch.jobs import HydraJob
+    from exca_hydra.bridge.launch.report import summary
     from exca_hydra.cache.store import Entry
 
     job = HydraJob(0, ["x=1"], None, None, entry=Entry(tmp_path / "root" / "app.main,0" / "x=1-0123456789abcdef"))

@@ -198,8 +198,8 @@ class _BadRepr:
 def test_the_summary_survives_a_result_whose_repr_raises() -> None:
     from hydra.core.utils import JobReturn, JobStatus
 
-    from exca_hydra.bridge.jobs import HydraJob
-    from exca_hydra.bridge.report import summary
+    from exca_hydra.bridge.launch.jobs import HydraJob
+    from exca_hydra.bridge.launch.report import summary
 
     jobs = []
     for num, value in enumerate([_BadRepr(), b"x" * 10_000_000]):

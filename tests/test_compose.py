@@ -23,7 +23,7 @@ from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from exca_hydra.bridge.compose import FastComposer
+from exca_hydra.bridge.launch.compose import FastComposer
 
 CONF = Path(__file__).parent / "apps" / "compose" / "conf"
 
@@ -172,7 +172,7 @@ def test_launcher_compose_sets_job_id_and_num_as_hydra(loader: tp.Any) -> None:
     """The launcher's compose == load_sweep_config + BasicLauncher's `hydra.job.id/num = ...`."""
     from omegaconf import open_dict
 
-    from exca_hydra.bridge.compose import composer_for
+    from exca_hydra.bridge.launch.compose import composer_for
 
     master = master_config(loader, MASTERS[1])
     for num, (overrides, _) in enumerate(CORPUS[:34]):  # the jobs Hydra composes without error
@@ -193,7 +193,7 @@ def test_pickled_recipes_rebuild_hydras_configs(loader: tp.Any) -> None:
 
     from omegaconf import open_dict
 
-    from exca_hydra.bridge import compose as compose_module
+    from exca_hydra.bridge.launch import compose as compose_module
 
     master = master_config(loader, MASTERS[1])
     composer = FastComposer(loader, master)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from exca_hydra.bridge.report import Progress
+from exca_hydra.bridge.launch.report import Progress
 from exca_hydra.cache.store import JobFailure
 from exca_hydra.execution import engine
 from exca_hydra.execution.fork import ForkBackend

@@ -26,10 +26,12 @@ from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from exca_hydra.bridge import generate, model_source, schema
-from exca_hydra.bridge.convert import to_model
-from exca_hydra.bridge.compose import FastComposer
-from exca_hydra.bridge.delegation import infra_calls
+from exca_hydra.bridge.start import generate
+from exca_hydra.bridge.start import model_source
+from exca_hydra.bridge.launch import schema
+from exca_hydra.bridge.launch.convert import to_model
+from exca_hydra.bridge.launch.compose import FastComposer
+from exca_hydra.bridge.start.delegation import infra_calls
 from exca_hydra.cache.uid import uid_config, uid_string
 from test_compose import check, master_config
 from test_launcher import APPS, PLAIN, Ctx

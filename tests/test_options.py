@@ -11,8 +11,8 @@ import typing as tp
 
 import pydantic
 
-from exca_hydra.bridge.launcher import LauncherParams, LocalLauncherParams
-from exca_hydra.bridge.sweeper import SweeperParams
+from exca_hydra.bridge.launch.params import LauncherParams, LocalLauncherParams
+from exca_hydra.bridge.launch.sweeper import SweeperParams
 from exca_hydra.execution import option_fields
 from exca_hydra.execution.options import Resources, SlurmOptions, submitit_parameters
 from hydra_plugins.exca_hydra_plugin import config as plugin_config
@@ -27,7 +27,7 @@ f.SlurmFields.__annotations__["slurm_new_option"] = "str | None"
 f.SlurmFields.slurm_new_option = "dflt"
 import pydantic
 from exca_hydra import MapInfra, TaskInfra
-from exca_hydra.bridge.launcher import LauncherParams, LocalLauncherParams
+from exca_hydra.bridge.launch.params import LauncherParams, LocalLauncherParams
 from exca_hydra.execution.options import Resources, submitit_parameters
 from hydra_plugins.exca_hydra_plugin import config as node
 

@@ -129,7 +129,7 @@ def test_summary_covers_the_whole_sweep_and_failures_point_at_the_user_code(ctx:
 
 
 def test_summary_keeps_the_hash_of_a_long_uid() -> None:
-    from exca_hydra.bridge.report import _short_uid
+    from exca_hydra.bridge.launch.report import _short_uid
 
     uid = "model.embeddings=256," * 10 + "optimizer=SGD-067ff636618b3d6b"
     short = _short_uid(uid, 44)

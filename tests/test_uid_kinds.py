@@ -322,7 +322,7 @@ def test_fields_set_on_the_class_default_infra_are_kept(tmp_path: Path) -> None:
 def test_class_default_infra_kept_through_hydra_yaml(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from exca_hydra.bridge.convert import to_model
+    from exca_hydra.bridge.launch.convert import to_model
 
     cfg = OmegaConf.create(f"x: 4\ninfra:\n  folder: {tmp_path}\n  mode: retry\n")
     obj = to_model(cfg, Versioned)

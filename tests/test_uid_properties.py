@@ -121,7 +121,7 @@ def hydra_compose(tmp_path_factory: pytest.TempPathFactory) -> tp.Iterator[tp.Ca
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from exca_hydra.bridge.convert import to_model
+    from exca_hydra.bridge.launch.convert import to_model
 
     GlobalHydra.instance().clear()
     from hydra import version

@@ -4,7 +4,7 @@ hydra-submitit-launcher where the meaning is the same).
 Plain dicts rather than dataclasses: Hydra imports this module on every app start, and building
 and converting dataclasses costs ~3 ms there. The submitit/Slurm keys and defaults come from their
 one declaration (exca_hydra.execution.option_fields, plain Python: no pydantic here); types are
-checked by pydantic when launching (exca_hydra.bridge.launcher.LauncherParams, which is built on the
+checked by pydantic when launching (exca_hydra.bridge.launch.params.LauncherParams, which is built on the
 same declaration); struct mode still rejects unknown keys at composition.
 """
 

@@ -22,7 +22,7 @@ class BaseExcaLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         # deferred: pydantic and submitit cost ~150 ms and Hydra imports this module on every start
-        from exca_hydra.bridge.launcher import launch
+        from exca_hydra.bridge.launch.launcher import launch
 
         return launch(self, job_overrides, initial_job_idx)
 

@@ -24,7 +24,7 @@ class ExcaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         # deferred: pydantic and the library cost ~100 ms and Hydra imports this module on every start
-        from exca_hydra.bridge.sweeper import sweep
+        from exca_hydra.bridge.launch.sweeper import sweep
 
         from .launchers import BaseExcaLauncher
 

@@ -14,12 +14,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from ..execution.options import Mode
+from ...execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
 from .task_info import task_info
-from .jobs import Context, HydraJob, assign_entries, configured_folder, has_result, prepare, verify_entries
-from .launcher import PlanLauncher, launch_plan, launcher_params, plan_jobs, wait_for_others
+from .jobs import Context, HydraJob, assign_entries, configured_folder, has_result, plan_jobs, prepare, verify_entries
+from .launcher import PlanLauncher, launch_plan, launcher_params
+from .stops import wait_for_others
 from .report import SweepFailed, summary
 
 logger = logging.getLogger(__name__)

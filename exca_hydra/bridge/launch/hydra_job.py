@@ -15,9 +15,9 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict, read_write
 
-from ..cache.store import RESULT, CacheError, Entry
-from ..execution import engine
-from ..execution.worker import run_cached
+from ...cache.store import RESULT, CacheError, Entry
+from ...execution import engine
+from ...execution.worker import run_cached
 from .convert import to_model
 from .jobs import HydraJob
 from .task_info import task_info

@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from hydra.core.utils import JobReturn, JobStatus
 
-from .hydra_job import HydraBatch, job_traceback
+from ...execution import engine
+from .hydra_job import HydraBatch, cached_return, job_traceback
 from .jobs import HydraJob, task_yaml
 
 logger = logging.getLogger("exca_hydra.launcher")
@@ -100,3 +101,13 @@ def not_waited(launcher: tp.Any, jobs: tp.Sequence[HydraJob], handles: tp.Sequen
             f"(hydra.launcher.wait=false); {where}. Re-run the same command to collect them: finished jobs are read "
             f"from the cache, the others waited for (or, with wait=false, listed), nothing is submitted twice; "
             f"squeue -j {','.join(arrays)} shows them, scancel {' '.join(arrays)} cancels them.")  # fmt: skip
+
+
+def wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
+    """Jobs another process is computing: wait for their outcome in the cache."""
+    waiting = [job for job in jobs if job.entry is not None]
+    for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]
+        assert job.step is not None
+        job.step.status, job.step.failure = status, failure
+        job.result = cached_return(job, "the process computing it stopped without a result")
+        job.from_cache = status != "not submitted"  # computed by the other process

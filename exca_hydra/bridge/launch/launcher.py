@@ -1,8 +1,9 @@
 """The launchers: compose -> validate every job -> uid -> plan (status read once) -> claim ->
 submit (forked local processes or a Slurm array) -> collect -> report.
 
-``launch`` is Hydra's entry (override lists, e.g. under Hydra's basic sweeper); ``launch_plan``
-takes the jobs the exca sweeper already composed, validated and planned. The plugin classes in
+``launch`` is Hydra's entry (override lists, e.g. under Hydra's basic sweeper): it composes,
+validates and plans its batch, then calls ``launch_plan``, the one launch function, which the exca
+sweeper calls with the jobs it already composed, validated and planned. The plugin classes in
 ``hydra_plugins`` only forward to these.
 """
 
@@ -16,91 +17,30 @@ import time
 import typing as tp
 from pathlib import Path
 
-import pydantic
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import OmegaConf
 
-from ..cache.store import CacheNotWritable
-from ..execution import engine
-from ..execution.backends import Backend
-from ..execution.fork import ForkBackend
-from ..execution.pull import slurm_backend
-from ..execution.option_fields import PREFIX
-from ..execution.options import HslResources, HslSlurm, Mode, SlurmOptions, slurm_options
-from ..execution.plan import plan
-from ..execution.fork_job import JobSetup
-from ..execution.slurm import slurm_queue
-from ..execution.worker import script_dir
-from ..workdir import WorkDir, inside
+from ...cache.store import CacheNotWritable
+from ...execution import engine
+from ...execution.backends import Backend
+from ...execution.fork import ForkBackend
+from ...execution.pull import slurm_backend
+from ...execution.options import Mode
+from ...execution.fork_job import JobSetup
+from ...execution.slurm import slurm_queue
+from ...execution.worker import script_dir
+from ...workdir import inside
 from .convert import ConfigValidationError, plugin_params
+from .params import LauncherParams, LocalLauncherParams
 from .hydra_job import HydraBatch, cached_return, failed_return
-from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, prepare, verify_entries
+from .jobs import Context, HydraJob, assign_entries, cache_root, full_config, plan_jobs, prepare, verify_entries
 from .task_info import task_info
 from .report import Progress, SweepStopped, summary
 from .sweep_record import record_end, record_plan
 from .stops import FailFast, cached_folder, interrupted, not_waited, not_waited_return, note_job_traceback, read_here
+from .stops import wait_for_others
 
 logger = logging.getLogger("exca_hydra.launcher")
-
-
-class LauncherParams(HslSlurm):
-    """Every ``hydra.launcher`` key of ``exca_slurm``, validated: an unknown key fails before
-    anything runs (the plugin's config node lists the same keys and defaults: option_fields.py)."""
-
-    folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
-    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: 256 (Slurm), the CPU count (local)
-    max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
-    name: str | None = None
-    stderr_to_stdout: bool = False
-    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are cancelled
-    wait: bool = True  # False: exit once the jobs are submitted; re-running collects them (hydra#2479)
-    workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
-
-    @pydantic.model_validator(mode="after")
-    def _warning_within_the_limit(self) -> "LauncherParams":
-        """Slurm's warning (USR2, signal_delay_s before the limit) must come after the start:
-        at timeout_min=1 the default 120 s would stop every worker before it takes a job."""
-        signal_delay_s: int = getattr(self, "signal_delay_s")
-        if self.timeout_min is not None and signal_delay_s >= self.timeout_min * 60 / 2:
-            delay = max(1, int(self.timeout_min * 60 / 4))
-            logger.warning("hydra.launcher.signal_delay_s=%d is not shorter than half of timeout_min=%g min: "
-                           "using signal_delay_s=%d (a quarter of the limit)", signal_delay_s, self.timeout_min, delay)  # fmt: skip
-            setattr(self, "signal_delay_s", delay)
-        return self
-
-    @pydantic.model_validator(mode="after")
-    def _fail_fast_waits(self) -> "LauncherParams":
-        if self.fail_fast and not self.wait:
-            raise ValueError("fail_fast=true stops the sweep at the first failure, which needs the launcher to "
-                             "wait for the jobs: it cannot go with wait=false")  # fmt: skip
-        return self
-
-    def slurm_options(self) -> SlurmOptions:
-        """The Slurm options with submitit's names (``slurm_partition``...)."""
-        return slurm_options(self, strip=PREFIX)
-
-
-class LocalLauncherParams(HslResources):
-    """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
-    switching is one word. Locally, ``timeout_min`` stops the job, ``cpus_per_task`` divides the
-    default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
-
-    folder: str | None = None
-    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: the CPU count / cpus_per_task
-    timeout_min: float | None = None  # type: ignore[assignment]  # None: no limit
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
-    name: str | None = None
-    stderr_to_stdout: bool = False
-    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are stopped
-    workdir: WorkDir = WorkDir()
-
-    @pydantic.field_validator("nodes", "tasks_per_node")
-    @classmethod
-    def _one_process(cls, value: int | None) -> int | None:
-        if (value or 1) > 1:
-            raise ValueError("exca_local runs each job as one process on this machine: more needs exca_slurm")
-        return value
 
 
 class PlanLauncher(tp.Protocol):
@@ -140,7 +80,7 @@ def launch(launcher: PlanLauncher, job_overrides: tp.Sequence[tp.Sequence[str]],
     for job in jobs:  # each job still goes through run_job (its folder, .hydra/), reading its result
         if job.step is not None and job.step.status == "completed":
             job.step.action = "read"
-    run_plan(launcher, params, jobs)
+    launch_plan(launcher, jobs, params)
     for job in jobs:  # read back through the job side: cached, not computed
         job.from_cache = job.from_cache or (job.step is not None and job.step.action == "read")
     failed = [_invalid_job(num, job_overrides[num - initial_job_idx], errors) for num, _, errors in invalid or ()]
@@ -188,24 +128,22 @@ def _say_if_uncached(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> Non
     )  # fmt: skip
 
 
-def launch_plan(launcher: PlanLauncher, jobs: tp.Sequence[HydraJob]) -> list[JobReturn]:
-    """The exca sweeper's hand-off: jobs composed, validated and planned for the whole sweep
-    (the sweeper reports them)."""
-    params = launcher_params(launcher)
-    _setup(launcher)
+def launch_plan(
+    launcher: PlanLauncher, jobs: tp.Sequence[HydraJob], params: LauncherParams | LocalLauncherParams | None = None
+) -> list[JobReturn]:
+    """The one launch of planned jobs, which the exca sweeper (jobs composed, validated and
+    planned for the whole sweep) and ``launch`` (one batch of override lists) both call: run the
+    plan, then give each job read from the cache its sweep folder."""
+    if params is None:
+        params = launcher_params(launcher)
+        _setup(launcher)
     run_plan(launcher, params, jobs)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     if OmegaConf.to_container(launcher.config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}":  # type: ignore[union-attr]
         for job in jobs:  # a cached job gets its folder too: .hydra/ and a pointer to its entry
-            if job.from_cache and job.status == "completed":
+            if job.from_cache and job.status == "completed" and job.step is not None and job.step.action == "skip":
                 cached_folder(sweep_dir / str(job.num), job)
     return [job.result for job in jobs]  # type: ignore[misc]
-
-
-def plan_jobs(jobs: tp.Sequence[HydraJob], mode: Mode) -> None:
-    """Each job's status, read once, and what to do with it."""
-    for job, step in zip(jobs, plan([job.entry for job in jobs], mode)):
-        job.step = step
 
 
 def _setup(launcher: PlanLauncher) -> None:
@@ -415,13 +353,3 @@ def _queue_view(waiting: tp.Sequence[int], tasks: tp.Sequence[tp.Sequence[int]],
         elif state == "PENDING" and reason not in ("", "None"):
             reasons[reason] += len(tasks[position])
     return running, reasons.most_common(1)[0][0] if reasons else ""
-
-
-def wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
-    """Jobs another process is computing: wait for their outcome in the cache."""
-    waiting = [job for job in jobs if job.entry is not None]
-    for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]
-        assert job.step is not None
-        job.step.status, job.step.failure = status, failure
-        job.result = cached_return(job, "the process computing it stopped without a result")
-        job.from_cache = status != "not submitted"  # computed by the other process

@@ -12,7 +12,7 @@ import typing as tp
 
 from omegaconf import DictConfig, OmegaConf
 
-from .schema import MISSING, REQUIRED, _SKIP, fields_of
+from ..launch.schema import MISSING, REQUIRED, _SKIP, fields_of
 
 RESOLVER = "exca_model_help"
 

@@ -14,9 +14,9 @@ import typing as tp
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from ..cache.layout import import_name
-from .convert import model_of, to_model
-from .task_info import TaskInfo
+from ...cache.layout import import_name
+from ..launch.convert import model_of, to_model
+from ..launch.task_info import TaskInfo
 
 
 def main(
@@ -137,7 +137,7 @@ class _Task:
         )
 
     def __call__(self, cfg: DictConfig) -> tp.Any:
-        from .jobs import configured_folder, entry_of
+        from ..launch.jobs import configured_folder, entry_of
 
         info = self.exca_info
         obj = to_model(cfg, info.model)
@@ -148,8 +148,8 @@ class _Task:
             return info.function(_with_folder(obj, info.method, folder) if folder else obj)
         if info.uncached:  # it calls the model's cached methods: they cache, not the app
             return info.function(obj)
-        from ..cache.uid import uid_config
-        from ..execution.worker import run_cached
+        from ...cache.uid import uid_config
+        from ...execution.worker import run_cached
 
         uid_cfg = uid_config(obj)
         entry = entry_of(self, folder, obj, uid_cfg)

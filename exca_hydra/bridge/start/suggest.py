@@ -15,7 +15,7 @@ import difflib
 import typing as tp
 
 from .generate import App
-from .schema import fields_of
+from ..launch.schema import fields_of
 
 
 def _close(word: str, candidates: tp.Iterable[str]) -> list[str]:

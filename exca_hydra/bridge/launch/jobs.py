@@ -14,10 +14,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
-from ..cache.layout import import_name, method_folder, method_name
-from ..cache.store import CacheError, Entry, Status
-from ..cache.uid import identity_config, uid_config, uid_string
-from ..execution.plan import Step
+from ...cache.layout import import_name, method_folder, method_name
+from ...cache.store import CacheError, Entry, Status
+from ...cache.uid import identity_config, uid_config, uid_string
+from ...execution.options import Mode
+from ...execution.plan import Step, plan
 from .compose import FullRecipe, HydraView, Recipe, composer_for, task_container
 from .convert import ConfigValidationError, convert, format_errors
 from .task_info import task_info
@@ -262,3 +263,9 @@ def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
             f"{len(problems)} cached entr{'y' if len(problems) == 1 else 'ies'} cannot be reused; nothing was "
             "launched (hydra.sweeper.mode=force recomputes them):\n" + "\n".join(problems)
         )
+
+
+def plan_jobs(jobs: tp.Sequence[HydraJob], mode: Mode) -> None:
+    """Each job's status, read once, and what to do with it."""
+    for job, step in zip(jobs, plan([job.entry for job in jobs], mode)):
+        job.step = step

@@ -10,7 +10,7 @@ import typing as tp
 
 import yaml
 
-from ..cache.uid_name import flatten
+from ...cache.uid_name import flatten
 
 
 def _resource(key: str) -> bool:

@@ -13,7 +13,7 @@ from hydra.plugins.config_source import ConfigResult, ConfigSource
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .generate import App
-from .schema import SCHEME
+from ..launch.schema import SCHEME
 
 logger = logging.getLogger(__name__)
 

@@ -214,7 +214,7 @@ def tag_of(value: tp.Any, union: Union) -> str | None:
 
 # ----- leaves -----
 def _same(value: tp.Any, default: tp.Any) -> bool:
-    from ..cache.uid import _same as same
+    from ...cache.uid import _same as same
 
     return same(value, default)
 

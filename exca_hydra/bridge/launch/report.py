@@ -12,7 +12,7 @@ import typing as tp
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 
-from ..cache.store import ERROR_TEXT
+from ...cache.store import ERROR_TEXT
 from .hydra_job import job_traceback
 from .jobs import HydraJob
 
@@ -102,7 +102,7 @@ def _preview(job: HydraJob, recorded: dict[str, tp.Any] | None) -> str:
     result itself (loading a truncated or foreign file fails its job, as it should)."""
     intact = job.entry is not None and job.entry.result_intact(recorded)
     if recorded is not None and "preview" in recorded and _ok(job) and intact:
-        from ..table import describe_preview
+        from ...table import describe_preview
 
         return _fit(describe_preview(recorded["preview"]).replace("\n", " "), 60)
     return _outcome(job.result)
@@ -126,7 +126,7 @@ def _short_uid(uid: str | None, width: int = 60) -> str:
 def best_line(jobs: tp.Sequence[HydraJob], recorded: dict[int, tp.Any], best: str | None) -> str | None:
     """The best job, from the previews: by ``best`` ("max:result.accuracy"), or, when every
     completed result is a number, the highest and the lowest (which is better is not guessed)."""
-    from ..table import preview_columns
+    from ...table import preview_columns
 
     values: list[tuple[float, HydraJob]] = []
     column = best.partition(":")[2] if best else "result"

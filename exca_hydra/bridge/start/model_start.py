@@ -39,7 +39,7 @@ def start(task: tp.Any, model: type, primary: str, config_path: str | None, args
 
 def _infra_paths(model: type, prefix: str = "", depth: int = 0) -> dict[str, type]:
     """The dotted paths of the model's TaskInfra fields (in sub-models and union members too)."""
-    from .schema import fields_of
+    from ..launch.schema import fields_of
 
     out: dict[str, type] = {}
     if depth > 8:

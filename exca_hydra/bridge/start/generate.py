@@ -8,7 +8,7 @@ import typing as tp
 import pydantic
 from omegaconf import DictConfig, OmegaConf
 
-from .schema import _NOT_DUMPABLE, _RESERVED, _SKIP, MISSING, REQUIRED, SchemaError, Union, _dump, fields_of, tag_of
+from ..launch.schema import _NOT_DUMPABLE, _RESERVED, _SKIP, MISSING, REQUIRED, SchemaError, Union, _dump, fields_of, tag_of
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class App:
 
     def config(self, name: str) -> DictConfig:
         """A new config of a generated node (a clone of one made once: 20x cheaper)."""
-        from .compose import clone
+        from ..launch.compose import clone
 
         made = self._made.get(name)
         if made is None:

@@ -1,0 +1,76 @@
+"""The launchers' parameters (``hydra.launcher.*``), validated by pydantic when launching: an
+unknown key or a bad value fails before anything runs. The submitit/Slurm options come from their
+one declaration (``execution/option_fields.py``), the launchers' own keys are written here and in
+the plugin's config nodes (``hydra_plugins/exca_hydra_plugin/config.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+import pydantic
+
+from ...execution.option_fields import PREFIX
+from ...execution.options import HslResources, HslSlurm, SlurmOptions, slurm_options
+from ...workdir import WorkDir
+
+logger = logging.getLogger("exca_hydra.launcher")
+
+
+class LauncherParams(HslSlurm):
+    """Every ``hydra.launcher`` key of ``exca_slurm``, validated: an unknown key fails before
+    anything runs (the plugin's config node lists the same keys and defaults: option_fields.py)."""
+
+    folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: 256 (Slurm), the CPU count (local)
+    max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    name: str | None = None
+    stderr_to_stdout: bool = False
+    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are cancelled
+    wait: bool = True  # False: exit once the jobs are submitted; re-running collects them (hydra#2479)
+    workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
+
+    @pydantic.model_validator(mode="after")
+    def _warning_within_the_limit(self) -> "LauncherParams":
+        """Slurm's warning (USR2, signal_delay_s before the limit) must come after the start:
+        at timeout_min=1 the default 120 s would stop every worker before it takes a job."""
+        signal_delay_s: int = getattr(self, "signal_delay_s")
+        if self.timeout_min is not None and signal_delay_s >= self.timeout_min * 60 / 2:
+            delay = max(1, int(self.timeout_min * 60 / 4))
+            logger.warning("hydra.launcher.signal_delay_s=%d is not shorter than half of timeout_min=%g min: "
+                           "using signal_delay_s=%d (a quarter of the limit)", signal_delay_s, self.timeout_min, delay)  # fmt: skip
+            setattr(self, "signal_delay_s", delay)
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _fail_fast_waits(self) -> "LauncherParams":
+        if self.fail_fast and not self.wait:
+            raise ValueError("fail_fast=true stops the sweep at the first failure, which needs the launcher to "
+                             "wait for the jobs: it cannot go with wait=false")  # fmt: skip
+        return self
+
+    def slurm_options(self) -> SlurmOptions:
+        """The Slurm options with submitit's names (``slurm_partition``...)."""
+        return slurm_options(self, strip=PREFIX)
+
+
+class LocalLauncherParams(HslResources):
+    """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
+    switching is one word. Locally, ``timeout_min`` stops the job, ``cpus_per_task`` divides the
+    default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
+
+    folder: str | None = None
+    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: the CPU count / cpus_per_task
+    timeout_min: float | None = None  # type: ignore[assignment]  # None: no limit
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    name: str | None = None
+    stderr_to_stdout: bool = False
+    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are stopped
+    workdir: WorkDir = WorkDir()
+
+    @pydantic.field_validator("nodes", "tasks_per_node")
+    @classmethod
+    def _one_process(cls, value: int | None) -> int | None:
+        if (value or 1) > 1:
+            raise ValueError("exca_local runs each job as one process on this machine: more needs exca_slurm")
+        return value
