@@ -223,3 +223,32 @@ def test_two_processes_with_overlapping_items_compute_each_item_once(tmp_path: P
         assert proc.returncode == 0 and "ok" in out, err
     done = computed(tmp_path)
     assert sorted(done) == sorted(f"x{i}" for i in range(90)), "an item was computed twice or not at all"
+
+
+def test_structured_arrays_keep_their_fields_and_old_fieldless_entries_are_recomputed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the red team: a structured array was stored raw under its dtype's text (|V12) and
+    came back as bytes without its fields, silently. Now pickled; an index line an older version
+    wrote that way is not served: the item is computed again, and the log says so."""
+    store = ItemStore(tmp_path / "new")
+    pair = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
+    pair["a"], pair["b"] = 3, 0.5
+    store.write([("s", pair), ("s2", pair.copy()), ("v", np.zeros(2, dtype="V4"))])
+    read = ItemStore(tmp_path / "new").reader()
+    for key in ("s", "s2"):
+        back = read(key)
+        assert back.dtype == pair.dtype and back["a"].tolist() == [3, 3] and back["b"].tolist() == [0.5, 0.5]
+    assert read("v").dtype == np.dtype("V4")
+    # what the older version wrote: the same bytes, indexed as a raw |V12 stack
+    old = tmp_path / "old"
+    (old / "items").mkdir(parents=True)
+    data = pair.tobytes() * 2
+    (old / "items" / "b-old").write_bytes(data)
+    line = {"t": time.time(), "f": "b-old", "s": ["|V12", [2], 0, 2], "k": ["r", "r"], "u": ["x", "y"]}
+    (old / "items" / "index-old.jsonl").write_text(json.dumps(line) + "\n")
+    with caplog.at_level("WARNING"):
+        fresh = ItemStore(old)
+        fresh.refresh()
+    assert fresh.missing(["x", "y"]) == ["x", "y"], "fieldless raw items must be computed again"
+    assert "stored without its fields" in caplog.text

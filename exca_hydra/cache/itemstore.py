@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import mmap
+import logging
 import os
 import pickle
 import threading
@@ -29,12 +29,11 @@ import uuid
 from pathlib import Path
 
 from .errors import CacheError
+from .itemkinds import array_kind, common_kind, is_jsonable, same_kind, void
 from .store import FILE_MODE
 
 ITEMS = "items"
 ALIGN = 64
-_JSON_SCALARS = (str, int, float, bool, type(None))
-_INT64 = 2**63
 
 _fast_loads: tp.Callable[[bytes], tp.Any]
 try:  # a faster parser of the same JSON (exca's dependency); the standard one otherwise
@@ -43,35 +42,7 @@ except ImportError:  # pragma: no cover
     _fast_loads = json.loads
 _STORES: dict[str, "ItemStore"] = {}
 
-
-def is_jsonable(value: tp.Any, depth: int = 0) -> bool:
-    """Values that come back from JSON exactly as they went in (no tuple, no subclass)."""
-    kind = type(value)
-    if kind in _JSON_SCALARS:
-        if kind is float:
-            return math.isfinite(value)  # JSON has no NaN nor infinity: pickled
-        return kind is not int or -_INT64 <= value < _INT64  # the parsers agree on 64-bit integers
-    if depth > 20:
-        return False
-    if kind is list:
-        return all(is_jsonable(v, depth + 1) for v in value)
-    if kind is dict:
-        return all(type(k) is str and is_jsonable(v, depth + 1) for k, v in value.items())
-    return False
-
-
-def _array_kind(value: tp.Any) -> tp.Any:
-    """numpy arrays whose bytes can be stored raw (no object dtype), else None."""
-    np = _numpy()
-    if np is None or type(value) not in (np.ndarray, np.memmap) or value.dtype.hasobject:
-        return None
-    return value.dtype
-
-
-def _numpy() -> tp.Any:
-    import sys
-
-    return sys.modules.get("numpy")  # an array implies numpy is imported: never import it here
+logger = logging.getLogger("exca_hydra.map")
 
 
 class _Batch:
@@ -203,6 +174,10 @@ class ItemStore:
                 row += 1
             else:
                 record = (batch, kind, next(args), t)
+            if (kind == "r" and void((line.get("s") or [None])[0])) or (kind == "a" and void(record[2][0])):
+                logger.warning("Item %r in %s was stored without its fields (a structured numpy array, by an "
+                               "older version): it is computed again", key, self.items)  # fmt: skip
+                continue
             old = index.get(key)
             if old is None or old[3] <= t:
                 index[key] = record
@@ -270,8 +245,8 @@ class ItemStore:
         chunks: list[bytes] = []
         size = 0
         # the most common array kind (dtype, shape) is stacked first, as rows
-        stack_key = None if pickle_all else _common_kind([v for _, v in pairs])
-        stacked = [v for _, v in pairs if stack_key is not None and _same_kind(v, stack_key)]
+        stack_key = None if pickle_all else common_kind([v for _, v in pairs])
+        stacked = [v for _, v in pairs if stack_key is not None and same_kind(v, stack_key)]
         stack = None
         if stacked:
             np = _numpy_import()
@@ -281,10 +256,10 @@ class ItemStore:
             chunks.append(block)
             size = len(block)
         for _, value in pairs:
-            if stack_key is not None and _same_kind(value, stack_key):
+            if stack_key is not None and same_kind(value, stack_key):
                 kinds.append("r")
                 continue
-            if not pickle_all and _array_kind(value) is not None:
+            if not pickle_all and array_kind(value) is not None:
                 pad = -size % ALIGN
                 chunks.append(b"\0" * pad)
                 size += pad
@@ -344,21 +319,6 @@ class ItemStore:
         except FileNotFoundError:
             pass
         return len(self.index), total, files
-
-
-def _common_kind(values: tp.Sequence[tp.Any]) -> tuple[str, tuple[int, ...]] | None:
-    counts: dict[tuple[str, tuple[int, ...]], int] = {}
-    for value in values:
-        dtype = _array_kind(value)
-        if dtype is not None:
-            key = (dtype.str, value.shape)
-            counts[key] = counts.get(key, 0) + 1
-    return max(counts, key=counts.__getitem__) if counts else None
-
-
-def _same_kind(value: tp.Any, key: tuple[str, tuple[int, ...]]) -> bool:
-    dtype = _array_kind(value)
-    return dtype is not None and dtype.str == key[0] and value.shape == key[1]
 
 
 def _atomic_write_chunks(path: Path, chunks: tp.Sequence[bytes]) -> None:
