@@ -273,3 +273,38 @@ def test_progress_is_shown(caplog: pytest.LogCaptureFixture) -> None:
         progress.advance(4)
         progress.advance(6)
     assert "Vectors.vectors: 10/10 items computed" in caplog.text
+
+
+SCRIPT_MAP = '''
+import sys, typing as tp
+import numpy as np, pydantic
+from exca_hydra import MapInfra
+
+class Embed(pydantic.BaseModel):
+    model: str = "small"
+    infra: MapInfra = MapInfra()
+
+    @infra.apply(item_uid=str)
+    def embed(self, items: tp.Iterable[str]) -> tp.Iterator[np.ndarray]:
+        for item in items:
+            yield np.full(4, len(item), dtype=np.float32)
+
+if __name__ == "__main__":
+    out = list(Embed(infra={"folder": sys.argv[1], "cluster": sys.argv[2]}).embed(["a", "bb", "ccc"]))
+    print([float(o[0]) for o in out])
+'''
+
+
+@pytest.mark.parametrize("cluster", ["local", "debug", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_a_map_model_defined_in_the_script_runs_in_jobs(tmp_path: Path, cluster: str, request: pytest.FixtureRequest) -> None:
+    """Found by the red team (F2): the README's MapInfra example as a script failed in every job
+    process (KeyError on the method): how items are keyed was kept in the launching process only."""
+    import subprocess
+
+    if cluster == "slurm":
+        request.getfixturevalue("slurm_cluster")  # fails in CI when Slurm is unreachable
+    (tmp_path / "embed_app.py").write_text(SCRIPT_MAP)
+    proc = subprocess.run([sys.executable, "embed_app.py", str(tmp_path / "cache"), cluster], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "[1.0, 2.0, 3.0]", proc.stdout + proc.stderr
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["embed_app.Embed.embed,0"]

@@ -39,7 +39,7 @@ class MapSpec(tp.NamedTuple):
     cache_type: str | None
 
 
-_SPECS: dict[tp.Any, MapSpec] = {}  # decorated function -> how its items are keyed
+SPEC = "__exca_map_spec__"  # on the decorated function: travels with it, by value (a script's class) too
 
 
 class MapBinding(Binding):
@@ -47,7 +47,7 @@ class MapBinding(Binding):
 
     def __init__(self, obj: pydantic.BaseModel, name: str, method: tp.Any, exclude: tuple[str, ...]) -> None:
         super().__init__(obj, name, method, exclude)
-        self.spec = _SPECS[method]
+        self.spec: MapSpec = getattr(method, SPEC)
         self.recomputed: set[str] = set()  # force: each item is recomputed once per object
         self.items: dict[str, tp.Any] = {}  # keep_in_ram
         self.checked = False  # the folder's configs were checked (or written)
@@ -161,7 +161,7 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
 
         def decorate(function: tp.Any) -> tp.Any:
             _check_signature(function)
-            _SPECS[function] = MapSpec(item_uid, item_uid_max_length, cache_type)
+            setattr(function, SPEC, MapSpec(item_uid, item_uid_max_length, cache_type))
             self._state.applied = (function, exclude)
             infra_name: list[str] = []
 
