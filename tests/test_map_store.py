@@ -252,3 +252,33 @@ def test_structured_arrays_keep_their_fields_and_old_fieldless_entries_are_recom
         fresh.refresh()
     assert fresh.missing(["x", "y"]) == ["x", "y"], "fieldless raw items must be computed again"
     assert "stored without its fields" in caplog.text
+
+
+def test_a_full_disk_says_so_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    """Found by the red team (F3): a write that fails (here: the file size limit, as a full disk
+    would) raised "TypeError: 'NoneType' object is not subscriptable"; now the error names the
+    store and the cause, blames no item, and the items stored before stay readable."""
+    code = f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import numpy as np
+        from map_models import Vectors
+        from exca_hydra.map.batch import MapItemError
+
+        cache = {str(tmp_path / "cache")!r}
+        first = list(Vectors(infra={{"folder": cache}}).vectors(["a", "b"]))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+        try:
+            list(Vectors(infra={{"folder": cache}}).vectors([f"x{{i}}" for i in range(2_000)]))
+        except MapItemError as e:
+            print("ERROR", e)
+        again = list(Vectors(infra={{"folder": cache, "mode": "read-only"}}).vectors(["a", "b"]))
+        print("KEPT", all((x == y).all() for x, y in zip(first, again)))
+    """
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    error = next(line for line in proc.stdout.splitlines() if line.startswith("ERROR"))
+    assert "could not store" in error and "File too large" in error and "items" in error, proc.stdout
+    assert "failed: " not in error.split("could not store")[0].split("job 0")[-1], error  # no item blamed
+    assert "KEPT True" in proc.stdout, proc.stdout

@@ -68,7 +68,8 @@ class MapBatch:
         return type(self.obj).__exca_infras__[self.infra_name][0]  # type: ignore[no-any-return]
 
     def run(self, index: int, job_id: str) -> dict[str, tp.Any]:
-        """Compute chunk ``index``; returns {"done": n, "failure": ItemFailure | None, "outputs": ...}."""
+        """Compute chunk ``index``; returns {"done": n, "failure": ItemFailure | None, "outputs": ...,
+        "unwritten": why the store could not take them (a full disk) | None}."""
         chunk = self.chunks[index]
         store = ItemStore.get(self.folder) if self.folder is not None else None
         if store is not None and self.skip_done:
@@ -112,6 +113,14 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
     last = time.time()
     size = 0
     failure = None
+    unwritten = None  # the store's failure (e.g. a full disk): not an item's
+
+    def write(pairs: list[tuple[str, tp.Any]]) -> None:
+        try:
+            store.write(pairs, pickle_all)  # type: ignore[union-attr]
+        except OSError as e:
+            raise _Unwritten(f"could not store {len(pairs)} item(s) in {store.items}: {e.strerror or e}") from e  # type: ignore[union-attr]
+
     try:
         for output in method(obj, items()):
             if done + len(pending) >= len(chunk):
@@ -122,7 +131,7 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
             if progress is not None:
                 progress(1)
             if store is not None and (size >= FLUSH_BYTES or time.time() - last >= FLUSH_EVERY_S):
-                store.write(pending, pickle_all)
+                write(pending)
                 done, pending, size, last = done + len(pending), [], 0, time.time()
         if done + len(pending) != len(chunk):
             missing = chunk[done + len(pending)]
@@ -130,17 +139,26 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
                 f"Cached function did not yield exactly once per item: no output for item {_short(missing[1])} "
                 f"(key {missing[0]!r}) and {len(chunk) - done - len(pending) - 1} more"
             )
+    except _Unwritten as e:
+        unwritten, pending = str(e), []
     except Exception as e:
         position = min(done + len(pending), len(chunk) - 1) if chunk else 0
         key, item = chunk[position] if chunk else ("", None)
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
         failure = ItemFailure(key, _short(item), f"{type(e).__name__}: {e}",
                               "".join(traceback.format_exception(type(e), e, tb)), e)  # fmt: skip
-    if store is not None:
-        store.write(pending, pickle_all)  # what was computed before a failure is sound
-    else:
+    if store is not None and unwritten is None:
+        try:
+            write(pending)  # what was computed before a failure is sound
+        except _Unwritten as e:
+            unwritten, pending = str(e), []
+    elif store is None:
         outputs = [value for _, value in pending]
-    return {"done": done + len(pending), "failure": failure, "outputs": outputs}
+    return {"done": done + len(pending), "failure": failure, "outputs": outputs, "unwritten": unwritten}
+
+
+class _Unwritten(Exception):
+    pass
 
 
 def _short(item: tp.Any) -> str:

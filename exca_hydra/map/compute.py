@@ -156,10 +156,15 @@ def _run(infra: tp.Any, store: ItemStore | None, pairs: Pairs, progress: Progres
                 failures.append(f"job {index} ({len(chunks[index])} items from key {first!r}) was lost: {outcome.lost}")
                 return
             value = outcome.value
+            if not isinstance(value, dict):  # the job side raised: its error is its own message
+                failures.append(f"job {index} ({len(chunks[index])} items) ended with {value!r}")
+                return
             if not in_process:
                 progress.advance(value["done"])
             if value["failure"] is not None:
                 failures.append(value["failure"])
+            if value.get("unwritten"):
+                failures.append(f"job {index}: {value['unwritten']}")
             if outputs is not None:
                 outputs.update(zip((k for k, _ in chunks[index]), value["outputs"]))
 
