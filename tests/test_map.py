@@ -308,3 +308,28 @@ def test_a_map_model_defined_in_the_script_runs_in_jobs(tmp_path: Path, cluster:
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "[1.0, 2.0, 3.0]", proc.stdout + proc.stderr
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["embed_app.Embed.embed,0"]
+
+
+class Skipper(pydantic.BaseModel):
+    """Yields one output too few ("fewer": item b skipped) or too many ("more")."""
+
+    kind: str = "fewer"
+    infra: MapInfra = MapInfra()
+
+    @infra.apply(item_uid=str)
+    def f(self, items: tp.Iterable[str]) -> tp.Iterator[str]:
+        items = list(items)
+        items = [i for i in items if i != "b"] if self.kind == "fewer" else [*items, "extra"]
+        for item in items:
+            yield item.upper()
+
+
+@pytest.mark.parametrize("kind", ["fewer", "more"])
+def test_outputs_that_do_not_match_the_items_are_never_kept(tmp_path: Path, kind: str) -> None:
+    """Found by the red team (F7): after "did not yield exactly once per item", the outputs were
+    kept, and the next call served item b with c's output. None of that job's items is kept now."""
+    for _ in range(2):
+        with pytest.raises(MapItemError, match="did not yield exactly once per item.*none of this job's 3 items is kept"):
+            list(Skipper(kind=kind, infra={"folder": tmp_path}).f(["a", "b", "c"]))
+    with pytest.raises(RuntimeError, match="missing"):  # read-only: nothing was stored
+        list(Skipper(kind=kind, infra={"folder": tmp_path, "mode": "read-only"}).f(["a"]))

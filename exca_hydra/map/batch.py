@@ -69,7 +69,8 @@ class MapBatch:
 
     def run(self, index: int, job_id: str) -> dict[str, tp.Any]:
         """Compute chunk ``index``; returns {"done": n, "failure": ItemFailure | None, "outputs": ...,
-        "unwritten": why the store could not take them (a full disk) | None}."""
+        "unwritten": why none or not all were stored: the store could not take them (a full disk),
+        or the outputs do not match the items | None}."""
         chunk = self.chunks[index]
         store = ItemStore.get(self.folder) if self.folder is not None else None
         if store is not None and self.skip_done:
@@ -124,7 +125,7 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
     try:
         for output in method(obj, items()):
             if done + len(pending) >= len(chunk):
-                raise RuntimeError(f"Cached function did not yield exactly once per item: more outputs than the {len(chunk)} items")
+                raise _Misaligned(f"more outputs than its {len(chunk)} items")
             key = chunk[done + len(pending)][0]
             pending.append((key, output))
             size += getattr(output, "nbytes", 64)
@@ -134,13 +135,14 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
                 write(pending)
                 done, pending, size, last = done + len(pending), [], 0, time.time()
         if done + len(pending) != len(chunk):
-            missing = chunk[done + len(pending)]
-            raise RuntimeError(
-                f"Cached function did not yield exactly once per item: no output for item {_short(missing[1])} "
-                f"(key {missing[0]!r}) and {len(chunk) - done - len(pending) - 1} more"
-            )
+            raise _Misaligned(f"{done + len(pending)} outputs for its {len(chunk)} items")
     except _Unwritten as e:
         unwritten, pending = str(e), []
+    except _Misaligned as e:  # which output is whose is unknown: none of this job's is kept
+        if store is not None and done:
+            store.forget([key for key, _ in chunk[:done]])
+        unwritten, pending, done = (f"the method did not yield exactly once per item ({e}): which output belongs "
+                                    f"to which item is unknown, so none of this job's {len(chunk)} items is kept"), [], 0  # fmt: skip
     except Exception as e:
         position = min(done + len(pending), len(chunk) - 1) if chunk else 0
         key, item = chunk[position] if chunk else ("", None)
@@ -158,6 +160,10 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
 
 
 class _Unwritten(Exception):
+    pass
+
+
+class _Misaligned(Exception):
     pass
 
 
