@@ -282,3 +282,15 @@ def test_a_full_disk_says_so_and_keeps_what_was_stored(tmp_path: Path) -> None:
     assert "could not store" in error and "File too large" in error and "items" in error, proc.stdout
     assert "failed: " not in error.split("could not store")[0].split("job 0")[-1], error  # no item blamed
     assert "KEPT True" in proc.stdout, proc.stdout
+
+
+def test_changing_a_returned_output_changes_no_later_read(tmp_path: Path) -> None:
+    """Found by the red team (F6): a JSON-able output was the object the process's index held,
+    so changing it changed what every later read returned (a new object, keep_in_ram=False too)."""
+    first = list(Values(infra={"folder": tmp_path}).values([0, 5]))  # dicts, stored in the index
+    assert first[0]["tags"] == ["a", "b"]
+    first[0]["tags"].append("poisoned")
+    again = list(Values(infra={"folder": tmp_path}).values([0, 5]))  # computed by the first: read
+    assert again[0]["tags"] == ["a", "b"], again
+    again[1]["tags"].append("poisoned")
+    assert list(Values(infra={"folder": tmp_path}).values([5]))[0]["tags"] == ["a", "b"]

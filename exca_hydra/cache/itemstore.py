@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 from .errors import CacheError
-from .itemkinds import array_kind, common_kind, is_jsonable, same_kind, void
+from .itemkinds import array_kind, common_kind, fresh, is_jsonable, same_kind, void
 from .store import FILE_MODE
 
 ITEMS = "items"
@@ -97,8 +97,11 @@ class ItemStore:
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
         self.items = self.folder / ITEMS
-        self.index: dict[str, tuple[tp.Any, ...]] = {}  # key -> (batch, kind, arg, time)
-        self.batches: dict[str, _Batch] = {}
+        # key -> (batch number, kind, arg, time): atomic values only, so the GC stops tracking the
+        # records (100,000 tracked records made each read's new objects cost a rescan of them)
+        self.index: dict[str, tuple[tp.Any, ...]] = {}
+        self.batches: dict[str, int] = {}
+        self.batch_list: list[_Batch] = []
         self.offsets: dict[str, int] = {}  # index file -> bytes read
         self.lock = threading.Lock()
         self.writer: tuple[int, str] | None = None  # (pid, index file name): a forked child gets its own
@@ -164,7 +167,8 @@ class ItemStore:
         name = line["f"]
         batch = self.batches.get(name)
         if batch is None:
-            batch = self.batches[name] = _Batch(self.items / name, line.get("s"))
+            batch = self.batches[name] = len(self.batch_list)
+            self.batch_list.append(_Batch(self.items / name, line.get("s")))
         kinds, args, keys = line["k"], iter(line.get("x", ())), line["u"]
         index = self.index
         row = 0
@@ -173,7 +177,12 @@ class ItemStore:
                 record: tuple[tp.Any, ...] = (batch, "r", row, t)
                 row += 1
             else:
-                record = (batch, kind, next(args), t)
+                arg = next(args)
+                if kind == "a":  # (dtype, shape, offset)
+                    arg = (arg[0], tuple(arg[1]), arg[2])
+                elif kind == "p":  # (offset, size)
+                    arg = tuple(arg)
+                record = (batch, kind, arg, t)
             if (kind == "r" and void((line.get("s") or [None])[0])) or (kind == "a" and void(record[2][0])):
                 logger.warning("Item %r in %s was stored without its fields (a structured numpy array, by an "
                                "older version): it is computed again", key, self.items)  # fmt: skip
@@ -203,13 +212,14 @@ class ItemStore:
                 record = index.get(key)
                 if record is None:
                     raise KeyError(f"Item {key!r} is not in the cache {self.items}")
-            batch, kind, arg, _ = record
+            number, kind, arg, _ = record
+            batch = self.batch_list[number]
             if kind == "r":
                 if batch.map is None:
                     batch.mapped()
                 return batch.stack[arg]
-            if kind == "j":
-                return arg
+            if kind == "j":  # a fresh container: a caller changing its output changes no later read
+                return fresh(arg)
             data = batch.map if batch.map is not None else batch.mapped()
             if kind == "a":
                 dtype, shape, offset = arg
@@ -302,6 +312,8 @@ class ItemStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if "j" in line.get("k", ""):  # the index's own values, not the objects the caller gets
+                line = {**line, "x": [fresh(arg) for arg in line.get("x", ())]}
             self._add(line)
 
     # ----- for the command line: nothing is read but the index -----

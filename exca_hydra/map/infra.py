@@ -9,6 +9,7 @@ the folder as for TaskInfra; the items' keys index the entries inside it (``cach
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import inspect
 import typing as tp
@@ -287,7 +288,7 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
             return (source[k] for k in keys)
         read = store.reader()
         if ram is None:
-            return (read(k) for k in keys)
+            return _read_ahead(keys, read)
         return _through_ram(keys, ram, read)
 
     def _check_missing(self, todo: list[str], unique: dict[str, tp.Any]) -> None:
@@ -305,6 +306,20 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
                 f"for model with config {self.config(uid=True)}\n"
                 "but this is is forbidden by 'infra.forbid_single_item_computation=True'"
             )
+
+
+def _read_ahead(keys: tp.Sequence[str], read: tp.Callable[[str], tp.Any], ahead: int = 1024) -> tp.Iterator[tp.Any]:
+    """Read by chunks with the cyclic GC paused: each read makes new objects (a fresh copy of a
+    JSON value) and no garbage, and collections rescanning a big heap would cost more than the reads."""
+    for start in range(0, len(keys), ahead):
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            chunk = [read(k) for k in keys[start : start + ahead]]
+        finally:
+            if collecting:
+                gc.enable()
+        yield from chunk
 
 
 def _through_ram(keys: list[str], ram: dict[str, tp.Any], read: tp.Callable[[str], tp.Any]) -> tp.Iterator[tp.Any]:
