@@ -527,3 +527,18 @@ def test_a_field_of_another_option_says_which_option_has_it(ctx: Ctx) -> None:
     assert r.code == 1 and "model/opt=sgd" in r.err, r.err
     r = ctx.run(APP, "model=cnn", "model.channels=8", flags=["--cfg", "job"], multirun=False)
     assert r.code == 0 and "channels: 8" in r.out, r.err
+
+
+def test_a_map_model_in_the_script_keeps_its_item_folder_under_every_launcher(ctx: Ctx) -> None:
+    """Found by the red team (F8): a MapInfra sub-config of a model defined in the script had its
+    item folder named after the job process's __main__ (submitit.core._submit.Features.embed,0,
+    joblib...): items computed again under each launcher. Now map_app.Features.embed,0 always."""
+    app = APPS / "inscript" / "map_app.py"
+    for launcher in ("exca_local", "submitit_local", "joblib"):
+        sweeper = "hydra/sweeper=exca" if launcher == "exca_local" else "hydra/sweeper=basic"
+        seeds = {"exca_local": "1,2", "submitit_local": "3,4", "joblib": "5,6"}[launcher]  # new jobs, same items
+        r = ctx.run(app, f"seed={seeds}", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}", "feats.infra.folder=${oc.env:EXCA_HYDRA_CACHE}",
+                    f"hydra/launcher={launcher}", sweeper)  # fmt: skip
+        assert r.code == 0, r.err
+        assert sorted(p.name for p in ctx.cache.iterdir()) == ["map_app.Exp.train,0", "map_app.Features.embed,0"], launcher
+    assert sorted(ctx.lines()) == ["item a", "item bb", "item ccc"], ctx.lines()  # each item once, six jobs

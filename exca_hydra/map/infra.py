@@ -20,7 +20,7 @@ import pydantic
 
 from ..cache.frozen import freeze
 from ..cache.itemstore import ItemStore
-from ..cache.layout import method_folder, method_name
+from ..cache.layout import fix_main_name, method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
 from ..execution.option_fields import SlurmFields
@@ -132,6 +132,7 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to map with @{name}.apply(item_uid=...)"
             )
+        fix_main_name(owner)  # named where it is defined, whichever process runs it later
         owner.model_config.setdefault("extra", "forbid")  # type: ignore[attr-defined]
         forbid_extra_in_submodels(owner)
         infras = dict(getattr(owner, "__exca_infras__", {}))
