@@ -231,6 +231,7 @@ def test_structured_arrays_keep_their_fields_and_old_fieldless_entries_are_recom
     """Found by the red team: a structured array was stored raw under its dtype's text (|V12) and
     came back as bytes without its fields, silently. Now pickled; an index line an older version
     wrote that way is not served: the item is computed again, and the log says so."""
+    (tmp_path / "new").mkdir()  # the entry's folder (MapInfra makes it with its configs)
     store = ItemStore(tmp_path / "new")
     pair = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
     pair["a"], pair["b"] = 3, 0.5
@@ -294,3 +295,41 @@ def test_changing_a_returned_output_changes_no_later_read(tmp_path: Path) -> Non
     assert again[0]["tags"] == ["a", "b"], again
     again[1]["tags"].append("poisoned")
     assert list(Values(infra={"folder": tmp_path}).values([5]))[0]["tags"] == ["a", "b"]
+
+
+def test_a_cleared_entry_is_computed_again_and_never_comes_back_as_a_ghost(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the red team (F11, F12): after `exca-hydra clear --uid`, a running process kept
+    serving the removed items (its index in memory), and a computation running during the clear
+    re-created the folder without uid.yaml: items nobody could list, clear or verify, served to
+    read-only callers. Now: the entry is read again (uid.yaml's identity), a writer never re-creates
+    the entry, and items without uid.yaml are never served."""
+    import shutil
+    import threading
+
+    log = tmp_path / "log"
+    log.mkdir()
+    model = Vectors(log=str(log), infra={"folder": tmp_path / "cache", "keep_in_ram": False})
+    list(model.vectors(["a", "b"]))
+    entry = tp.cast(Path, model.infra.uid_folder())
+    shutil.rmtree(entry)  # what `exca-hydra clear --uid` does
+    again = Vectors(log=str(log), infra={"folder": tmp_path / "cache", "keep_in_ram": False})
+    list(again.vectors(["a", "b"]))
+    assert computed(log) == ["a", "b", "a", "b"] and (entry / "uid.yaml").exists()
+    # cleared while computing: the writer fails, naming why, and re-creates nothing
+    slow = Vectors(log=str(log), sleep=0.05, infra={"folder": tmp_path / "cache", "keep_in_ram": False})
+    remover = threading.Timer(0.5, shutil.rmtree, [entry])
+    remover.start()
+    with pytest.raises(Exception, match="removed while they were computed"):
+        list(slow.vectors([f"s{i}" for i in range(40)]))
+    remover.join()
+    assert not entry.exists()
+    # items whose uid.yaml is gone (an older version's ghost): not served, read-only or not
+    list(Vectors(infra={"folder": tmp_path / "cache"}).vectors(["g"]))
+    (entry / "uid.yaml").unlink()
+    (entry / "config.yaml").unlink()
+    with caplog.at_level("WARNING"), pytest.raises(RuntimeError, match="missing"):
+        list(Vectors(infra={"folder": tmp_path / "cache", "mode": "read-only"}).vectors(["g"]))
+    assert "not served" in caplog.text
+    list(Vectors(log=str(log), infra={"folder": tmp_path / "cache"}).vectors(["g"]))
+    assert computed(log)[-1] == "g" and (entry / "uid.yaml").exists()
+    assert [p.name.startswith("items.orphaned-") for p in entry.iterdir()].count(True) == 1

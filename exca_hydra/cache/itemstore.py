@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import CacheError
 from .itemkinds import array_kind, common_kind, fresh, is_jsonable, same_kind, void
-from .store import FILE_MODE
+from .store import FILE_MODE, UID_CONFIG
 
 ITEMS = "items"
 ALIGN = 64
@@ -94,7 +94,8 @@ def _prod(shape: tp.Sequence[int]) -> int:
 class ItemStore:
     """The items of one uid folder; one instance per folder and process (``ItemStore.get``)."""
 
-    def __init__(self, folder: Path | str) -> None:
+    def __init__(self, folder: Path | str, readable: bool = True) -> None:
+        self.readable = readable  # False: items there are not this config's to serve (no uid.yaml)
         self.folder = Path(folder)
         self.items = self.folder / ITEMS
         # key -> (batch number, kind, arg, time): atomic values only, so the GC stops tracking the
@@ -105,12 +106,15 @@ class ItemStore:
         self.offsets: dict[str, int] = {}  # index file -> bytes read
         self.lock = threading.Lock()
         self.writer: tuple[int, str] | None = None  # (pid, index file name): a forked child gets its own
+        self.identity = _identity(self.folder)  # the folder this index was read from
 
     @classmethod
     def get(cls, folder: Path | str) -> ItemStore:
+        """The process's store of this folder, read once; a folder removed (or replaced) since,
+        e.g. by ``exca-hydra clear``, is read again from scratch: its items are gone."""
         key = os.fspath(folder)
         store = _STORES.get(key)
-        if store is None:
+        if store is None or store.identity != _identity(Path(folder)):
             store = _STORES[key] = cls(folder)
             store.refresh()
         return store
@@ -118,6 +122,8 @@ class ItemStore:
     # ----- reading -----
     def refresh(self) -> int:
         """Read what the index files gained since the last call; the number of new keys."""
+        if not self.readable:
+            return 0
         try:
             names = [n for n in os.listdir(self.items) if n.startswith("index-") and n.endswith(".jsonl")]
         except FileNotFoundError:
@@ -248,7 +254,7 @@ class ItemStore:
         """Store one batch of (key, value): the data file first, then its index line."""
         if not pairs:
             return
-        self.items.mkdir(parents=True, exist_ok=True)
+        self.items.mkdir(exist_ok=True)  # never the entry's folder: one removed meanwhile stays removed
         keys = [k for k, _ in pairs]
         kinds: list[str] = []
         args: list[tp.Any] = []
@@ -298,7 +304,7 @@ class ItemStore:
     def forget(self, keys: tp.Sequence[str]) -> None:
         """Forget items (force mode): a line that hides their earlier records."""
         if keys:
-            self.items.mkdir(parents=True, exist_ok=True)
+            self.items.mkdir(exist_ok=True)  # never the entry's folder: one removed meanwhile stays removed
             self._append({"t": time.time(), "forget": list(keys)})
 
     def _append(self, line: dict[str, tp.Any]) -> None:
@@ -331,6 +337,16 @@ class ItemStore:
         except FileNotFoundError:
             pass
         return len(self.index), total, files
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """The entry's uid.yaml, written once when the entry is made: a cleared and remade entry has
+    another (its inode may be reused, not its write time)."""
+    try:
+        st = os.stat(folder / UID_CONFIG)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 def _atomic_write_chunks(path: Path, chunks: tp.Sequence[bytes]) -> None:

@@ -120,7 +120,10 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
         try:
             store.write(pairs, pickle_all)  # type: ignore[union-attr]
         except OSError as e:
-            raise _Unwritten(f"could not store {len(pairs)} item(s) in {store.items}: {e.strerror or e}") from e  # type: ignore[union-attr]
+            why = e.strerror or str(e)
+            if not store.folder.exists():  # type: ignore[union-attr]
+                why = "the cache entry was removed while they were computed (exca-hydra clear?); call again to compute them"
+            raise _Unwritten(f"could not store {len(pairs)} item(s) in {store.items}: {why}") from e  # type: ignore[union-attr]
 
     try:
         for output in method(obj, items()):

@@ -12,6 +12,8 @@ import functools
 import gc
 import hashlib
 import inspect
+import logging
+import time
 import typing as tp
 from collections import abc
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import pydantic
 
 from ..cache.frozen import freeze
-from ..cache.itemstore import ItemStore
+from ..cache.itemstore import ITEMS, ItemStore
 from ..cache.layout import fix_main_name, method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
@@ -30,6 +32,7 @@ from ..workdir import WorkDir
 from .batch import MapItemError
 
 __all__ = ["MapInfra", "MapItemError"]
+logger = logging.getLogger("exca_hydra.map")
 
 MapMode = tp.Literal["cached", "force", "read-only"]
 MapCluster = tp.Literal[None, "auto", "local", "slurm", "debug", "threadpool", "processpool"]
@@ -229,12 +232,17 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
         if folder is None:
             return None
         binding = self._binding()
-        if not binding.checked:
+        has_configs = (folder / UID_CONFIG).exists()  # one stat a call: a cleared entry is seen
+        if not binding.checked or not has_configs:
             entry = Entry(folder)
             uid_cfg = uid_config(binding.obj, binding.exclude)
-            if (folder / UID_CONFIG).exists():  # a stale or foreign folder must never serve items
+            if has_configs:  # a stale or foreign folder must never serve items
                 entry.verify(uid_cfg, identity_config(binding.obj, binding.exclude))
-            elif self.mode != "read-only":
+            else:  # items without the configs that say whose they are are never served
+                if self.mode == "read-only":
+                    _warn_orphans(folder, None)
+                    return ItemStore(folder, readable=False)  # every item is missing
+                _warn_orphans(folder, _set_aside(folder))
                 entry.write_configs(self.config(), uid_cfg)
             binding.checked = True
         return ItemStore.get(folder)
@@ -307,6 +315,25 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
                 f"for model with config {self.config(uid=True)}\n"
                 "but this is is forbidden by 'infra.forbid_single_item_computation=True'"
             )
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Move items without uid.yaml aside (None: there are none, or they cannot be moved)."""
+    items = folder / ITEMS
+    if not items.is_dir():
+        return None
+    aside = folder / f"{ITEMS}.orphaned-{int(time.time())}"
+    try:
+        items.rename(aside)
+    except OSError:
+        return None
+    return aside
+
+
+def _warn_orphans(folder: Path, aside: Path | None) -> None:
+    if aside is not None or (folder / ITEMS).is_dir():
+        logger.warning("%s holds items but no %s (the entry was cleared while they were computed?): they are "
+                       "not served%s", folder, UID_CONFIG, f", kept aside in {aside}" if aside else "")  # fmt: skip
 
 
 def _read_ahead(keys: tp.Sequence[str], read: tp.Callable[[str], tp.Any], ahead: int = 1024) -> tp.Iterator[tp.Any]:
