@@ -81,6 +81,9 @@ def test_apply_refuses_what_exca_refuses() -> None:
 
     with pytest.raises(TypeError):
         MapInfra().apply(str)  # type: ignore[call-arg]  # keyword-only, as exca's
+    for typo in ("pickle", "MemmapArrayFile"):  # found by the red team (F15): silently ignored
+        with pytest.raises(ValueError, match="is not supported: None .* or 'Pickle'"):
+            MapInfra().apply(item_uid=str, cache_type=typo)
 
 
 # ----- the fields -----

@@ -220,17 +220,21 @@ class ItemStore:
                     raise KeyError(f"Item {key!r} is not in the cache {self.items}")
             number, kind, arg, _ = record
             batch = self.batch_list[number]
-            if kind == "r":
-                if batch.map is None:
-                    batch.mapped()
-                return batch.stack[arg]
             if kind == "j":  # a fresh container: a caller changing its output changes no later read
                 return fresh(arg)
-            data = batch.map if batch.map is not None else batch.mapped()
-            if kind == "a":
-                dtype, shape, offset = arg
-                np = _numpy_import()
-                return np.frombuffer(data, dtype=np.dtype(dtype), count=_prod(shape), offset=offset).reshape(shape)
+            try:
+                if kind == "r":
+                    if batch.map is None:
+                        batch.mapped()
+                    return batch.stack[arg]
+                data = batch.map if batch.map is not None else batch.mapped()
+                if kind == "a":
+                    dtype, shape, offset = arg
+                    np = _numpy_import()
+                    return np.frombuffer(data, dtype=np.dtype(dtype), count=_prod(shape), offset=offset).reshape(shape)
+            except (OSError, ValueError) as e:  # a batch file removed or cut short
+                raise CacheError(f"Item {key!r} in {batch.path} is unreadable ({type(e).__name__}: {e}); "
+                                 "recompute it with mode='force'") from e  # fmt: skip
             if kind == "p":
                 if not batch.trusted:
                     batch.check_trusted()

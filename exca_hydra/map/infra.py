@@ -158,6 +158,9 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
     ) -> tp.Callable[[tp.Any], tp.Any]:
         """Decorate a method taking ``self`` and an iterable of items, yielding one output per item.
         ``cache_type="Pickle"`` pickles every output (arrays included)."""
+        if cache_type not in (None, "Pickle"):  # exca's other cache types are not built here
+            raise ValueError(f"cache_type={cache_type!r} is not supported: None (each output stored by its "
+                             "kind: JSON, raw numpy array, else pickled) or 'Pickle' (every output pickled)")  # fmt: skip
         if item_uid_max_length is not None and item_uid_max_length < 32:
             raise ValueError(f"max_length of item_uid should be at least 32, got {item_uid_max_length}")
         if self._state.applied is not None or self._state.binding is not None:
