@@ -542,3 +542,15 @@ def test_a_map_model_in_the_script_keeps_its_item_folder_under_every_launcher(ct
         assert r.code == 0, r.err
         assert sorted(p.name for p in ctx.cache.iterdir()) == ["map_app.Exp.train,0", "map_app.Features.embed,0"], launcher
     assert sorted(ctx.lines()) == ["item a", "item bb", "item ccc"], ctx.lines()  # each item once, six jobs
+
+
+def test_a_sweep_says_when_a_map_sub_config_has_no_cache_folder(ctx: Ctx) -> None:
+    """Found by the red team (F14): with infra.folder set but not feats.infra.folder, the items were
+    computed by every job, every run, and nothing said so."""
+    app = APPS / "inscript" / "map_app.py"
+    r = ctx.run(app, "seed=1,2", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}")
+    assert r.code == 0, r.err
+    said = "feats.infra.folder is not set, so the items of Features.embed are not cached (each job computes them again)"
+    assert said in r.err + r.out, r.err
+    r = ctx.run(app, "seed=3", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}", "feats.infra.folder=${oc.env:EXCA_HYDRA_CACHE}")
+    assert r.code == 0 and "not cached" not in r.err + r.out, r.err

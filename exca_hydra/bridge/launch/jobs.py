@@ -163,6 +163,23 @@ def configured_folder(hydra_cfg: tp.Any) -> str | None:
     return None
 
 
+def uncached_maps(obj: tp.Any, path: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """(config path of the infra, Class.method) of each MapInfra below the model without a folder:
+    its items are computed again by every job, which a sweep must say."""
+    out: list[tuple[str, str]] = []
+    if not isinstance(obj, pydantic.BaseModel) or depth > 8:
+        return out
+    for name, value in obj.__dict__.items():
+        where = f"{path}.{name}" if path else name
+        if getattr(value, "_exca_is_infra", False):
+            if type(value).__name__ == "MapInfra" and value.folder is None:
+                methods = [m.__name__ for m, _ in getattr(type(obj), "__exca_infras__", {}).values()]
+                out.append((where, f"{type(obj).__name__}.{methods[0] if methods else '?'}"))
+        else:
+            out += uncached_maps(value, where, depth + 1)
+    return out
+
+
 def cache_root(folder: str | None, obj: tp.Any) -> Path | None:
     """The cache root: the launcher's (or sweeper's) ``folder``, else the model's infra folder."""
     if folder:

@@ -18,7 +18,8 @@ from ...execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
 from .task_info import task_info
-from .jobs import Context, HydraJob, assign_entries, configured_folder, has_result, plan_jobs, prepare, verify_entries
+from .jobs import Context, HydraJob, assign_entries, configured_folder, has_result, plan_jobs, prepare, uncached_maps
+from .jobs import verify_entries
 from .launcher import PlanLauncher, launch_plan, launcher_params
 from .stops import wait_for_others
 from .report import SweepFailed, summary
@@ -142,6 +143,9 @@ def _say_what_is_cached(sweeper: tp.Any, jobs: tp.Sequence[HydraJob], exca_launc
             "runs again next time): use hydra/launcher=exca_local or exca_slurm, or exca_hydra.main", target,
         )  # fmt: skip
         return
+    for path, method in uncached_maps(jobs[0].obj if jobs else None):  # a sub-config's own cache
+        logger.warning("Exca sweeper: %s.folder is not set, so the items of %s are not cached (each job computes "
+                       "them again): set %s.folder", path, method, path)  # fmt: skip
     uncached = sum(job.entry is None for job in jobs)
     if uncached:
         where = "hydra.sweeper.folder or hydra.launcher.folder" + ("" if plain else " or the model's infra.folder")
