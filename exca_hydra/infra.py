@@ -14,7 +14,7 @@ from pathlib import Path
 import pydantic
 
 from .cache.frozen import freeze
-from .cache.layout import fix_main_name, method_folder, method_name
+from .cache.layout import check_cache_folder, fix_main_name, method_folder, method_name
 from .cache.store import Entry, Status, dump_yaml
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
@@ -65,7 +65,7 @@ class TaskInfra(SlurmFields, _Settings):
     @classmethod
     def _absolute(cls, folder: Path | None) -> Path | None:
         # jobs may start elsewhere (workdir, Slurm): keep the folder they write to unambiguous
-        return None if folder is None else Path(folder).expanduser().absolute()
+        return None if folder is None else check_cache_folder(Path(folder).expanduser().absolute())
 
     @pydantic.field_validator("version", mode="before")
     @classmethod

@@ -175,3 +175,19 @@ def test_a_script_run_by_a_tool_is_cached_under_its_own_name(tmp_path: Path, too
         assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["exp_app.Exp.train,0"]
     assert len(list((tmp_path / "cache" / "exp_app.Exp.train,0").iterdir())) == 2  # x=1 shared, x=2
+
+
+def test_a_cache_folder_that_is_a_file_is_one_message_naming_the_field(ctx: Ctx, tmp_path: Path) -> None:
+    """Found by the red team (F13): a 37-line NotADirectoryError traceback from the sweep's plan."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for key in ("infra.folder", "hydra.launcher.folder", "hydra.sweeper.folder"):
+        r = ctx.run(APP, "hydra/sweeper=exca", "model=conv", "lr=0.1,0.2", f"{key}={afile}")
+        out = r.out + r.err
+        assert r.code == 1 and f"{afile} is a file, not a folder" in out and key in out and "Traceback" not in out, out
+    assert afile.read_text() == "x"
+    from exca_hydra import MapInfra, TaskInfra
+
+    for infra in (TaskInfra, MapInfra):
+        with pytest.raises(ValueError, match="is a file, not a folder"):
+            infra(folder=afile)

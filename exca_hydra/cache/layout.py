@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import typing as tp
 from pathlib import Path
 
 
@@ -65,3 +66,10 @@ def method_name(cls: type, method: str) -> str:
 def method_folder(root: Path, name: str, version: str) -> Path:
     """The folder holding every uid of one computation at one version."""
     return Path(root) / f"{name},{version}"
+
+
+def check_cache_folder(folder: tp.Any) -> tp.Any:
+    """A cache folder that exists must be a directory (a file there failed deep in the plan)."""
+    if folder is not None and os.path.exists(os.path.expanduser(str(folder))) and not os.path.isdir(os.path.expanduser(str(folder))):
+        raise ValueError(f"{folder} is a file, not a folder: the cache folder must be a directory")
+    return folder

@@ -22,7 +22,7 @@ import pydantic
 
 from ..cache.frozen import freeze
 from ..cache.itemstore import ITEMS, ItemStore
-from ..cache.layout import fix_main_name, method_folder, method_name
+from ..cache.layout import check_cache_folder, fix_main_name, method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
 from ..execution.option_fields import SlurmFields
@@ -96,7 +96,7 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
         folder = Path(folder).expanduser().absolute()
         if not folder.parent.exists():
             raise ValueError(f"Infra folder parent {folder.parent} needs to exist")
-        return folder
+        return check_cache_folder(folder)
 
     @pydantic.field_validator("version", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ import logging
 
 import pydantic
 
+from ...cache.layout import check_cache_folder
 from ...execution.option_fields import PREFIX
 from ...execution.options import HslResources, HslSlurm, SlurmOptions, slurm_options
 from ...workdir import WorkDir
@@ -21,6 +22,7 @@ class LauncherParams(HslSlurm):
     anything runs (the plugin's config node lists the same keys and defaults: option_fields.py)."""
 
     folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
+    _folder = pydantic.field_validator("folder")(check_cache_folder)
     array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: 256 (Slurm), the CPU count (local)
     max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
@@ -60,6 +62,7 @@ class LocalLauncherParams(HslResources):
     default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
 
     folder: str | None = None
+    _folder = pydantic.field_validator("folder")(check_cache_folder)
     array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: the CPU count / cpus_per_task
     timeout_min: float | None = None  # type: ignore[assignment]  # None: no limit
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"

@@ -14,6 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from ...cache.layout import check_cache_folder
 from ...execution.options import Mode
 from .convert import plugin_params
 from .hydra_job import cached_return
@@ -35,6 +36,8 @@ class SweeperParams(pydantic.BaseModel):
     dry_run: bool = False
     folder: str | None = None  # cache root, before hydra.launcher.folder and the model's infra.folder
     best: str | None = pydantic.Field(None, pattern=r"^(max|min):result(\..+)?$")  # max:result.accuracy
+
+    _folder = pydantic.field_validator("folder")(check_cache_folder)
 
 
 def expand(sweeper: tp.Any, params: SweeperParams, arguments: list[str]) -> list[list[list[str]]]:
