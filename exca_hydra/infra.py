@@ -14,7 +14,7 @@ from pathlib import Path
 import pydantic
 
 from .cache.frozen import freeze
-from .cache.layout import check_cache_folder, fix_main_name, method_folder, method_name
+from .cache.layout import check_cache_folder, class_program, fix_main_name, method_folder, method_name
 from .cache.store import Entry, Status, dump_yaml
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
@@ -331,7 +331,8 @@ class TaskInfra(SlurmFields, _Settings):
 
     def _verify(self, entry: Entry) -> None:
         binding = self._binding()
-        entry.verify(uid_config(binding.obj, binding.exclude), identity_config(binding.obj, binding.exclude))
+        entry.verify(uid_config(binding.obj, binding.exclude), identity_config(binding.obj, binding.exclude),
+                     class_program(type(binding.obj)))  # fmt: skip
 
     def iter_cached(self) -> tp.Iterator[tp.Any]:
         """Configs of this method's cache folder that have a result, an error or a job."""

@@ -191,3 +191,60 @@ def test_a_cache_folder_that_is_a_file_is_one_message_naming_the_field(ctx: Ctx,
     for infra in (TaskInfra, MapInfra):
         with pytest.raises(ValueError, match="is a file, not a folder"):
             infra(folder=afile)
+
+
+TWO_PROGRAMS = '''
+import sys, typing as tp, pydantic, exca_hydra
+from exca_hydra import MapInfra, TaskInfra
+
+class Task(pydantic.BaseModel):
+    x: int = 1
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def run(self) -> str:
+        return "WHO"
+
+class Feat(pydantic.BaseModel):
+    infra: MapInfra = MapInfra()
+
+    @infra.apply(item_uid=str)
+    def embed(self, items: tp.Iterable[str]) -> tp.Iterator[str]:
+        for item in items:
+            yield "WHO:" + item
+
+@exca_hydra.main(version_base="1.3")
+def main(task: Task) -> str:
+    return task.run()
+
+if __name__ == "__main__":
+    if sys.argv[1] == "api":
+        for call in (lambda: Task(infra={"folder": sys.argv[2]}).run(), lambda: list(Feat(infra={"folder": sys.argv[2]}).embed(["x"]))):
+            try:
+                print("got", call(), flush=True)
+            except Exception as e:
+                print("refused", type(e).__name__, e, flush=True)
+    else:
+        main()
+'''
+
+
+def test_two_programs_with_the_same_script_and_class_names_never_share_a_result(tmp_path: Path) -> None:
+    """Found by the red team (F19): p1/app.py and p2/app.py, each with its own `class Task` in the
+    script, shared app.Task.run,0/: the second was served the first's results (TaskInfra, MapInfra,
+    a Hydra sweep). A script's class records its program, as a plain task does."""
+    env = {k: v for k, v in os.environ.items() if k != "EXCA_HYDRA_CACHE"}
+    cache = tmp_path / "cache"
+    outs = {}
+    for name in ("p1", "p2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(TWO_PROGRAMS.replace("WHO", name))
+        api = subprocess.run([sys.executable, "app.py", "api", str(cache)], cwd=tmp_path / name, env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        sweep = subprocess.run([sys.executable, "app.py", "-m", "x=1,2", f"infra.folder={cache}", f"hydra.sweep.dir={tmp_path / name / 's'}"],
+                               cwd=tmp_path / name, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        outs[name] = (api.stdout + api.stderr, sweep.returncode, sweep.stdout + sweep.stderr)
+    assert "got p1" in outs["p1"][0] and "got ['p1:x']" in outs["p1"][0] and outs["p1"][1] == 0, outs["p1"]
+    api, code, sweep = outs["p2"]
+    assert api.count("refused OtherProgram") == 2 and "p1" not in api.replace(str(tmp_path / "p1"), ""), api
+    assert code == 1 and "was computed by" in sweep and "give each program its own cache folder" in sweep, sweep

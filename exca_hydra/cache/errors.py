@@ -15,3 +15,7 @@ class CacheNotWritable(CacheError):
 
 class JobFailure(RuntimeError):
     """A job ended without a result and without a Python exception (killed, timed out...)."""
+
+
+class OtherProgram(CacheError):
+    """An entry computed by another program of the same name: never this one's to reuse or overwrite."""

@@ -30,6 +30,7 @@ def import_name(module: str, code_file: str | None = None) -> str:
 
 
 MAIN_NAME = "__exca_main_name__"  # on a class defined in a script: the script's import name
+MAIN_FILE = "__exca_main_file__"  # and the script's real path
 
 
 def defining_file(cls: type) -> str | None:
@@ -48,7 +49,27 @@ def fix_main_name(cls: type) -> None:
     travels by value to a job process, whose ``__main__`` is the launcher's (submitit, joblib...),
     and its entries must not follow that."""
     if cls.__module__ == "__main__" and MAIN_NAME not in cls.__dict__:
-        setattr(cls, MAIN_NAME, import_name("__main__", defining_file(cls)))
+        file = defining_file(cls)
+        setattr(cls, MAIN_NAME, import_name("__main__", file))
+        if file and file.endswith(".py"):  # two projects' app.py:Task share a name, not a file
+            setattr(cls, MAIN_FILE, os.path.realpath(file))
+
+
+def class_program(cls: type) -> str | None:
+    """The script a class of ``__main__`` is written in (its entries record it, and an entry of
+    another program is never served); None for a class of a module (named by its import path)."""
+    if cls.__module__ != "__main__":
+        return None
+    fix_main_name(cls)
+    return cls.__dict__.get(MAIN_FILE)
+
+
+def function_program(function: tp.Any) -> str | None:
+    """The same for a task function written in the script."""
+    code = getattr(function, "__code__", None)
+    if getattr(function, "__module__", None) != "__main__" or code is None or not code.co_filename.endswith(".py"):
+        return None
+    return os.path.realpath(code.co_filename)
 
 
 def class_module(cls: type) -> str:

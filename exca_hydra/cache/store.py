@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure
+from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure, OtherProgram
 from .host import hostname, slurm_job_id
 from . import lease
 from .preview import preview, short
@@ -155,7 +155,7 @@ class Entry:
         except ValueError:  # too big or not UTF-8: not a record of this library
             stored = f"(an unreadable {PROGRAM})"
         if stored != program:
-            raise CacheError(
+            raise OtherProgram(
                 f"Cache entry {self.folder} was computed by {stored}, not by {program}: two programs "
                 "with the same script and function name share this cache folder. Give one of them "
                 "its own cache folder (hydra.launcher.folder or hydra.sweeper.folder)."

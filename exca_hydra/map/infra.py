@@ -22,7 +22,7 @@ import pydantic
 
 from ..cache.frozen import freeze
 from ..cache.itemstore import ITEMS, ItemStore
-from ..cache.layout import check_cache_folder, fix_main_name, method_folder, method_name
+from ..cache.layout import check_cache_folder, class_program, fix_main_name, method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
 from ..execution.option_fields import SlurmFields
@@ -240,13 +240,13 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
             entry = Entry(folder)
             uid_cfg = uid_config(binding.obj, binding.exclude)
             if has_configs:  # a stale or foreign folder must never serve items
-                entry.verify(uid_cfg, identity_config(binding.obj, binding.exclude))
+                entry.verify(uid_cfg, identity_config(binding.obj, binding.exclude), class_program(type(binding.obj)))
             else:  # items without the configs that say whose they are are never served
                 if self.mode == "read-only":
                     _warn_orphans(folder, None)
                     return ItemStore(folder, readable=False)  # every item is missing
                 _warn_orphans(folder, _set_aside(folder))
-                entry.write_configs(self.config(), uid_cfg)
+                entry.write_configs(self.config(), uid_cfg, class_program(type(binding.obj)))
             binding.checked = True
         return ItemStore.get(folder)
 

@@ -14,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
-from ...cache.layout import import_name, method_folder, method_name
+from ...cache.layout import class_program, function_program, import_name, method_folder, method_name
+from ...cache.errors import OtherProgram
 from ...cache.store import CacheError, Entry, Status
 from ...cache.uid import identity_config, uid_config, uid_string
 from ...execution.options import Mode
@@ -240,9 +241,12 @@ def has_result(task_function: tp.Any, folder: str | None, obj: tp.Any) -> bool:
 
 def assign_entries(task_function: tp.Any, folder: str | None, jobs: tp.Sequence[HydraJob]) -> None:
     program = program_of(task_function)
+    info = task_info(task_function)
     for job in jobs:
         job.uid_cfg = uid_config(job.obj)
         job.entry = entry_of(task_function, folder, job.obj, job.uid_cfg)
+        if info is not None:  # a model's task: the script its class (or its function) is written in
+            program = class_program(type(job.obj)) if info.method is not None else function_program(info.function)
         job.program = program
 
 
@@ -264,7 +268,7 @@ def full_config(obj: tp.Any) -> dict[str, tp.Any]:
 def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
     """Every cached outcome about to be reused must be this config's: report all that are not
     (edited files, changed defaults) before anything runs."""
-    problems = []
+    problems, others = [], False
     for job in jobs:
         if job.entry is None:
             continue
@@ -275,10 +279,12 @@ def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
             job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj), job.program)
         except CacheError as e:
             problems.append(f"  #{job.num} : {job.shown_overrides}\n      {e}")
-    if problems:
+            others = others or isinstance(e, OtherProgram)
+    if problems:  # another program's entries: forcing would overwrite its results
+        how = "give each program its own cache folder" if others else "hydra.sweeper.mode=force recomputes them"
         raise ConfigValidationError(
             f"{len(problems)} cached entr{'y' if len(problems) == 1 else 'ies'} cannot be reused; nothing was "
-            "launched (hydra.sweeper.mode=force recomputes them):\n" + "\n".join(problems)
+            f"launched ({how}):\n" + "\n".join(problems)
         )
 
 

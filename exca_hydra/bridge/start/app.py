@@ -14,7 +14,7 @@ import typing as tp
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from ...cache.layout import import_name
+from ...cache.layout import function_program, import_name
 from ..launch.convert import model_of, to_model
 from ..launch.task_info import TaskInfo
 
@@ -154,7 +154,7 @@ class _Task:
         uid_cfg = uid_config(obj)
         entry = entry_of(self, folder, obj, uid_cfg)
         if entry is not None and not entry.has_result():
-            entry.write_configs(obj.model_dump(mode="json"), uid_cfg)
+            entry.write_configs(obj.model_dump(mode="json"), uid_cfg, function_program(info.function))
         return run_cached(info.function, obj, entry)
 
 
