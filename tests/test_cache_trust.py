@@ -69,7 +69,8 @@ def test_an_interrupted_sweep_records_nothing_and_the_rerun_computes(tmp_path: P
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, out + err
     for folder in entries:  # nothing recorded: no result, no error, no claim left behind
-        assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "uid.yaml"], err
+        # (program.txt: the task function is written in the script, whose path its entries record)
+        assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "program.txt", "uid.yaml"], err
     if how == "sigterm-jobs":
         assert "interrupted" in err, err
     else:  # one short message, no traceback (issue 22)
@@ -136,7 +137,7 @@ def test_a_truncated_result_fails_its_job_and_retry_recomputes_it(tmp_path: Path
         r = ctx.run(APP, *args)
     assert r.code == 0, r.err
     assert [line.split()[-1] for line in ctx.lines()] == ["lr=0.2"]
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "outcome.json", "result.pkl", "uid.yaml"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "outcome.json", "program.txt", "result.pkl", "uid.yaml"]
 
 
 # ----- 3. results are loaded when read, one at a time -----
