@@ -15,6 +15,7 @@ import pydantic
 
 from .cache.frozen import freeze
 from .cache.layout import check_cache_folder, class_program, fix_main_name, method_folder, method_name
+from .cache.errors import CacheError
 from .cache.store import Entry, Status, dump_yaml
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
@@ -320,6 +321,9 @@ class TaskInfra(SlurmFields, _Settings):
                 if step.action == "run":
                     submit(self, [self], [step])
                 status, failure = engine.wait_for([entry])[0]
+                if status != "completed" and not entry.folder.is_dir():
+                    raise CacheError(f"{entry.folder} was removed while its job ran (exca-hydra clear?): its "
+                                     "outcome was not stored; call again to compute it")  # fmt: skip
                 if status != "completed":
                     if failure is not None:
                         engine.record_lost(entry, failure)

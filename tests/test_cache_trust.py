@@ -4,6 +4,7 @@ not abort a sweep, results are loaded only when read, and two sweeps over one ca
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pydantic
 import pytest
 
 from exca_hydra import TaskInfra
+from exca_hydra.cache.errors import CacheError
 from test_launcher import APPS, TRAINER, Ctx, entry
 
 APP = TRAINER / "app.py"
@@ -237,3 +239,50 @@ def test_a_read_only_cache_with_a_missing_job_is_a_message(tmp_path: Path, sweep
     assert "Cannot compute" in proc.stderr and "hydra.sweeper.mode=read-only" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     assert ctx.lines() == []
+
+
+class Slow(pydantic.BaseModel):
+    x: int = 1
+    infra: TaskInfra = TaskInfra()
+
+    @infra.apply
+    def compute(self) -> int:
+        time.sleep(1.5)
+        return self.x * 2
+
+
+def test_an_entry_cleared_while_its_job_runs_is_not_remade(tmp_path: Path) -> None:
+    """Found by the red team (F20): `exca-hydra clear --uid` while the job ran: the job wrote its
+    result into a re-made folder without uid.yaml: a ghost `list` and `clear` could not see, which
+    stopped the next sweep ("cannot be reused"). Now nothing is written and the next call computes."""
+    import threading
+
+    task = Slow(x=4, infra={"folder": tmp_path})
+    folder = tp.cast(Path, task.infra.uid_folder())
+    remover = threading.Timer(0.7, shutil.rmtree, [folder])
+    remover.start()
+    with pytest.raises(CacheError, match="was removed while its job ran"):
+        task.compute()
+    remover.join()
+    assert not folder.exists()
+    assert Slow(x=4, infra={"folder": tmp_path}).compute() == 8
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "outcome.json", "result.pkl", "uid.yaml"]
+
+
+def test_a_sweep_job_whose_entry_was_cleared_runs_again(tmp_path: Path) -> None:
+    """The same from a sweep (exca_local): the re-run computes the cleared job, it is not blocked."""
+    app = APPS / "figures" / "app.py"
+    env = {**os.environ, "EXCA_TEST_RELEASE": str(tmp_path / "release")}
+    command = [sys.executable, str(app), "-m", "model=a", "lr=0.1,1.0", f"infra.folder={tmp_path / 'cache'}"]
+    proc = subprocess.Popen([*command, f"hydra.sweep.dir={tmp_path / 's1'}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait(lambda: len(list((tmp_path / "cache").glob("*/*/outcome.json"))) == 1 and len(list((tmp_path / "cache").glob("*/lr=1.0*"))) == 1)
+    (waiting,) = (tmp_path / "cache").glob("*/lr=1.0*")
+    shutil.rmtree(waiting)  # cleared while its job waits for the release file
+    (tmp_path / "release").write_text("")
+    out, err = proc.communicate(timeout=120)
+    assert not waiting.exists(), err
+    again = subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0 and "1 cached, 0 running, 1 to run" in again.stdout + again.stderr, again.stdout + again.stderr
+    assert (waiting / "result.pkl").exists() and (waiting / "uid.yaml").exists()

@@ -36,9 +36,11 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry: E
     """Compute, then store the result (or the error) in the cache entry; return the result."""
     _RUNNING.append(obj)
     start = time.time()
+    existed = entry.folder.is_dir()  # made with its configs before the job
     try:
         value = function(obj)
-        entry.write_result(value, duration=time.time() - start)
+        if not _removed(entry, existed):
+            entry.write_result(value, duration=time.time() - start)
         return value
     except (SystemExit, KeyboardInterrupt) as e:  # submitit's exit after a requeue; Ctrl-C or SIGTERM:
         # neither is the task's outcome, the job stays missing and runs again next time; its log
@@ -49,10 +51,21 @@ def run_and_store(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry: E
     except BaseException as e:
         # from the task's own frame on: this function is not what the user wants to read
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)), duration=time.time() - start)
+        if not _removed(entry, existed):
+            entry.write_error(e, "".join(traceback.format_exception(type(e), e, tb)), duration=time.time() - start)
         raise
     finally:
         _RUNNING.remove(obj)
+
+
+def _removed(entry: Entry, existed: bool) -> bool:
+    """An entry removed while its job ran (``exca-hydra clear``): nothing is stored, since writing
+    would remake the folder without its configs: a result nobody could verify, list or clear."""
+    if not existed or entry.folder.is_dir():
+        return False
+    sys.stderr.write(f"{entry.folder} was removed while this job ran (exca-hydra clear?): its outcome is not "
+                     "stored; the next run computes it again\n")  # fmt: skip
+    return True
 
 
 def run_cached(function: tp.Callable[[tp.Any], tp.Any], obj: tp.Any, entry: Entry | None) -> tp.Any:
