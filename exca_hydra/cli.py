@@ -211,11 +211,32 @@ def _own_folder(root: Path, folder: Path) -> Path | None:
     return real if real == expected else None
 
 
+def _named(entries: tp.Sequence[Entry], wanted: tp.Sequence[str]) -> tuple[list[Entry], str | None]:
+    """The entries ``--uid`` names: ``method/uid`` as ``list`` prints it, or a bare uid when one
+    method has it (a default config's uid is the same for every method: naming it alone must not
+    clear another method's entry); else the error to print."""
+    chosen: list[Entry] = []
+    for name in wanted:
+        method, _, uid = name.rpartition("/")
+        found = [e for e in entries if e.uid == uid and (not method or e.folder.parent.name == method)]
+        if not found:
+            return [], f"no entry {name!r} here: give the uid, or method/uid as `exca-hydra list` prints it"
+        if len(found) > 1:
+            shown = ", ".join(f"{e.folder.parent.name}/{e.uid}" for e in found)
+            return [], f"{name!r} is the uid of entries of {len(found)} methods ({shown}): name one as method/uid"
+        chosen += found
+    return chosen, None
+
+
 def cmd_clear(args: argparse.Namespace) -> int:
     root, chosen, skipped, failed = Path(args.folder), [], 0, 0
-    for entry in iter_entries(root):
-        if args.uid and entry.uid not in args.uid:
-            continue
+    entries = list(iter_entries(root))
+    if args.uid:
+        entries, error = _named(entries, args.uid)
+        if error:
+            print(error, file=sys.stderr)
+            return 2
+    for entry in entries:
         if args.failed and entry.file_status() != "failed":
             continue
         real = _own_folder(root, entry.folder)

@@ -97,7 +97,8 @@ def test_clear_never_deletes_outside_the_folder_given(
     (unrelated / "notes.txt").write_text("keep me")
     (cache / METHOD / "x=9-0123456789abcdef").symlink_to(unrelated)
 
-    assert main(["clear", str(cache), "--uid", uid, "x=9-0123456789abcdef"]) == 1
+    # (the uid is under two method folders: each named as method/uid, as `list` prints them)
+    assert main(["clear", str(cache), "--uid", f"{METHOD}/{uid}", f"linked.Method,0/{uid}", "x=9-0123456789abcdef"]) == 1
     captured = capsys.readouterr()
     assert f"skipping {cache / 'linked.Method,0' / uid}: a symbolic link" in captured.err
     assert f"skipping {cache / METHOD / 'x=9-0123456789abcdef'}: a symbolic link" in captured.err
@@ -158,3 +159,20 @@ def test_looking_writes_nothing_and_unpickles_nothing(cache: Path, tmp_path: Pat
     assert main(["table", str(cache)]) == 0 and main(["explain", str(cache), "x=1"]) == 0
     assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in cache.rglob("*")} == before
     assert not (killed / "error.pkl").exists() and not marker.exists()
+
+
+def test_clear_uid_names_one_method_s_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the red team (F21): a default config's uid is the same under every method, and
+    `clear CACHE --uid default-...` removed both a task's entry and a MapInfra item cache; the
+    method/uid form that `list` prints selected nothing, silently."""
+    from exca_hydra.cache.store import Entry
+
+    for method in ("app.Exp.train,0", "app.Feat.embed,0"):
+        Entry(tmp_path / method / "default-01e7b720ff566d53").write_configs({}, {})
+    assert main(["clear", str(tmp_path), "--uid", "default-01e7b720ff566d53"]) == 2
+    err = capsys.readouterr().err
+    assert "is the uid of entries of 2 methods" in err and "app.Feat.embed,0/default-01e7b720ff566d53" in err, err
+    assert len(list(tmp_path.glob("*/default-*"))) == 2  # nothing removed
+    assert main(["clear", str(tmp_path), "--uid", "app.Exp.train,0/default-01e7b720ff566d53"]) == 0
+    assert [p.parent.name for p in tmp_path.glob("*/default-*")] == ["app.Feat.embed,0"]
+    assert main(["clear", str(tmp_path), "--uid", "nope"]) == 2 and "no entry 'nope' here" in capsys.readouterr().err
