@@ -119,10 +119,19 @@ def check(app: App, overrides: tp.Sequence[tp.Any], conf: tp.Callable[[], tp.Any
         if problem is None:
             from .chosen import choices
 
-            for chosen in choices(app, _given(app, overrides), yaml_source()):  # each option of a sweep
+            given = _given(app, overrides)
+            for chosen in choices(app, given, yaml_source()):  # each option of a sweep
                 other = other_member(app, parts, chosen, line)
                 if other is not None:
                     return other
+            swept = {g: v for g, v in given.items() if len(v) > 1}
+            if swept:  # Hydra first composes the sweep with the default options, the swept ones too
+                base = next(choices(app, {g: v for g, v in given.items() if g not in swept}, yaml_source()))
+                if other_member(app, parts, base, line) is not None:
+                    shown = " ".join(f"{g}={','.join(v)}" for g, v in swept.items())
+                    return (f"Could not override '{key}' (in '{line}'): every option swept ({shown}) has it, but "
+                            f"Hydra composes the sweep once with the default options first, and those do not. "
+                            f"Write it ++{line} (set even where the base config lacks it)")  # fmt: skip
             continue
         index, names, classes = problem
         yaml = yaml_source()
