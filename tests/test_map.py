@@ -336,3 +336,29 @@ def test_outputs_that_do_not_match_the_items_are_never_kept(tmp_path: Path, kind
             list(Skipper(kind=kind, infra={"folder": tmp_path}).f(["a", "b", "c"]))
     with pytest.raises(RuntimeError, match="missing"):  # read-only: nothing was stored
         list(Skipper(kind=kind, infra={"folder": tmp_path, "mode": "read-only"}).f(["a"]))
+
+
+def test_local_jobs_stop_when_their_launcher_is_killed(tmp_path: Path) -> None:
+    """Found by the red team (F17): cluster="local" jobs outlived a launcher killed -9 and kept
+    computing while the next call, finding the launcher's claims dead, computed every item again."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    log = tmp_path / "log"
+    log.mkdir()
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from map_models import Vectors; "
+            f"list(Vectors(log={str(log)!r}, sleep=0.3, infra={{'folder': {str(tmp_path / 'cache')!r}, 'cluster': 'local', "
+            f"'max_jobs': 2}}).vectors([f'i{{k}}' for k in range(40)]))")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    computed = log / "computed.log"
+    deadline = time.time() + 60
+    while (not computed.exists() or len(computed.read_text().split()) < 2) and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)  # the launcher only: its local jobs are other processes
+    proc.wait()
+    time.sleep(2.0)  # the jobs notice within half a second
+    before = computed.read_text().split()
+    time.sleep(1.5)
+    assert computed.read_text().split() == before, "the jobs kept computing after their launcher died"

@@ -5,12 +5,16 @@ A failing item ends its job: the items yielded before it are stored, the failure
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import sys
+import threading
 import time
 import traceback
 import typing as tp
 from concurrent import futures
 
+from ..cache.host import hostname, process_alive, start_time
 from ..cache.itemstore import ItemStore
 
 FLUSH_EVERY_S = 30.0  # a long computation writes what it has at least this often
@@ -57,6 +61,8 @@ class MapBatch:
         self.pickle_all = pickle_all
         self.skip_done = skip_done  # a job started late may find items another job stored meanwhile
         self.progress: tp.Callable[[int], None] | None = None  # in this process only
+        me = os.getpid()
+        self.launcher = (hostname(), me, start_time(me))  # the item claims are this process's
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -71,6 +77,8 @@ class MapBatch:
         """Compute chunk ``index``; returns {"done": n, "failure": ItemFailure | None, "outputs": ...,
         "unwritten": why none or not all were stored: the store could not take them (a full disk),
         or the outputs do not match the items | None}."""
+        if os.environ.get("SUBMITIT_EXECUTOR") == "local":
+            _end_with_launcher(*self.launcher)
         chunk = self.chunks[index]
         store = ItemStore.get(self.folder) if self.folder is not None else None
         if store is not None and self.skip_done:
@@ -160,6 +168,21 @@ def run_chunk(method: tp.Callable[..., tp.Iterator[tp.Any]], obj: tp.Any, chunk:
     elif store is None:
         outputs = [value for _, value in pending]
     return {"done": done + len(pending), "failure": failure, "outputs": outputs, "unwritten": unwritten}
+
+
+def _end_with_launcher(host: str, pid: int, start: str) -> None:
+    """A local job outliving its launcher (killed): the launcher's item claims are gone, so the
+    next call takes the items and would compute them a second time; the job stops instead."""
+
+    def watch() -> None:
+        while process_alive(host, pid, start) is not False:
+            time.sleep(0.5)
+        sys.stderr.write(f"The launching process {pid} ended: this job stops (its items not yet stored are "
+                         "computed by the next call)\n")  # fmt: skip
+        sys.stderr.flush()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exca-launcher-watch", daemon=True).start()
 
 
 class _Unwritten(Exception):
