@@ -357,3 +357,22 @@ def test_a_damaged_or_missing_array_batch_names_the_file_and_the_way_out(tmp_pat
         proc = run_python(code)
         assert f"CacheError Item 'a' in {batch} is unreadable" in proc.stdout and "mode='force'" in proc.stdout, proc.stdout + proc.stderr
         assert proc.stdout.strip().endswith("1"), proc.stdout + proc.stderr
+
+
+def test_a_miss_in_a_cache_that_cannot_be_written_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the red team's notes: on a read-only filesystem a miss raised a raw OSError from the
+    claims' lock; now the error says the cache is not writable and what mode='read-only' does.
+    (The filesystem's refusal is raised where it would come from: mounting one needs privileges.)"""
+    import errno
+
+    from exca_hydra.cache.errors import CacheNotWritable
+
+    list(Vectors(infra={"folder": tmp_path}).vectors(["a"]))
+
+    def refuse(self: tp.Any, keys: tp.Any) -> tp.Any:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ItemClaims, "take", refuse)
+    assert len(list(Vectors(infra={"folder": tmp_path}).vectors(["a"]))) == 1  # a hit needs no claim
+    with pytest.raises(CacheNotWritable, match="not writable \\(Read-only file system\\); mode='read-only' serves"):
+        list(Vectors(infra={"folder": tmp_path}).vectors(["a", "b"]))

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from ..cache.itemclaims import ItemClaims
+from ..cache.errors import CacheNotWritable
 from ..cache.itemstore import ItemStore
 from ..execution import engine
 from ..execution.backends import InlineBackend
@@ -79,7 +80,13 @@ def _compute_claimed(infra: tp.Any, store: ItemStore, pairs: Pairs, progress: Pr
     delay = 0.1
     while todo:
         try:
-            mine, others = claims.take([k for k, _ in todo])
+            try:
+                mine, others = claims.take([k for k, _ in todo])
+            except OSError as e:  # e.g. a read-only cache: what it holds is served, a miss cannot be computed
+                raise CacheNotWritable(
+                    f"Cannot compute {len(todo)} missing item(s) in {store.folder}: the cache folder is not "
+                    f"writable ({e.strerror or e}); mode='read-only' serves the items it holds without computing"
+                ) from e
             if mine:
                 store.refresh()  # the previous holder of a key may have just stored it
                 keys = set(store.missing(mine))
