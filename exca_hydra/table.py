@@ -51,7 +51,10 @@ def read_status(entry: Entry, ask_backend: bool = False) -> str:
     if status is not None:
         return status
     if not ask_backend:
-        return "submitted" if entry.read_job() is not None else "not submitted"
+        if entry.read_job() is not None:
+            return "submitted"
+        # no job reference (an exca_local job, an inline run): a live claim says it is being computed
+        return "running" if entry.claim_owner() is not None and not entry.claim_is_stale() else "not submitted"
     from .execution.plan import read_status as plan_status
 
     return plan_status(entry)[0]

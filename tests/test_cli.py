@@ -176,3 +176,20 @@ def test_clear_uid_names_one_method_s_entry(tmp_path: Path, capsys: pytest.Captu
     assert main(["clear", str(tmp_path), "--uid", "app.Exp.train,0/default-01e7b720ff566d53"]) == 0
     assert [p.parent.name for p in tmp_path.glob("*/default-*")] == ["app.Feat.embed,0"]
     assert main(["clear", str(tmp_path), "--uid", "nope"]) == 2 and "no entry 'nope' here" in capsys.readouterr().err
+
+
+def test_list_says_running_for_a_claimed_entry_without_a_job_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """From the red team's notes: an exca_local job (no job.json, its launcher's claim) was listed
+    as "not submitted" without --check; a live claim, read like the other small files, says running."""
+    from exca_hydra.cache.store import Entry
+    from exca_hydra.table import read_status
+
+    entry = Entry(tmp_path / "app.Exp.train,0" / "x=1-0123456789abcdef")
+    entry.write_configs({"x": 1}, {"x": 1})
+    assert entry.claim()
+    before = {p: p.stat().st_mtime_ns for p in entry.folder.iterdir()}
+    assert read_status(entry) == "running"
+    assert main(["list", str(tmp_path)]) == 0 and capsys.readouterr().out.startswith("running")
+    assert {p: p.stat().st_mtime_ns for p in entry.folder.iterdir()} == before  # read, not touched
+    entry.release()
+    assert read_status(entry) == "not submitted"
