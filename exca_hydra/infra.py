@@ -25,7 +25,7 @@ from .execution.option_fields import SlurmFields
 from .execution.options import Cluster, Mode, Resources, SlurmOptions, slurm_options
 from .execution.plan import plan, read_status
 from .execution.pull import slurm_backend
-from .owner import NOTHING, SLOT, Binding, InfraState, Method, bind_infras, forbid_extra_in_submodels, hook_owner, infra_state
+from .owner import NOTHING, SLOT, Binding, InfraState, Method, bind_infras, check_excluded, forbid_extra_in_submodels, hook_owner, infra_state
 from .submission import submit
 from .workdir import WorkDir
 
@@ -117,6 +117,7 @@ class TaskInfra(SlurmFields, _Settings):
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to run with @{name}.apply"
             )
+        check_excluded(owner, applied[1])
         fix_main_name(owner)  # named where it is defined, whichever process runs it later
         # an infra makes its owner strict: typos in a config must fail before anything runs
         owner.model_config.setdefault("extra", "forbid")  # type: ignore[attr-defined]

@@ -141,3 +141,15 @@ def forbid_extra_in_submodels(owner: type) -> None:
             changed = True
         if changed:  # a parent of a class made strict embeds the child's validator: rebuild it too
             cls.model_rebuild(force=True)
+
+
+def check_excluded(owner: type, exclude: tp.Iterable[str]) -> None:
+    """``exclude_from_cache_uid`` names fields of the owner (its first part, for a dotted path):
+    a typo would keep a field in the uid, silently."""
+    names: set[str] = set()
+    for cls in owner.__mro__:
+        names.update(getattr(cls, "__annotations__", {}))
+    unknown = [name for name in exclude if name.split(".")[0] not in names]
+    if unknown:
+        raise ValueError(f"exclude_from_cache_uid names no field of {owner.__name__}: {', '.join(map(repr, unknown))} "
+                         f"(its fields: {', '.join(sorted(n for n in names if not n.startswith('_')))})")  # fmt: skip

@@ -652,3 +652,33 @@ def test_a_model_with_frozenset_keys_runs_and_is_a_hit_under_every_hash_seed(tmp
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}, timeout=60) for seed in (1, 2, 3, 4)]  # fmt: skip
     assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
     assert [o.stdout.split() for o in outs] == [["computing", "1"], ["1"], ["1"], ["1"]]
+
+
+def test_exclude_from_cache_uid_names_fields() -> None:
+    """From the red team's notes: a typo in exclude_from_cache_uid was accepted, and the field it
+    meant stayed in the uid, silently."""
+    import pydantic
+
+    from exca_hydra import MapInfra, TaskInfra
+
+    for kind, apply in ((TaskInfra, {}), (MapInfra, {"item_uid": str})):
+        with pytest.raises(Exception) as info:
+
+            class Typo(pydantic.BaseModel):
+                seed: int = 0
+                infra: tp.Any = kind()
+
+                if apply:
+
+                    @infra.apply(exclude_from_cache_uid=("sede",), **apply)
+                    def g(self, items: tp.Iterable[str]) -> tp.Iterator[str]:
+                        yield from items
+
+                else:
+
+                    @infra.apply(exclude_from_cache_uid=("sede",))
+                    def f(self) -> tp.Any:
+                        return 1
+
+        error = info.value.__cause__ or info.value
+        assert "exclude_from_cache_uid names no field of Typo: 'sede'" in str(error) and "seed" in str(error), error

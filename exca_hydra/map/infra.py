@@ -27,7 +27,7 @@ from ..cache.store import UID_CONFIG, Entry
 from ..cache.uid import identity_config, uid_config, uid_string
 from ..execution.option_fields import SlurmFields
 from ..execution.options import Resources
-from ..owner import NOTHING, SLOT, Binding, InfraState, bind_infras, forbid_extra_in_submodels, hook_owner, infra_state
+from ..owner import NOTHING, SLOT, Binding, InfraState, bind_infras, check_excluded, forbid_extra_in_submodels, hook_owner, infra_state
 from ..workdir import WorkDir
 from .batch import MapItemError
 
@@ -135,6 +135,7 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
                 f"Infra '{name}' on {owner.__name__} is not applied to any method: "
                 f"decorate the method to map with @{name}.apply(item_uid=...)"
             )
+        check_excluded(owner, applied[1])
         fix_main_name(owner)  # named where it is defined, whichever process runs it later
         owner.model_config.setdefault("extra", "forbid")  # type: ignore[attr-defined]
         forbid_extra_in_submodels(owner)
