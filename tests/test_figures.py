@@ -31,6 +31,11 @@ def _env(tmp: Path) -> dict[str, str]:
     return {**os.environ, "EXCA_TEST_RELEASE": str(tmp / "release")}
 
 
+def _ended(sweep: Path) -> int:
+    record = sweep / ".exca" / "jobs.jsonl"
+    return record.read_text().count('"ended"') if record.exists() else 0
+
+
 def _outcomes(cache: Path) -> int:
     return len(list(cache.glob("*/*/outcome.json")))
 
@@ -45,9 +50,9 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Path:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
         deadline = time.time() + 50
-        while _outcomes(tmp / "cache") < 8 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        assert _outcomes(tmp / "cache") == 8, "the sweep did not reach its two waiting jobs"
+        while _ended(tmp / "killed") < 8 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # the 8 jobs' outcomes written, and seen by the launcher (its record)
+        assert _outcomes(tmp / "cache") == 8 and _ended(tmp / "killed") == 8, "the sweep did not reach its two waiting jobs"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its jobs: no outcome for lr=1.0
         proc.wait()
