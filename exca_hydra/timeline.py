@@ -74,6 +74,12 @@ def bars(folder: Path | str, sweep: Path | str | None = None, method: str | None
             out.append(Bar(label, "cache", at, at, at, "cached"))
             continue
         bar = _bar(entry, label, since=at) if "ended" in job or job.get("action") != "run" else None
+        ended = job.get("ended")
+        if bar is not None and isinstance(ended, (int, float)) and bar.ended > ended + 5:
+            # a later run's outcome (retry, force, recomputed): this sweep's own times are gone,
+            # its recorded end and status stand
+            status: Outcome = "failed" if job.get("status") == "failed" else "completed" if job.get("status") == "completed" else "interrupted"
+            bar = Bar(label, "outcome replaced since", at, at, float(ended), status)
         if bar is not None and bar.submitted == bar.started:  # local: queued from the launch on
             bar = bar._replace(submitted=min(at, bar.started))
         if bar is not None:

@@ -227,3 +227,18 @@ def test_odd_columns_and_a_folder_that_is_no_sweep(sweeps: Path, tmp_path: Path,
     assert main(["timeline", str(sweeps / "cache"), "--sweep", str(tmp_path), "-o", str(tmp_path / "t.png")]) == 2
     err = capsys.readouterr().err
     assert "holds no record of an exca launcher's sweep" in err and "Traceback" not in err, err
+
+
+def test_a_sweep_keeps_its_own_outcomes_after_a_later_run_replaced_them(sweeps: Path) -> None:
+    """Found by the red team (redteam-look F1): `timeline --sweep A` joined A's plan with the
+    entry's current outcome, written by a later retry: a fabricated queue time (the gap between
+    the sweeps) and the later run's status. A's own record (its end, its status) stands now.
+    (Runs last: it adds a retry sweep to the module's cache.)"""
+    command = [sys.executable, str(APP), "-m", *SWEEP, f"infra.folder={sweeps / 'cache'}", "hydra.sweeper.mode=retry",
+               f"hydra.sweep.dir={sweeps / 'retry'}"]  # fmt: skip
+    start = time.time()
+    subprocess.run(command, cwd=sweeps, env=_env(sweeps), capture_output=True, text=True, timeout=120)
+    found, _ = timelines.bars(sweeps / "cache", sweeps / "killed")
+    failed = [bar for bar in found if bar.outcome == "failed"]
+    assert len(failed) == 2 and all(bar.worker == "outcome replaced since" and bar.ended < start for bar in failed), failed
+    assert all(bar.started - bar.submitted < 30 for bar in found), found  # no queue across sweeps

@@ -4,6 +4,7 @@ sweep that waited. The job for lr=1.0 waits for the file $EXCA_TEST_RELEASE (tes
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -90,3 +91,33 @@ def test_wait_false_is_refused_where_nothing_could_collect_the_jobs(tmp_path: Pa
                            f"hydra.sweep.dir={tmp_path / 'local'}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 1 and "wait" in proc.stderr, proc.stderr
     assert not list((tmp_path / "cache").glob("*/*/outcome.json"))
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_jobs_cancelled_after_wait_false_read_as_failed_once_a_run_saw_them(tmp_path: Path) -> None:
+    """Found by the red team (redteam-look F3, F4): scancel-ed after wait=false, the jobs were FAILED
+    for the re-run but "submitted" for table/list/plot forever; the message said "state ended"."""
+    from exca_hydra.cache.store import Entry
+    from exca_hydra.table import iter_entries, read_status
+
+    sweeps = Sweeps(tmp_path)
+    code, out, _ = sweeps.run("model=a", "lr=1.0", "hydra.launcher.wait=false")
+    assert code == 0, out
+    (array,) = _arrays(out)
+    def taken() -> bool:  # a worker took it (its own job reference replaced the placeholder)
+        refs = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*/*/job.json")]
+        return bool(refs) and not refs[0].get("placeholder")
+
+    wait_for(taken, 60, "a worker to take the job")
+    subprocess.run(["scancel", array], check=True)
+    wait_for(lambda: squeue_state_of(array) == "", 60, "the job to leave the queue")
+    code, out, _ = sweeps.run("model=a", "lr=1.0")
+    assert code == 1 and "1 failed" in out and "CANCELLED" in out and "state ended" not in out, out
+    (entry,) = list(iter_entries(tmp_path / "cache"))
+    assert read_status(Entry(entry.folder)) == "failed"  # recorded: the cache tool sees it too
+
+
+def squeue_state_of(array: str) -> str:
+    proc = subprocess.run(["squeue", "-h", "-j", array, "-o", "%T"], capture_output=True, text=True)
+    return proc.stdout.split()[0] if proc.stdout.split() else ""

@@ -271,3 +271,12 @@ def test_the_summary_names_the_best_job(ctx: Ctx) -> None:
     assert r.code == 0 and "best (max:result): #1 (x=3) result=30" in r.out, r.out
     r = ctx.run(plain, "x=1,2", "hydra/launcher=exca_local", "hydra/sweeper=exca", "hydra.sweeper.best=result")
     assert r.code == 1 and "hydra.sweeper.best" in r.err and "max|min" in r.err, r.err
+
+
+def test_a_best_key_no_job_has_is_said(ctx: Ctx) -> None:
+    """Found by the red team (redteam-look F5): hydra.sweeper.best=max:result.<typo> gave no line
+    at all; it now names the result columns the jobs have."""
+    app = APPS / "figures" / "app.py"
+    r = ctx.run(app, "model=a", "lr=0.1,0.01", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}", "hydra.sweeper.best=max:result.accuracy")
+    assert r.code == 0, r.err
+    assert "best (max:result.accuracy): no completed job has a number at result.accuracy; their result columns: result.acc, result.loss" in r.out + r.err, r.out + r.err

@@ -70,7 +70,10 @@ def failure_from_job(what: str, log: str, state: str) -> JobFailure:
     said, error = slurm.slurm_says(log), slurm.last_error(log)
     why = _EARLY_USR2 if said.endswith("User defined signal 2") else ""
     how = f"its last words: {error}" if error else "killed, out of time or memory?"
+    if state in ("", "ended") and "CANCELLED" in said:  # the queue forgot it: Slurm's log says
+        state = "CANCELLED"
+    shown = "ended" if state in ("", "ended") else f"ended with state {state}"
     return JobFailure(
-        f"{what[:1].upper()}{what[1:]} ended with state {state} without a result or a Python error "
+        f"{what[:1].upper()}{what[1:]} {shown} without a result or a Python error "
         f"({how}).{' Slurm: ' + said if said else ''}{why} Its log: {log}"
     )

@@ -197,6 +197,8 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
             job.result = not_waited_return(job)
     for job in jobs:
         if job.result is None:  # skipped: its cached outcome
+            if job.step is not None and job.step.failure is not None:  # ended without a word: recorded
+                engine.record_lost(job.entry, job.step.failure)
             job.result = cached_return(job)
             job.from_cache = job.status in ("completed", "failed")
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -303,7 +305,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
         ret = job.result
         if ret is not None and ret.status == JobStatus.FAILED and job.entry is not None and not job.entry.file_status():
             job.entry.write_error(ret._return_value, "")  # e.g. a failure before the task ran
-        record_end(launcher.config.hydra.sweep.dir, job.num)
+        record_end(launcher.config.hydra.sweep.dir, job.num, "failed" if ret is not None and ret.status == JobStatus.FAILED else "completed")
         counts["done"] += 1
         counts["failed"] += ret is not None and ret.status == JobStatus.FAILED
         if params.fail_fast and ret is not None and ret.status == JobStatus.FAILED:

@@ -130,6 +130,7 @@ def best_line(jobs: tp.Sequence[HydraJob], recorded: dict[int, tp.Any], best: st
 
     values: list[tuple[float, HydraJob]] = []
     column = best.partition(":")[2] if best else "result"
+    seen: dict[str, None] = {}  # the result columns the completed jobs have
     for job in jobs:
         data = recorded.get(id(job))
         if not _ok(job):
@@ -140,11 +141,15 @@ def best_line(jobs: tp.Sequence[HydraJob], recorded: dict[int, tp.Any], best: st
             shown = vars(job.result)["_return_value"]
         else:
             continue
-        value = preview_columns(shown).get(column)
+        columns = preview_columns(shown)
+        seen.update(dict.fromkeys(columns))
+        value = columns.get(column)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
             values.append((value, job))
         elif best is None:
             return None  # not all numbers: no line unless asked
+    if best and not values and seen:  # a misspelt key must not pass in silence
+        return f"best ({best}): no completed job has a number at {column}; their result columns: {', '.join(seen)}"
     if not values or (best is None and len(values) < 2):
         return None
     name = lambda job: f"#{job.num} ({_fit(job.shown_overrides or 'no overrides', 60)})"  # noqa: E731

@@ -109,5 +109,7 @@ def wait_for_others(jobs: tp.Sequence[HydraJob]) -> None:
     for job, (status, failure) in zip(waiting, engine.wait_for([job.entry for job in waiting])):  # type: ignore[misc]
         assert job.step is not None
         job.step.status, job.step.failure = status, failure
+        if failure is not None:  # seen ending without a result (scancel, a lost worker): recorded,
+            engine.record_lost(job.entry, failure)  # so the cache tool reads it failed, as the sweep says
         job.result = cached_return(job, "the process computing it stopped without a result")
         job.from_cache = status != "not submitted"  # computed by the other process

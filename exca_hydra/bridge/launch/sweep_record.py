@@ -38,13 +38,13 @@ def record_plan(sweep_dir: str | Path, jobs: tp.Sequence[HydraJob]) -> None:
         logger.warning("Could not record the sweep's plan in %s: %s", path, e)
 
 
-def record_end(sweep_dir: str | Path, num: int) -> None:
+def record_end(sweep_dir: str | Path, num: int, status: str = "") -> None:
     """A job this sweep saw end (its outcome is in its entry); one without such a line was
     interrupted, whatever a later sweep computed for its entry since."""
     path = Path(sweep_dir) / RECORD
     try:
         with path.open("a") as f:
-            f.write(json.dumps({"num": num, "ended": time.time()}) + "\n")
+            f.write(json.dumps({"num": num, "ended": time.time(), "status": status}) + "\n")
     except OSError:
         pass
 
@@ -67,7 +67,8 @@ def read_plan(sweep_dir: str | Path) -> list[dict[str, tp.Any]]:
             if not isinstance(job, dict) or not isinstance(job.get("num"), int):
                 continue
             if "ended" in job:
-                jobs.setdefault(job["num"], {"num": job["num"]})["ended"] = job["ended"]
+                seen = jobs.setdefault(job["num"], {"num": job["num"]})
+                seen["ended"], seen["status"] = job["ended"], job.get("status", "")
             else:
                 jobs[job["num"]] = job
     return [jobs[num] for num in sorted(jobs)]
