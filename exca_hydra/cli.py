@@ -270,7 +270,10 @@ def cmd_table(args: argparse.Namespace) -> int:
             if args.maximize is None:
                 raise ValueError(f"--best {args.best}: say whether higher is better (--max) or lower (--min)")
             by = [name for name in (args.by or "").split(",") if name]
+            full = bool(table)
             table = best_rows(table, args.best, by, args.maximize)
+            if full and not table:
+                raise ValueError(f"no row has a number in column {args.best!r}: --best picks the highest or lowest number")
         elif args.by or args.maximize is not None:
             raise ValueError("--by, --max and --min go with --best COLUMN")
     except ValueError as e:
@@ -331,8 +334,9 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument("--sort", help="a column; -column for descending")
     p.add_argument("--best", metavar="COLUMN", help="only the best row (of each --by group) by this column: result, result.accuracy")
     p.add_argument("--by", metavar="COLUMNS", help="comma-separated columns grouping --best: model.name")
-    p.add_argument("--max", dest="maximize", action="store_const", const=True, help="with --best: higher is better")
-    p.add_argument("--min", dest="maximize", action="store_const", const=False, help="with --best: lower is better")
+    which = p.add_mutually_exclusive_group()  # which way is better is said once
+    which.add_argument("--max", dest="maximize", action="store_const", const=True, help="with --best: higher is better")
+    which.add_argument("--min", dest="maximize", action="store_const", const=False, help="with --best: lower is better")
     p.set_defaults(run=cmd_table)
     p = sub.add_parser("plot", help="a result against a swept field, one line per --by group (needs exca-hydra[plot])")
     p.add_argument("folder")

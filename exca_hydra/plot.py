@@ -13,7 +13,7 @@ from .figure import finish, pyplot, short_path
 from .table import order_key, rows
 
 State = tp.Literal["completed", "failed", "missing"]
-MARKERS: dict[str, str] = {"failed": "x", "missing": "^"}
+MARKERS: dict[str, str] = {"failed": "x", "missing": "^"}  # missing: not computed, or no number there
 LEGEND_MAX = 12
 
 
@@ -54,15 +54,18 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
     groups: dict[tuple[tp.Any, ...], list[Point]] = {}
     for row in table:
         value = row[y]
-        if row["status"] == "completed":
-            if not _number(value):
-                raise ValueError(f"{y} of entry {row['uid']} is {value!r}, not a number: plot a key of it "
-                                 f"(--y {y}.<key>) or another column")  # fmt: skip
+        if row["status"] == "completed" and _number(value):
             state: State = "completed"
+        elif row["status"] == "completed":  # no number there (None, a string, another shape): marked
+            state, value = "missing", None
         else:
             state, value = ("failed" if row["status"] == "failed" else "missing"), None
         key = tuple(_hashable(row[name]) for name in by)  # the legend's title names the columns
         groups.setdefault(key, []).append(Point(row[x], value, state, row["uid"]))
+    if not any(p.state == "completed" for points in groups.values() for p in points):
+        shown = sorted({repr(row[y]) for row in table if row["status"] == "completed"})[:3]
+        raise ValueError(f"no completed job has a number in {y}" + (f" (they hold {', '.join(shown)}; a dict result's "
+                         f"keys are columns of their own: result.<key>)" if shown else ""))  # fmt: skip
     xs = [point.x for points in groups.values() for point in points]
     categories = None
     if not all(_number(v) for v in xs):

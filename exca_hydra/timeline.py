@@ -75,6 +75,8 @@ def bars(folder: Path | str, sweep: Path | str | None = None, method: str | None
             continue
         bar = _bar(entry, label, since=at) if "ended" in job or job.get("action") != "run" else None
         ended = job.get("ended")
+        if job.get("status") == "submitted":  # wait=false: the sweep submitted it and did not wait
+            ended = None
         if bar is not None and isinstance(ended, (int, float)) and bar.ended > ended + 5:
             # a later run's outcome (retry, force, recomputed): this sweep's own times are gone,
             # its recorded end and status stand

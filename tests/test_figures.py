@@ -242,3 +242,34 @@ def test_a_sweep_keeps_its_own_outcomes_after_a_later_run_replaced_them(sweeps: 
     failed = [bar for bar in found if bar.outcome == "failed"]
     assert len(failed) == 2 and all(bar.worker == "outcome replaced since" and bar.ended < start for bar in failed), failed
     assert all(bar.started - bar.submitted < 30 for bar in found), found  # no queue across sweeps
+
+
+def test_a_completed_job_without_a_number_is_marked_not_blocking(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the red team (redteam-look F7, F8): one job returning None stopped the whole plot with
+    a wrong hint; --min --max together were accepted; --best on a text column printed nothing."""
+    import exca_hydra.plot as module
+
+    rows = [{"method": "m", "uid": str(i), "status": "completed", "lr": 0.1 * (i + 1), "result.acc": (None if i == 3 else float(i))}
+            for i in range(4)]  # fmt: skip
+    original = module.rows
+    module.rows = lambda folder, method=None: rows  # type: ignore[assignment]
+    try:
+        data = plotting.series(tmp_path, "lr", "result.acc")
+        assert plotting.describe(data) == "3 point(s) in 1 group(s), 1 missing (marked at the bottom)"
+        for row in rows:
+            row["result.acc"] = None
+        with pytest.raises(ValueError, match="no completed job has a number in result.acc"):
+            plotting.series(tmp_path, "lr", "result.acc")
+    finally:
+        module.rows = original  # type: ignore[assignment]
+    with pytest.raises(SystemExit):
+        main(["table", str(tmp_path), "--best", "result", "--min", "--max"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    from exca_hydra.cache.store import Entry
+
+    entry = Entry(tmp_path / "m.T.f,0" / "kind=a-0123456789abcdef")
+    entry.write_configs({"kind": "a"}, {"kind": "a"})
+    entry.write_result(1.0)
+    assert main(["table", str(tmp_path), "--best", "kind", "--max"]) == 2
+    assert "no row has a number in column 'kind'" in capsys.readouterr().err
+    assert main(["table", str(tmp_path), "--best", "result", "--max"]) == 0

@@ -30,8 +30,8 @@ class Sweeps:
         self.count += 1
         env = {**os.environ, "EXCA_TEST_RELEASE": str(self.tmp / "release")}
         folder = [f"infra.folder={self.tmp / 'cache'}"] if cache and app == FIGURES else []
-        command = [sys.executable, str(app), "-m", *args, *folder, "hydra/launcher=exca_slurm",
-                   f"hydra.sweep.dir={self.tmp / f'sweep{self.count}'}"]  # fmt: skip
+        where = [] if any(a.startswith("hydra.sweep.dir=") for a in args) else [f"hydra.sweep.dir={self.tmp / f'sweep{self.count}'}"]
+        command = [sys.executable, str(app), "-m", *args, *folder, "hydra/launcher=exca_slurm", *where]
         start = time.time()
         proc = subprocess.run(command, cwd=self.tmp, env=env, capture_output=True, text=True, timeout=300)
         return proc.returncode, proc.stdout + proc.stderr, time.time() - start
@@ -121,3 +121,22 @@ def test_jobs_cancelled_after_wait_false_read_as_failed_once_a_run_saw_them(tmp_
 def squeue_state_of(array: str) -> str:
     proc = subprocess.run(["squeue", "-h", "-j", array, "-o", "%T"], capture_output=True, text=True)
     return proc.stdout.split()[0] if proc.stdout.split() else ""
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_the_timeline_of_a_wait_false_sweep_shows_its_jobs_run(tmp_path: Path) -> None:
+    """Found by the red team (redteam-look F6): the sweep that submitted the jobs and did not wait
+    drew them "interrupted", then "cached" once a re-run into its folder collected them."""
+    from exca_hydra.timeline import bars
+
+    sweeps = Sweeps(tmp_path)
+    args = ("model=a,b", "lr=0.1", "hydra.launcher.wait=false", f"hydra.sweep.dir={tmp_path / 'same'}")
+    code, out, _ = sweeps.run(*args)
+    assert code == 0, out
+    wait_for(lambda: sweeps.outcomes() == 2, 120, "the jobs to end")
+    assert sorted(b.outcome for b in bars(tmp_path / "cache", tmp_path / "same")[0]) == ["completed"] * 2
+    code, out, _ = sweeps.run(*args)  # collecting, into the same folder
+    assert code == 0 and "2 cached" in out, out
+    found, _ = bars(tmp_path / "cache", tmp_path / "same")
+    assert sorted(b.outcome for b in found) == ["completed"] * 2 and all(b.submitted < b.started for b in found), found

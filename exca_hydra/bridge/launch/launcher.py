@@ -282,6 +282,7 @@ def _submit_and_collect(launcher: PlanLauncher, params: LauncherParams | LocalLa
     if not waits(params):  # submitted: the jobs' outcomes reach their entries, a re-run collects them
         for job in jobs:
             job.result = not_waited_return(job)
+            record_end(launcher.config.hydra.sweep.dir, job.num, "submitted")  # its outcome, when it comes, is this sweep's
         logger.info(not_waited(launcher, jobs, handles))
         return
     counts = {"done": 0, "failed": 0}

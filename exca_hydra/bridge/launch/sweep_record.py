@@ -69,6 +69,8 @@ def read_plan(sweep_dir: str | Path) -> list[dict[str, tp.Any]]:
             if "ended" in job:
                 seen = jobs.setdefault(job["num"], {"num": job["num"]})
                 seen["ended"], seen["status"] = job["ended"], job.get("status", "")
+            elif job.get("action") in ("skip", "read") and jobs.get(job["num"], {}).get("action") == "run":
+                continue  # a re-run into the same folder collected what this sweep ran: the run stays
             else:
                 jobs[job["num"]] = job
     return [jobs[num] for num in sorted(jobs)]
