@@ -366,6 +366,11 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     group.add_argument("--uid", nargs="+")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(run=cmd_clear)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv[:-1]):  # `--sort -result` (descending): a value, not an option
+        if arg == "--sort" and argv[i + 1].startswith("-"):
+            argv[i : i + 2] = [f"--sort={argv[i + 1]}"]
+            break
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "run", None) is cmd_explain and not any(e.startswith("-") and "=" not in e for e in extra):
         args.values = [*args.values, *extra]  # `explain FOLDER --app app.py model=cnn`: values after --app

@@ -77,7 +77,7 @@ def bars(folder: Path | str, sweep: Path | str | None = None, method: str | None
         ended = job.get("ended")
         if job.get("status") == "submitted":  # wait=false: the sweep submitted it and did not wait
             ended = None
-        if bar is not None and isinstance(ended, (int, float)) and bar.ended > ended + 5:
+        if bar is not None and isinstance(ended, (int, float)) and bar.ended > ended + 0.5:  # written after the sweep saw it end
             # a later run's outcome (retry, force, recomputed): this sweep's own times are gone,
             # its recorded end and status stand
             status: Outcome = "failed" if job.get("status") == "failed" else "completed" if job.get("status") == "completed" else "interrupted"

@@ -193,3 +193,18 @@ def test_list_says_running_for_a_claimed_entry_without_a_job_reference(tmp_path:
     assert {p: p.stat().st_mtime_ns for p in entry.folder.iterdir()} == before  # read, not touched
     entry.release()
     assert read_status(entry) == "not submitted"
+
+
+def test_sort_descending_is_written_as_the_readme_shows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the red team (redteam-look F12): `--sort -result` was an argparse error."""
+    from exca_hydra.cache.store import Entry
+
+    for x in (1, 3, 2):
+        entry = Entry(tmp_path / "m.T.f,0" / f"x={x}-0123456789abcdef")
+        entry.write_configs({"x": x}, {"x": x})
+        entry.write_result(float(x))
+    assert main(["table", str(tmp_path), "--sort", "-result", "--format", "csv"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [row["result"] for row in rows] == ["3", "2", "1"], rows

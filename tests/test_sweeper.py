@@ -280,3 +280,17 @@ def test_a_best_key_no_job_has_is_said(ctx: Ctx) -> None:
     r = ctx.run(app, "model=a", "lr=0.1,0.01", "infra.folder=${oc.env:EXCA_HYDRA_CACHE}", "hydra.sweeper.best=max:result.accuracy")
     assert r.code == 0, r.err
     assert "best (max:result.accuracy): no completed job has a number at result.accuracy; their result columns: result.acc, result.loss" in r.out + r.err, r.out + r.err
+
+
+def test_a_nan_result_does_not_hide_the_best_line() -> None:
+    """Found by the red team (redteam-look F9): results 5.0 and NaN: no highest/lowest line at all."""
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from exca_hydra.bridge.launch.report import best_line
+
+    jobs = [SimpleNamespace(num=i, shown_overrides=f"x={i}", entry=None,
+                            result=JobReturn(status=JobStatus.COMPLETED, _return_value=v)) for i, v in enumerate([5.0, float("nan"), 2.0])]  # fmt: skip
+    line = best_line(jobs, {}, None)  # type: ignore[arg-type]
+    assert line == "highest result: #0 (x=0) 5; lowest: #2 (x=2) 2", line

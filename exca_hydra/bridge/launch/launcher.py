@@ -191,7 +191,13 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
         if mine:
             _submit_and_collect(launcher, params, mine)
     if waits(params):
-        wait_for_others(others)
+        try:
+            wait_for_others(others)
+        except KeyboardInterrupt:  # collecting another launch's jobs: they go on, say so in one line
+            left = [job for job in others if job.result is None]
+            raise SweepStopped(f"Interrupted while waiting for {len(left)} job(s) computed by another launch; they "
+                               "go on (queued or running), their results still reach the cache: re-run the same "
+                               "command to collect them") from None  # fmt: skip
     else:  # still computed elsewhere (e.g. submitted by the last run): collected next time too
         for job in others:
             job.result = not_waited_return(job)

@@ -144,8 +144,9 @@ def best_line(jobs: tp.Sequence[HydraJob], recorded: dict[int, tp.Any], best: st
         columns = preview_columns(shown)
         seen.update(dict.fromkeys(columns))
         value = columns.get(column)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-            values.append((value, job))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value == value:  # NaN never wins, and does not make the others "not numbers"
+                values.append((value, job))
         elif best is None:
             return None  # not all numbers: no line unless asked
     if best and not values and seen:  # a misspelt key must not pass in silence
