@@ -140,3 +140,26 @@ def test_the_timeline_of_a_wait_false_sweep_shows_its_jobs_run(tmp_path: Path) -
     assert code == 0 and "2 cached" in out, out
     found, _ = bars(tmp_path / "cache", tmp_path / "same")
     assert sorted(b.outcome for b in found) == ["completed"] * 2 and all(b.submitted < b.started for b in found), found
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_ctrl_c_while_collecting_is_one_line(tmp_path: Path) -> None:
+    """Found by the red team (redteam-look F14): Ctrl-C while a re-run waited for a wait=false
+    sweep's jobs printed a KeyboardInterrupt traceback."""
+    import signal
+
+    sweeps = Sweeps(tmp_path)
+    code, out, _ = sweeps.run("model=a", "lr=1.0", "hydra.launcher.wait=false")  # waits for the release file
+    assert code == 0, out
+    env = {**os.environ, "EXCA_TEST_RELEASE": str(tmp_path / "release")}
+    command = [sys.executable, str(FIGURES), "-m", "model=a", "lr=1.0", f"infra.folder={tmp_path / 'cache'}",
+               "hydra/launcher=exca_slurm", f"hydra.sweep.dir={tmp_path / 'collect'}"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    wait_for(lambda: (tmp_path / "collect" / ".exca" / "jobs.jsonl").exists(), 60, "the re-run to plan")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    (tmp_path / "release").write_text("")  # let the job end
+    assert "Interrupted while waiting for 1 job(s) computed by another launch" in err and "Traceback" not in err, err
