@@ -117,20 +117,26 @@ def _submodels(annotation: tp.Any, out: dict[type[pydantic.BaseModel], None]) ->
         _submodels(arg, out)
 
 
-def forbid_extra_in_submodels(owner: type) -> None:
-    """Sub-configs without an explicit ``extra`` setting become strict too (as the owner): an
-    unknown key anywhere in the config must fail validation, not vanish silently."""
+def _owner_hints(owner: type, depth: int) -> dict[str, tp.Any]:
+    """The owner's field annotations, resolved (a class being defined: its module and the frames
+    of the functions it is defined in); unresolved forward references left as declared."""
     localns: dict[str, tp.Any] = {}
-    frame: types.FrameType | None = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(depth + 1)
     for _ in range(8):  # classes defined in a function: their names live in its frame
         if frame is None:
             break
         localns = {**frame.f_locals, **localns}
         frame = frame.f_back
     try:
-        hints = tp.get_type_hints(owner, localns=localns)
-    except Exception:  # unresolved forward references: leave those sub-configs as declared
-        hints = dict(getattr(owner, "__annotations__", {}))
+        return tp.get_type_hints(owner, localns=localns)
+    except Exception:
+        return dict(getattr(owner, "__annotations__", {}))
+
+
+def forbid_extra_in_submodels(owner: type) -> None:
+    """Sub-configs without an explicit ``extra`` setting become strict too (as the owner): an
+    unknown key anywhere in the config must fail validation, not vanish silently."""
+    hints = _owner_hints(owner, 1)
     found: dict[type[pydantic.BaseModel], None] = {}  # children first
     for annotation in hints.values():
         _submodels(annotation, found)
@@ -144,8 +150,9 @@ def forbid_extra_in_submodels(owner: type) -> None:
 
 
 def check_excluded(owner: type, exclude: tp.Iterable[str]) -> None:
-    """``exclude_from_cache_uid`` names fields of the owner (its first part, for a dotted path):
-    a typo would keep a field in the uid, silently."""
+    """``exclude_from_cache_uid`` names fields of the owner, and a dotted path fields of its
+    sub-configs: a typo, or a path into a list's items or a dict's keys (which the uid does not
+    follow), would keep the value in the uid, silently."""
     names: set[str] = set()
     for cls in owner.__mro__:
         names.update(getattr(cls, "__annotations__", {}))
@@ -153,3 +160,31 @@ def check_excluded(owner: type, exclude: tp.Iterable[str]) -> None:
     if unknown:
         raise ValueError(f"exclude_from_cache_uid names no field of {owner.__name__}: {', '.join(map(repr, unknown))} "
                          f"(its fields: {', '.join(sorted(n for n in names if not n.startswith('_')))})")  # fmt: skip
+    dotted = [name for name in exclude if "." in name]
+    if dotted:
+        hints = _owner_hints(owner, 1)
+        for path in dotted:
+            _check_path(owner.__name__, path, hints)
+
+
+def _check_path(owner: str, path: str, hints: dict[str, tp.Any]) -> None:
+    from .cache.kinds import _model_members
+
+    parts = path.split(".")
+    annotations = [hints.get(parts[0])]
+    for i, part in enumerate(parts[1:], 1):
+        where = ".".join(parts[:i])
+        if any(isinstance(a, str) for a in annotations):
+            return  # an unresolved forward reference: not checked
+        models = [m for a in annotations for m in _model_members(a)]
+        if not models:
+            raise ValueError(
+                f"exclude_from_cache_uid cannot follow {path!r} on {owner}: {where} is not a sub-config "
+                "(a pydantic model), and the uid does not look into lists' items or dicts' keys. "
+                f"Exclude {where!r} whole, or make it a model."
+            )
+        fields = {n: f.annotation for m in models for n, f in m.model_fields.items()}
+        if part not in fields:
+            raise ValueError(f"exclude_from_cache_uid {path!r} names no field of {owner}.{where} "
+                             f"(its fields: {', '.join(sorted(fields))})")  # fmt: skip
+        annotations = [m.model_fields[part].annotation for m in models if part in m.model_fields]

@@ -682,3 +682,68 @@ def test_exclude_from_cache_uid_names_fields() -> None:
 
         error = info.value.__cause__ or info.value
         assert "exclude_from_cache_uid names no field of Typo: 'sede'" in str(error) and "seed" in str(error), error
+
+
+@pytest.mark.parametrize(
+    "path, said",
+    [
+        ("sub.zz", "'sub.zz' names no field of T.sub (its fields: a, b)"),
+        ("items.b", "cannot follow 'items.b' on T: items is not a sub-config"),
+        ("items.0.b", "cannot follow 'items.0.b' on T: items is not a sub-config"),
+        ("d.k", "cannot follow 'd.k' on T: d is not a sub-config"),
+        ("opt.sub.zz", "'opt.sub.zz' names no field of T.opt.sub (its fields: a, b)"),
+    ],
+)
+def test_a_nested_excluded_path_the_uid_cannot_follow_is_refused(path: str, said: str) -> None:
+    """redteam-uid F3: a misspelt nested path, or one into a list's items or a dict's keys, was
+    accepted and excluded nothing (each such value still made a new uid, silently)."""
+    import pydantic
+
+    from exca_hydra import TaskInfra
+
+    class Sub(pydantic.BaseModel):
+        a: int = 1
+        b: int = 2
+
+    class Opt(pydantic.BaseModel):
+        sub: Sub = Sub()
+
+    with pytest.raises(Exception) as info:
+
+        class T(pydantic.BaseModel):
+            sub: Sub = Sub()
+            opt: Opt | None = None
+            items: list[Sub] = [Sub()]
+            d: dict[str, int] = {"k": 1}
+            infra: TaskInfra = TaskInfra()
+
+            @infra.apply(exclude_from_cache_uid=(path,))
+            def run(self) -> int:
+                return 1
+
+    error = info.value.__cause__ or info.value
+    assert said in str(error), error
+
+
+def test_a_nested_excluded_path_through_an_optional_sub_config_is_honoured() -> None:
+    import pydantic
+
+    from exca_hydra import TaskInfra
+
+    class Sub(pydantic.BaseModel):
+        a: int = 1
+        b: int = 2
+
+    class Opt(pydantic.BaseModel):
+        sub: Sub = Sub()
+
+    class T(pydantic.BaseModel):
+        opt: Opt | None = None
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply(exclude_from_cache_uid=("opt.sub.b",))
+        def run(self) -> int:
+            return 1
+
+    one, other = T(opt={"sub": {"b": 5}}), T(opt={"sub": {"b": 7}})
+    assert one.infra.uid() == other.infra.uid() != T(opt={"sub": {"a": 5}}).infra.uid()
