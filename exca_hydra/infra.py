@@ -17,6 +17,7 @@ from .cache.frozen import freeze
 from .cache.layout import check_cache_folder, class_program, fix_main_name, method_folder, method_name
 from .cache.errors import CacheError
 from .cache.store import Entry, Status, dump_yaml
+from .cache.digest import field_digests
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
 from .execution import jobref
@@ -337,7 +338,7 @@ class TaskInfra(SlurmFields, _Settings):
     def _verify(self, entry: Entry) -> None:
         binding = self._binding()
         entry.verify(uid_config(binding.obj, binding.exclude), identity_config(binding.obj, binding.exclude),
-                     class_program(type(binding.obj)))  # fmt: skip
+                     class_program(type(binding.obj)), field_digests(binding.obj, binding.exclude))  # fmt: skip
 
     def iter_cached(self) -> tp.Iterator[tp.Any]:
         """Configs of this method's cache folder that have a result, an error or a job."""

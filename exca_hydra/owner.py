@@ -176,7 +176,7 @@ def _check_path(owner: str, path: str, hints: dict[str, tp.Any]) -> None:
         where = ".".join(parts[:i])
         if any(isinstance(a, str) for a in annotations):
             return  # an unresolved forward reference: not checked
-        models = [m for a in annotations for m in _model_members(a)]
+        models: list[tp.Any] = [m for a in annotations for m in _model_members(a)]
         if not models:
             raise ValueError(
                 f"exclude_from_cache_uid cannot follow {path!r} on {owner}: {where} is not a sub-config "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import typing as tp
 
+from .cache.digest import field_digests
 from .cache.layout import class_program
 from .execution import engine
 from .execution.plan import Step
@@ -23,7 +24,9 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
             return jobs
         for p in positions:
             program = class_program(type(infras[p]._binding().obj))  # a script's class: its file
-            infras[p]._entry().write_configs(infras[p].config(), infras[p].config(uid=True), program)  # type: ignore[union-attr]
+            binding = infras[p]._binding()
+            digests = field_digests(binding.obj, binding.exclude)
+            infras[p]._entry().write_configs(infras[p].config(), infras[p].config(uid=True), program, digests)  # type: ignore[union-attr]
         backend = base.backend(max_workers)  # inside the claim: a bad option releases it
         calls = [(infras[p]._binding().method, infras[p]._binding().obj, infras[p]._entry()) for p in positions]
         workdir = base.workdir

@@ -445,6 +445,30 @@ def test_secret_keys_of_plain_dict_configs_stay_out_of_cache_files(tmp_path: Pat
         entry.verify(uid_config(other), identity_config(other))
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [("api-key", "SEKRIT"), ("API-KEY", "SEKRIT"), ("Api.Key", "SEKRIT"), ("passphrase", "SEKRIT"),
+     ("credentials", "SEKRIT"), ("wandb_key", "SEKRIT"), ("hf-token", "SEKRIT"),
+     ("conn", "postgres://u:SEKRIT@host/db"), ("url", "https://user:SEKRIT@example.org/x")],  # fmt: skip
+)
+def test_other_spellings_of_secret_keys_stay_out_of_names_and_files(tmp_path: Path, key: str, value: str) -> None:
+    """redteam-uid F4: api-key (the YAML/HTTP spelling of api_key), passphrase, credentials,
+    wandb_key and a password inside a URL were in clear in the folder name and cache files."""
+    cfg = {"db": {key: value, "host": "h"}, "lr": 0.1}
+    uid = compute_uid(cfg)
+    assert "SEKRIT" not in uid and f"db.{key}=___" in uid and "db.host=h" in uid
+    entry = Entry(tmp_path / uid)
+    entry.write_configs(cfg, uid_config(cfg))
+    for name in ("config.yaml", "uid.yaml"):
+        assert "SEKRIT" not in (entry.folder / name).read_text(), name
+    _distinct(cfg, {**cfg, "db": {key: value + "x", "host": "h"}})
+
+
+def test_urls_without_a_password_are_ordinary_values() -> None:
+    for url in ("http://host:8080/x", "https://user@host/x", "s3://bucket/key"):
+        assert compute_uid({"url": url}).startswith("url="), url
+
+
 # ----- 6. an int too long to print -----
 class Big(pydantic.BaseModel):
     n: int = 0

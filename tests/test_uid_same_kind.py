@@ -4,6 +4,10 @@ models whose options share a tag value are rejected, and the stored-config check
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
+import pickle
 import textwrap
 import typing as tp
 from pathlib import Path
@@ -218,6 +222,19 @@ class Part(pydantic.BaseModel):
     depth: int = 1
 
 
+class Part2(pydantic.BaseModel):  # the same fields as Part: another class
+    model_config = pydantic.ConfigDict(extra="forbid")
+    depth: int = 1
+
+
+class Outer(pydantic.BaseModel):
+    part: Part = Part()
+
+
+class Letter(str, enum.Enum):
+    a = "a"
+
+
 def _versions(old: tp.Any, new: tp.Any, annotation: tp.Any) -> tuple[type, type]:
     def make(default: tp.Any) -> type:
         class Stale(pydantic.BaseModel):
@@ -244,8 +261,21 @@ def _versions(old: tp.Any, new: tp.Any, annotation: tp.Any) -> tuple[type, type]
         ({"a": 1}, {"a": 1, "b": 2}, dict[str, int]),
         ({"a": 1}, None, tp.Optional[dict[str, int]]),
         ({"a": 1}, {"a": 2}, dict[str, int]),  # detected before too
+        # redteam-uid F2: a look-alike of another kind, which config.yaml's text cannot show
+        (1, 1.0, tp.Union[int, float]),
+        ([1], [1.0], tp.Any),
+        ((1, 2), [1, 2], tp.Any),
+        ("a", Letter.a, tp.Any),
+        (datetime.date(2020, 1, 1), "2020-01-01", tp.Any),
+        (Path("a"), "a", tp.Union[Path, str]),
+        ({1: "x"}, {"1": "x"}, tp.Any),
+        ({1}, [1], tp.Any),
+        (Part(), Part2(), tp.Any),
+        (Outer(), Outer(part=Part.model_construct(depth=1.0)), Outer),  # a nested default of another kind
     ],
-    ids=["none-to-dict", "none-to-model", "dict-keys", "dict-key-added", "dict-to-none", "dict-value"],
+    ids=["none-to-dict", "none-to-model", "dict-keys", "dict-key-added", "dict-to-none", "dict-value",
+         "int-to-float", "list-item-kind", "tuple-to-list", "str-to-enum", "date-to-text", "path-to-str",
+         "int-key-to-str", "set-to-list", "model-to-lookalike", "nested-kind"],  # fmt: skip
 )
 def test_a_changed_class_default_is_not_served_stale(tmp_path: Path, old: tp.Any, new: tp.Any, annotation: tp.Any) -> None:
     before, after = _versions(old, new, annotation)
@@ -362,3 +392,81 @@ def test_a_nested_union_whose_options_share_a_tag_value_is_rejected() -> None:
     with pytest.raises(UidError, match=r"NestedShared.choices.*A and B"):
         compute_uid(NestedShared(choices=[B(v=1)]))
     assert compute_uid(NestedOwn(choices={"k": [A(v=1)]})) != compute_uid(NestedOwn(choices={"k": [C(v=1)]}))
+
+
+@pytest.mark.parametrize("annotation", [decimal.Decimal, tp.Any])
+def test_a_decimal_with_other_digits_is_not_the_default(tmp_path: Path, annotation: tp.Any) -> None:
+    """redteam-uid F1: Decimal("1.00") == Decimal("1"), yet quantize() gives 0.67 with one and 1
+    with the other. It took the default's uid, and the true default then got a wrong message
+    advising mode='force' (which would overwrite the other config's result)."""
+
+    class Step(pydantic.BaseModel):
+        step: annotation = decimal.Decimal("1")  # type: ignore[valid-type]
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> str:
+            return str((decimal.Decimal(2) / 3).quantize(self.step))
+
+    fine = Step(step=decimal.Decimal("1.00"), infra={"folder": tmp_path})
+    assert fine.infra.uid() != Step().infra.uid()
+    assert fine.run() == "0.67"
+    assert Step(infra={"folder": tmp_path}).run() == "1"
+    assert Step(step=decimal.Decimal("-0"), infra={"folder": tmp_path}).infra.uid() != Step(step=decimal.Decimal("0")).infra.uid()
+
+
+def test_times_in_two_time_zones_are_two_values() -> None:
+    utc = datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.timezone.utc)
+    paris = datetime.datetime(2020, 1, 1, 13, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+    assert utc == paris
+
+    class When(pydantic.BaseModel):
+        at: datetime.datetime = utc
+
+    assert compute_uid(When(at=paris)) != compute_uid(When())
+
+
+DEFAULTS_APP = """
+import sys, typing as tp, pydantic
+from exca_hydra import TaskInfra
+class Part(pydantic.BaseModel):
+    tags: set[str] = {"a", "b", "c", "d", "e", "f"}
+class M(pydantic.BaseModel):
+    names: frozenset[str] = frozenset("abcdefgh")
+    keyed: dict[frozenset[str], int] = {frozenset("xyzw"): 1}
+    anything: tp.Any = {"k": {1.5, "s", (1, 2)}, "j": [None, True]}
+    part: Part = Part()
+    infra: TaskInfra = TaskInfra()
+    @infra.apply
+    def run(self) -> int:
+        print("computing")
+        return 1
+print(M(infra={"folder": sys.argv[1]}).run())
+"""
+
+
+def test_defaults_with_sets_are_a_hit_under_every_hash_seed(tmp_path: Path) -> None:
+    """The digests of the defaults' kinds (cache.digest) write sets in a fixed order: a process
+    with another PYTHONHASHSEED finds the entry, no "default changed" error."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "defaults_app.py"
+    script.write_text(DEFAULTS_APP)
+    outs = [subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}, timeout=60) for seed in (1, 2, 3)]  # fmt: skip
+    assert [o.stdout.split() for o in outs] == [["computing", "1"], ["1"], ["1"]], [o.stderr[-800:] for o in outs]
+
+
+def test_an_entry_written_before_the_kinds_were_recorded_is_still_served(tmp_path: Path) -> None:
+    annotation = tp.Union[int, float]  # noqa: F841 (read by pydantic from this frame)
+    old, _ = _versions(1, 1, annotation)
+    assert old(infra={"folder": tmp_path}).run() == "1"
+    (config,) = tmp_path.rglob("config.yaml")
+    text = config.read_text()
+    assert text.startswith("# kinds: {")
+    config.write_text(text.split("\n", 1)[1])  # an entry of an earlier version of the library
+    (result,) = tmp_path.rglob("result.pkl")
+    result.write_bytes(pickle.dumps("cached"))  # what is served is the cached result
+    assert old(infra={"folder": tmp_path}).run() == "cached"

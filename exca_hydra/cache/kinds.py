@@ -55,13 +55,23 @@ yaml.SafeDumper.add_representer(_Unordered, yaml.representer.SafeRepresenter.rep
 yaml.SafeDumper.add_representer(_ModelDict, yaml.representer.SafeRepresenter.represent_dict)
 
 # Plain dict configs (DictConfig apps) have no types to mark a secret: the values of keys matching
-# this (any case) enter the uid as a hash, like a pydantic.SecretStr. "token" alone or as an
-# auth/access/api/hf/... token, not a tokenizer's eos_token or pad_token.
+# this (any case, separators - _ . and spaces left out: api_key, api-key, API.KEY) enter the uid
+# as a hash, like a pydantic.SecretStr, as do URLs holding a password (postgres://u:pw@host).
+# "token" alone or as an auth/access/api/hf/... token, not a tokenizer's eos_token or pad_token.
 SECRET_KEY = re.compile(
-    r"(password|passwd|secret|api_?key|access_?key|secret_?key|private_?key"
-    r"|(^|auth|access|api|hf|refresh|bearer|session|github|gh)_?token)$",
+    r"(password|passwd|passphrase|secret|apikey|accesskey|secretkey|privatekey|credentials?|wandbkey"
+    r"|(^|auth|access|api|hf|refresh|bearer|session|github|gh)token)$",
     re.IGNORECASE,
 )
+_SEPARATORS = re.compile(r"[-_. ]")
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
+
+
+def is_secret(key: tp.Any, value: tp.Any) -> bool:
+    """A plain dict config's value that is a secret: its key says so, or it is a URL with a password."""
+    if isinstance(key, str) and SECRET_KEY.search(_SEPARATORS.sub("", key)):
+        return True
+    return isinstance(value, str) and _URL_PASSWORD.search(value) is not None
 _SECRETS = tuple(getattr(pydantic, name) for name in ("SecretStr", "SecretBytes", "Secret") if hasattr(pydantic, name))
 
 # How a field's value is written, from its annotation (computed once per class):

@@ -25,13 +25,22 @@ from .errors import CacheError, CacheNotWritable, CorruptResult, JobFailure, Oth
 from .host import hostname, slurm_job_id
 from . import lease
 from .preview import preview, short
-from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, normalized, read_json, read_text, read_yaml
+from .digest import changed_fields, stored_digests, with_digests
+from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, load_yaml, normalized, read_json, read_text, read_yaml
 from .records import same_stored, without_secrets
-from .trust import check_trusted
+from .trust import ENV as TRUST_ENV
+from .trust import check_folder_trusted, check_trusted, trusted_owner, user_name
 
 Status = tp.Literal["not submitted", "running", "completed", "failed"]
 
 logger = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED and len(_WARNED) < 1000:
+        _WARNED.add(message)
+        logger.warning(message)
 
 RESULT = "result.pkl"
 ERROR = "error.pkl"
@@ -109,9 +118,10 @@ class Entry:
             return "failed"
         return None
 
-    def write_configs(self, full: dict[str, tp.Any], uid_cfg: dict[str, tp.Any], program: str | None = None) -> None:
-        """Record the configs (and the program computing them); an existing uid.yaml that
-        disagrees means a uid collision."""
+    def write_configs(self, full: dict[str, tp.Any], uid_cfg: dict[str, tp.Any], program: str | None = None,
+                      digests: dict[str, str] | None = None) -> None:
+        """Record the configs (and the program computing them; ``digests``: each field's value
+        with its kind, see cache.digest); an existing uid.yaml that disagrees means a uid collision."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.check_program(program)
         if program is not None and not (self.folder / PROGRAM).exists():
@@ -129,7 +139,7 @@ class Entry:
                     "Two configs share one uid folder; remove that folder if it is stale."
                 )
         # config.yaml records what the next result is computed with: always rewritten
-        atomic_write(self.folder / CONFIG, dump_yaml(without_secrets(full, uid_cfg)).encode("utf8"))
+        atomic_write(self.folder / CONFIG, with_digests(dump_yaml(without_secrets(full, uid_cfg)), digests).encode("utf8"))
         if previous is None:
             atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
 
@@ -137,11 +147,22 @@ class Entry:
         return self._read_yaml(CONFIG)  # type: ignore[no-any-return]
 
     def _read_yaml(self, name: str) -> tp.Any:
-        path = self.folder / name
+        return self._load_yaml(name, self._read_text(name))
+
+    def _read_text(self, name: str) -> str:
         try:
-            return read_yaml(path)
-        except (OSError, ValueError, yaml.YAMLError) as e:
-            raise CacheError(f"Cache file {path} is missing or unreadable ({e}); remove {self.folder} to recompute") from e
+            return read_text(self.folder / name)
+        except (OSError, ValueError) as e:
+            raise self._unreadable(name, e) from e
+
+    def _load_yaml(self, name: str, text: str) -> tp.Any:
+        try:
+            return load_yaml(text)
+        except yaml.YAMLError as e:
+            raise self._unreadable(name, e) from e
+
+    def _unreadable(self, name: str, error: BaseException) -> CacheError:
+        return CacheError(f"Cache file {self.folder / name} is missing or unreadable ({error}); remove {self.folder} to recompute")
 
     def check_program(self, program: str | None) -> None:
         """Two programs whose tasks have the same name (``train.py:main`` of two projects) share
@@ -161,10 +182,12 @@ class Entry:
                 "its own cache folder (hydra.launcher.folder or hydra.sweeper.folder)."
             )
 
-    def verify(self, uid_cfg: dict[str, tp.Any], identity: dict[str, tp.Any], program: str | None = None) -> None:
+    def verify(self, uid_cfg: dict[str, tp.Any], identity: dict[str, tp.Any], program: str | None = None,
+               digests: dict[str, str] | None = None) -> None:
         """Before a cached outcome is used: the folder must hold this config's uid config, and the
-        stored config must agree with this one on every field, defaults included (a class default
-        that changed would otherwise serve a stale result); for a plain task, the same program."""
+        stored config must agree with this one on every field, defaults included and of the same
+        kinds (a class default that changed would otherwise serve a stale result); for a plain
+        task, the same program."""
         self.check_program(program)
         stored_uid = self._read_yaml(UID_CONFIG)
         if not same_stored(stored_uid, normalized(uid_cfg)):
@@ -172,12 +195,18 @@ class Entry:
                 f"Cache entry {self.folder} belongs to another config:\nstored uid config: {cut(stored_uid)}\n"
                 f"this config: {uid_cfg}\nRemove that folder (it was edited, or two configs share a uid)."
             )
-        changed = changed_values(self._read_yaml(CONFIG), identity)  # identity: sets unordered
-        if changed:
-            details = ", ".join(f"{k} (cached with {cut(repr(old), 200)}, now {cut(repr(new), 200)})" for k, old, new in changed[:5])
+        text = self._read_text(CONFIG)
+        stored = self._load_yaml(CONFIG, text)
+        changed = changed_values(stored, identity)  # identity: sets unordered
+        details = [f"{k} (cached with {cut(repr(old), 200)}, now {cut(repr(new), 200)})" for k, old, new in changed[:5]]
+        if not details:
+            kinds = changed_fields(stored_digests(text), digests)
+            details = [f"{k} (cached with {cut(repr(stored.get(k) if isinstance(stored, dict) else None), 200)}, now "
+                       "a value of another kind or with another default inside)" for k in kinds[:5]]  # fmt: skip
+        if details:
             raise CacheError(
-                f"Cache entry {self.folder} was computed with other values for {details}: a default "
-                "changed since, or config.yaml was edited. Recompute with mode='force', bump "
+                f"Cache entry {self.folder} was computed with other values for {', '.join(details)}: a "
+                "default changed since, or config.yaml was edited. Recompute with mode='force', bump "
                 "infra.version, or remove that folder."
             )
 
@@ -323,10 +352,24 @@ class Entry:
             tmp.unlink(missing_ok=True)
 
     def read_job(self) -> dict[str, tp.Any] | None:
+        """The job computing this entry, as its job.json says; None when there is none, or when
+        it is not one of ours: written by someone you do not trust, or in a folder without
+        uid.yaml (every launch records the configs first), it would only make us wait for, or
+        report on, whatever process it names."""
+        path = self.folder / JOB
         try:
-            return read_json(self.folder / JOB)  # type: ignore[no-any-return]
-        except (FileNotFoundError, ValueError):
+            with path.open("rb") as f:
+                owner = os.fstat(f.fileno()).st_uid
+                data = json.loads(f.read(MAX_FILE_BYTES + 1))
+        except (OSError, ValueError, RecursionError):
             return None
+        if not trusted_owner(owner):
+            _warn_once(f"Ignoring {path}: it was written by {user_name(owner)}, whom you do not trust "
+                       f"(opt in with {TRUST_ENV}, see 'Sharing a cache' in the README)")  # fmt: skip
+            return None
+        if not (self.folder / UID_CONFIG).exists():
+            return None
+        return data if isinstance(data, dict) else None
 
     # A claim says "this process is computing or submitting this uid": a lease (cache/lease.py),
     # created with O_EXCL, so of several processes launching the same uid at once exactly one goes ahead.
@@ -348,6 +391,12 @@ class Entry:
             raise CacheNotWritable(f"Cannot claim {self.folder}: {e.strerror or e}") from e  # e.g. a full disk
         if taken and why:
             logger.warning("Took over the claim: %s", why)
+        if taken:
+            try:  # a folder someone else owns or may rewrite: its result would be refused once computed
+                check_folder_trusted(self.folder)
+            except CacheError:
+                lease.release(path)
+                raise
         return taken
 
     def claim_owner(self) -> dict[str, tp.Any] | None:

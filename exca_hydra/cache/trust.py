@@ -98,12 +98,12 @@ class _Trust:
                 if st.st_mode & stat.S_IWGRP and not self.trusts_group(st.st_gid):
                     raise _group_refused(st, node, path, is_file, self.setting)
             return
-        owner, me = _name(st.st_uid), os.geteuid()
+        owner, me = user_name(st.st_uid), os.geteuid()
         setting = f"{self.setting},{owner}" if self.setting.strip() else owner
         who = f"{owner} (uid {st.st_uid})" if owner != str(st.st_uid) else f"uid {owner}"
         raise _refused(
             f"the {'file' if is_file else 'folder'} {node} is owned by {who}, not by you "
-            f"({_name(me)}){'' if me == 0 else ' or root'}, so they could have put this pickle there, "
+            f"({user_name(me)}){'' if me == 0 else ' or root'}, so they could have put a pickle there, "
             f"and loading a pickle runs its code. If you trust {owner}, opt in with "
             f"`export {ENV}={setting}` (comma-separated user names or uids, @group for a group's "
             f"members); otherwise delete {path} to recompute.",
@@ -147,7 +147,7 @@ def _group_refused(st: os.stat_result, node: str, path: tp.Any, is_file: bool, s
     )
 
 
-def _name(uid: int) -> str:
+def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -161,19 +161,39 @@ def _refused(why: str, path: tp.Any) -> Exception:
 _state: _Trust | None = None
 
 
-def check_trusted(f: tp.BinaryIO, path: tp.Any) -> None:
-    """Raise CacheError unless the open pickle ``f`` (opened as ``path``) may be loaded."""
+def _current() -> _Trust:
     global _state
     key = (os.environ.get(ENV, ""), os.geteuid())
     if _state is None or _state.key != key:
         _state = _Trust(*key)
+    return _state
+
+
+def trusted_owner(uid: int) -> bool:
+    """Whether a file owned by ``uid`` is trusted: yours, root's, or an owner opted in."""
+    return _current().trusts(uid)
+
+
+def check_folder_trusted(folder: tp.Any) -> None:
+    """Raise CacheError unless a pickle written in ``folder`` could later be loaded: checked
+    before computing, rather than refusing the result once computed."""
+    name = os.path.abspath(os.fspath(folder))
+    try:
+        _current().check_folders(name, name)
+    except CacheError as e:  # (the message names the folder to delete)
+        raise CacheError(str(e).replace(f"Refusing to load {name}", f"Refusing to compute {name}", 1)) from None
+
+
+def check_trusted(f: tp.BinaryIO, path: tp.Any) -> None:
+    """Raise CacheError unless the open pickle ``f`` (opened as ``path``) may be loaded."""
+    state = _current()
     name = os.fspath(path)
     if not os.path.isabs(name):
         name = os.path.join(os.getcwd(), name)  # not normalized: '..' after a symlink is the kernel's
     st = os.fstat(f.fileno())
-    _state.check(st, name, path)
+    state.check(st, name, path)
     link = os.lstat(name)
     if (link.st_dev, link.st_ino) != (st.st_dev, st.st_ino):
         # a symlink (or replaced since it was opened): the folders of where it leads count too
-        _state.check_folders(os.path.dirname(os.path.realpath(name)), path)
-    _state.check_folders(os.path.dirname(name), path)
+        state.check_folders(os.path.dirname(os.path.realpath(name)), path)
+    state.check_folders(os.path.dirname(name), path)

@@ -35,6 +35,7 @@ from .kinds import (
     _Key,
     _kind,
     _long_int_error,
+    is_secret,
     _model_members,
     _ModelDict,
     _spec,
@@ -332,7 +333,7 @@ def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str,
     out: dict[str, tp.Any] = {}
     for k, v in value.items():
         try:
-            if secret_keys and isinstance(k, str) and SECRET_KEY.search(k):
+            if secret_keys and is_secret(k, v):
                 out[_key(k)] = _secret(v, plain=True)
             else:
                 out[_key(k)] = _enc_any(v, exclude, f"{prefix}{k}." if exclude else "", secret_keys)

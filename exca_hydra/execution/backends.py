@@ -14,6 +14,8 @@ tell a live job from a dead one without acting on it.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import time
 import typing as tp
 from pathlib import Path
@@ -23,6 +25,7 @@ from ..cache.store import JobFailure
 from ..cache.trust import check_trusted
 from . import failures, jobref, slurm
 from .options import Resources, SlurmOptions, submitit_parameters
+from .private import check_private, jobs_root, make_private, private_umask
 from .worker import Batch, script_dir, task_call
 
 RESULT_GRACE_S = 10.0  # a shared file system can show a result file late (submitit waits 15 s per job)
@@ -110,8 +113,9 @@ class InlineBackend:
 
 # ----- submitit: Slurm arrays, local subprocesses, debug -----
 class SubmititHandle:
-    def __init__(self, job: tp.Any) -> None:
+    def __init__(self, job: tp.Any, root: Path | None = None) -> None:
         self.job = job  # a submitit.Job
+        self.root = root  # the jobs' private folder: their results are loaded only from there
 
     @property
     def job_id(self) -> str:
@@ -121,6 +125,11 @@ class SubmititHandle:
         job = self.job
         if not job.paths.result_pickle.exists() and type(job).__name__ != "DebugJob":
             raise TaskLost(task_failure(job, "ended without a result (killed, out of time or memory?)"))
+        if self.root is not None and type(job).__name__ != "DebugJob":
+            try:
+                check_private(job.paths.result_pickle, self.root)
+            except CacheError as e:
+                raise TaskLost(JobFailure(str(e))) from e
         try:
             return job.result()  # type: ignore[no-any-return]
         except Exception as e:
@@ -148,8 +157,13 @@ class SubmititBackend:
         import submitit
 
         self.folder = Path(folder).absolute()
+        make_private(jobs_root(self.folder))
+        # the jobs load their pickle only from that private folder (execution/guard.py)
+        guard = "-u -m exca_hydra.execution.guard"
         executor = submitit.AutoExecutor(
-            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.slurm_max_num_timeout, slurm_python=slurm_options.slurm_python
+            folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.slurm_max_num_timeout,
+            slurm_python=f"{slurm_options.slurm_python or shlex.quote(sys.executable)} {guard}",
+            local_python=f"{shlex.quote(sys.executable)} {guard}",
         )
         parameters = submitit_parameters(resources, slurm_options, executor.cluster)
         if name is not None:
@@ -166,23 +180,22 @@ class SubmititBackend:
         """One pickle for the whole launch, beside the logs (their folder may be a %j template)."""
         import cloudpickle
 
-        batch_dir = self.folder.parent if "%" in self.folder.name else self.folder
-        batch_dir.mkdir(parents=True, exist_ok=True)
-        path = batch_dir / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(batch):x}.pkl"
+        path = jobs_root(self.folder) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(batch):x}.pkl"
         # it holds the configs, secrets in clear (the jobs need them): readable by its owner only
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             cloudpickle.dump(batch, f)
         return path
 
     def submit(self, batch: Batch, tasks: tp.Sequence[tp.Sequence[int]]) -> list[SubmititHandle]:
-        path = self.write_batch(batch)
         size = self.max_array_size or (slurm.max_array_size() if self.cluster == "slurm" else len(tasks))
         jobs: list[tp.Any] = []
-        for start in range(0, len(tasks), max(1, size)):  # one array per MaxArraySize tasks
-            with self.executor.batch():
-                for task in tasks[start : start + size]:
-                    jobs.append(self.executor.submit(task_call(batch, str(path), task, self.import_path)))
-        return [SubmititHandle(job) for job in jobs]
+        with private_umask():  # submitit's folders and pickles, and what the jobs write
+            path = self.write_batch(batch)
+            for start in range(0, len(tasks), max(1, size)):  # one array per MaxArraySize tasks
+                with self.executor.batch():
+                    for task in tasks[start : start + size]:
+                        jobs.append(self.executor.submit(task_call(batch, str(path), task, self.import_path)))
+        return [SubmititHandle(job, jobs_root(self.folder)) for job in jobs]
 
     def ended(self, handles: tp.Sequence[SubmititHandle]) -> list[bool]:  # type: ignore[override]
         done = slurm.jobs_done([h.job for h in handles])  # at most one squeue call

@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 import typing as tp
+from pathlib import Path
 
 from ..cache.store import Entry
 
@@ -160,7 +161,10 @@ def load_batch(path: str, import_path: str | None) -> Batch:
     if batch is None:
         import cloudpickle
 
+        from .private import check_private
+
         add_import_path(import_path)  # the app's own modules, as in the launching process
+        check_private(Path(path), Path(path).parent)  # nobody else's pickle runs as us
         with open(path, "rb") as f:
             batch = cloudpickle.load(f)
         batch.setup()

@@ -24,6 +24,7 @@ from ..cache.frozen import freeze
 from ..cache.itemstore import ITEMS, ItemStore
 from ..cache.layout import check_cache_folder, class_program, fix_main_name, method_folder, method_name
 from ..cache.store import UID_CONFIG, Entry
+from ..cache.digest import field_digests
 from ..cache.uid import identity_config, uid_config, uid_string
 from ..execution.option_fields import SlurmFields
 from ..execution.options import Resources
@@ -241,13 +242,14 @@ class MapInfra(SlurmFields, Resources):  # the options' one declaration: option_
             entry = Entry(folder)
             uid_cfg = uid_config(binding.obj, binding.exclude)
             if has_configs:  # a stale or foreign folder must never serve items
-                entry.verify(uid_cfg, identity_config(binding.obj, binding.exclude), class_program(type(binding.obj)))
+                entry.verify(uid_cfg, identity_config(binding.obj, binding.exclude), class_program(type(binding.obj)),
+                             field_digests(binding.obj, binding.exclude))
             else:  # items without the configs that say whose they are are never served
                 if self.mode == "read-only":
                     _warn_orphans(folder, None)
                     return ItemStore(folder, readable=False)  # every item is missing
                 _warn_orphans(folder, _set_aside(folder))
-                entry.write_configs(self.config(), uid_cfg, class_program(type(binding.obj)))
+                entry.write_configs(self.config(), uid_cfg, class_program(type(binding.obj)), field_digests(binding.obj, binding.exclude))
             binding.checked = True
         return ItemStore.get(folder)
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from ...cache.layout import class_program, function_program, import_name, method_folder, method_name
 from ...cache.errors import OtherProgram
 from ...cache.store import CacheError, Entry, Status
+from ...cache.digest import field_digests
 from ...cache.uid import identity_config, uid_config, uid_string
 from ...execution.options import Mode
 from ...execution.plan import Step, plan
@@ -276,7 +277,7 @@ def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
             if job.status not in ("completed", "failed"):
                 job.entry.check_program(job.program)  # (one failed open when there is no record)
                 continue
-            job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj), job.program)
+            job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj), job.program, field_digests(job.obj))
         except CacheError as e:
             problems.append(f"  #{job.num} : {job.shown_overrides}\n      {e}")
             others = others or isinstance(e, OtherProgram)

@@ -20,6 +20,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import OmegaConf
 
+from ...cache.digest import field_digests
 from ...cache.store import CacheNotWritable
 from ...execution import engine
 from ...execution.backends import Backend
@@ -175,7 +176,7 @@ def _run_plan(launcher: PlanLauncher, params: LauncherParams | LocalLauncherPara
         mine = [jobs[p] for p in positions]
         for job in mine:
             if job.entry is not None and not job.entry.has_result():  # a result keeps its config
-                job.entry.write_configs(full_config(job.obj), job.uid_cfg or {}, job.program)
+                job.entry.write_configs(full_config(job.obj), job.uid_cfg or {}, job.program, field_digests(job.obj))
         others = [job for job in jobs if job.step.action == "wait"]  # type: ignore[union-attr]
         reads = [job for job in mine if job.step.action == "read"]  # type: ignore[union-attr]
         mine = [job for job in mine if job.step.action != "read"]  # type: ignore[union-attr]

@@ -148,13 +148,14 @@ class _Task:
             return info.function(_with_folder(obj, info.method, folder) if folder else obj)
         if info.uncached:  # it calls the model's cached methods: they cache, not the app
             return info.function(obj)
+        from ...cache.digest import field_digests
         from ...cache.uid import uid_config
         from ...execution.worker import run_cached
 
         uid_cfg = uid_config(obj)
         entry = entry_of(self, folder, obj, uid_cfg)
         if entry is not None and not entry.has_result():
-            entry.write_configs(obj.model_dump(mode="json"), uid_cfg, function_program(info.function))
+            entry.write_configs(obj.model_dump(mode="json"), uid_cfg, function_program(info.function), field_digests(obj))
         return run_cached(info.function, obj, entry)
 
 

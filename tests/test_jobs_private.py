@@ -1,0 +1,195 @@
+"""Issue 21, other users (redteam-uid F5, F6): a job reference someone else wrote is not waited
+for, and a job loads its pickles only from a folder nobody else can write, whatever the umask
+and the cache's group permissions (a group member swapped a job's submission pickle and ran
+code as the job's user)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import typing as tp
+from pathlib import Path
+
+import pytest
+
+from exca_hydra.cache.errors import CacheError
+from exca_hydra.execution.private import check_private, make_private
+
+OTHER = 54321  # a user who is not us (root can give files to any uid)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another uid: needs root (CI runs as root)")
+
+TASK = """
+import sys, time, pydantic
+from exca_hydra import TaskInfra
+class Slow(pydantic.BaseModel):
+    secs: float = 0.1
+    infra: TaskInfra = TaskInfra()
+    @infra.apply
+    def run(self) -> float:
+        time.sleep(self.secs)
+        return self.secs
+def make(cluster):
+    return Slow(infra={"folder": sys.argv[1], "cluster": None if cluster == "none" else cluster})
+if __name__ == "__main__":
+    task = make(sys.argv[2])
+    print("status", task.infra.status(), flush=True)
+    print("result", task.run(), flush=True)
+"""
+
+
+def _pid1_ref(folder: Path) -> dict[str, tp.Any]:
+    start = Path("/proc/1/stat").read_text().rsplit(")", 1)[1].split()[19]  # pid 1 lives forever
+    return {"backend": "LocalJob", "job_id": "1", "host": socket.gethostname(), "start": start,
+            "stderr": "/dev/null", "folder": str(folder), "submitted_at": time.time()}  # fmt: skip
+
+
+def _task(tmp_path: Path) -> tuple[Path, tp.Any]:
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(TASK))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import slow  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    return script, slow
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    for node in [path, *path.rglob("*")]:
+        os.lchown(node, uid, uid)
+
+
+@pytest.mark.parametrize("cluster", ["none", "local"])
+def test_a_folder_planted_by_another_user_is_refused_at_once_not_waited_for(tmp_path: Path, cluster: str) -> None:
+    """F5: another user created the entry's folders first (a cache in /tmp) with a job.json naming
+    pid 1: run() waited forever, for cluster=None too."""
+    script, slow = _task(tmp_path)
+    cache = tmp_path / "cache"
+    task = slow.make(cluster)
+    entry = task.infra.clone_obj({"infra.folder": str(cache)}).infra.uid_folder()
+    entry.mkdir(parents=True)
+    (entry / "job.json").write_text(json.dumps(_pid1_ref(entry)))
+    _chown_tree(cache, OTHER)
+    began = time.time()
+    out = subprocess.run([sys.executable, str(script), str(cache), cluster], capture_output=True, text=True, timeout=120)
+    assert time.time() - began < 60
+    assert "status not submitted" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert out.returncode != 0 and "Refusing to compute" in out.stderr and f"owned by uid {OTHER}" in out.stderr, out.stderr[-2000:]
+    assert sorted(p.name for p in entry.iterdir()) == ["job.json"]  # nothing computed into it
+
+
+def test_a_job_reference_another_user_wrote_in_our_entry_is_ignored(tmp_path: Path) -> None:
+    """F5: a job.json we did not write (a group member's, not opted in) is no job of ours."""
+    _, slow = _task(tmp_path)
+    task = slow.make("none").infra.clone_obj({"infra.folder": str(tmp_path / "cache"), "secs": 0.2})
+    entry = task.infra.uid_folder()
+    entry.mkdir(parents=True)
+    (entry / "uid.yaml").write_text("secs: 0.2\n")
+    (entry / "job.json").write_text(json.dumps(_pid1_ref(entry)))
+    os.chown(entry / "job.json", OTHER, OTHER)
+    assert task.infra.status() == "not submitted"
+    assert task.run() == 0.2  # not a wait for pid 1
+    assert task.infra.status() == "completed"
+
+
+def test_a_job_reference_in_a_folder_without_uid_yaml_is_ignored(tmp_path: Path) -> None:
+    _, slow = _task(tmp_path)
+    task = slow.make("none").infra.clone_obj({"infra.folder": str(tmp_path / "cache")})
+    entry = task.infra.uid_folder()
+    entry.mkdir(parents=True)
+    (entry / "job.json").write_text(json.dumps(_pid1_ref(entry)))
+    assert task.infra.status() == "not submitted"
+    assert task.run() == 0.1
+
+
+def test_the_jobs_folder_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """F6: under umask 002 (the README's group cache) submitit's folders and pickles were group
+    writable, so a member of the group could replace a job's submission pickle."""
+    script, _ = _task(tmp_path)
+    cache = tmp_path / "cache"
+    logs_root = cache / "slow.Slow.run,0" / "logs" / "root"
+    logs_root.mkdir(parents=True, mode=0o777)
+    os.chmod(logs_root, 0o2777)  # left group/other-writable by an earlier version
+    out = subprocess.run(["sh", "-c", f"umask 002; exec {sys.executable} {script} {cache} local"], capture_output=True, text=True, timeout=120)
+    assert "result 0.1" in out.stdout, out.stderr[-2000:]
+    assert not logs_root.stat().st_mode & 0o022
+    written = list(logs_root.rglob("*"))
+    assert any(p.name.endswith("_submitted.pkl") for p in written) and any(p.name.endswith("_result.pkl") for p in written)
+    writable = [str(p) for p in written if p.lstat().st_mode & 0o022]
+    assert not writable, writable
+
+
+def _submission(root: Path, job_id: str, marker: Path) -> Path:
+    folder = root / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = f"import os; open({str(marker)!r}, 'w').write(str(os.getuid()))"
+    path = folder / f"{job_id}_submitted.pkl"
+    path.write_bytes(b"cbuiltins\nexec\n(" + pickle.dumps(payload, protocol=0)[:-1] + b"tR.")  # exec(payload) when loaded
+    return path
+
+
+def _run_guard(root: Path, job_id: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": job_id, "SUBMITIT_LOCAL_GLOBALID": "0",
+           "SUBMITIT_LOCAL_LOCALID": "0", "SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_NODEID": "0",
+           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1"}  # fmt: skip
+    cmd = [sys.executable, "-u", "-m", "exca_hydra.execution.guard", "-u", "-m", "submitit.core._submit", str(root / "%j")]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("how", ["group-writable", "other-owner", "job-folder-other-owner", "pickle-other-owner", "symlink"])
+def test_a_job_loads_no_submission_someone_else_could_have_put_there(tmp_path: Path, how: str) -> None:
+    """F6, also when a group member renames the logs folder away and plants a tree of their own
+    between the submission and the job's start: the job loads nothing from it."""
+    root, marker = tmp_path / "logs", tmp_path / "PWNED"
+    if how == "symlink":
+        elsewhere = tmp_path / "elsewhere"
+        _submission(elsewhere, "77", marker)
+        root.mkdir(mode=0o755)
+        os.symlink(elsewhere / "77", root / "77")
+    else:
+        path = _submission(root, "77", marker)
+        if how == "group-writable":
+            os.chmod(root, 0o2775)
+        elif how == "other-owner":
+            _chown_tree(root, OTHER)
+        elif how == "job-folder-other-owner":
+            os.chown(path.parent, OTHER, OTHER)
+        else:
+            os.chown(path, OTHER, OTHER)
+    out = _run_guard(root, "77")
+    assert not marker.exists(), how
+    assert out.returncode != 0 and "Refusing to load" in out.stderr, out.stderr[-2000:]
+
+
+def test_a_job_loads_its_own_submission_from_its_private_folder(tmp_path: Path) -> None:
+    """The control: the same pickle in a private folder of ours is loaded (so the cases above
+    refused it, rather than failed some other way)."""
+    root, marker = tmp_path / "logs", tmp_path / "LOADED"
+    make_private(root)
+    _submission(root, "77", marker)
+    _run_guard(root, "77")
+    assert marker.exists()
+
+
+def test_a_result_is_loaded_only_from_the_private_folder(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    make_private(root)
+    (root / "5").mkdir()
+    result = root / "5" / "5_0_result.pkl"
+    result.write_bytes(pickle.dumps(1))
+    check_private(result, root)
+    os.chown(result, OTHER, OTHER)
+    with pytest.raises(CacheError, match="is not yours"):
+        check_private(result, root)
+    os.chown(root, OTHER, OTHER)
+    with pytest.raises(CacheError, match="must be a folder of yours"):
+        check_private(result, root)
+    with pytest.raises(CacheError, match="owned by uid|owned by 54321"):
+        make_private(root)
