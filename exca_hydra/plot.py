@@ -31,6 +31,7 @@ class Series(tp.NamedTuple):
     categories: list[str] | None  # x values as text, in order, when they are not all numbers
     log_x: bool
     method: str
+    no_x: int = 0  # entries without a value at x (written before that field existed): not drawn
 
 
 def _number(value: tp.Any) -> bool:
@@ -52,7 +53,11 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
         results = [c for c in columns if c == "result" or c.startswith("result.")]
         raise ValueError(f"no column {y!r}; the result columns: {', '.join(results) or 'none (no completed job)'}")
     groups: dict[tuple[tp.Any, ...], list[Point]] = {}
+    no_x = 0
     for row in table:
+        if row[x] is None:  # (an axis of numbers and one None would turn into labels)
+            no_x += 1
+            continue
         value = row[y]
         if row["status"] == "completed" and _number(value):
             state: State = "completed"
@@ -62,6 +67,8 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
             state, value = ("failed" if row["status"] == "failed" else "missing"), None
         key = tuple(_hashable(row[name]) for name in by)  # the legend's title names the columns
         groups.setdefault(key, []).append(Point(row[x], value, state, row["uid"]))
+    if not groups:
+        raise ValueError(f"no entry has a value at {x}")
     if not any(p.state == "completed" for points in groups.values() for p in points):
         shown = sorted({repr(row[y]) for row in table if row["status"] == "completed"})[:3]
         raise ValueError(f"no completed job has a number in {y}" + (f" (they hold {', '.join(shown)}; a dict result's "
@@ -72,7 +79,7 @@ def series(folder: Path | str, x: str, y: str, by: tp.Sequence[str] = (), method
         categories = sorted({_text(v) for v in xs}, key=lambda v: (not _is_float(v), _float(v), v))
     log_x = categories is None and min(xs) > 0 and max(xs) / min(xs) > 100  # more than two decades
     order = sorted(groups, key=lambda key: [order_key(v) for v in key])
-    return Series({", ".join(map(str, key)): groups[key] for key in order}, categories, log_x, methods[0])
+    return Series({", ".join(map(str, key)): groups[key] for key in order}, categories, log_x, methods[0], no_x)
 
 
 def _hashable(value: tp.Any) -> tp.Any:
@@ -144,7 +151,8 @@ def describe(data: Series) -> str:
     points = [p for group in data.groups.values() for p in group]
     counts = {state: sum(p.state == state for p in points) for state in ("completed", "failed", "missing")}
     text = f"{counts['completed']} point(s) in {len(data.groups)} group(s)"
-    return text + "".join(f", {counts[s]} {s} (marked at the bottom)" for s in ("failed", "missing") if counts[s])
+    text += "".join(f", {counts[s]} {s} (marked at the bottom)" for s in ("failed", "missing") if counts[s])
+    return text + (f", {data.no_x} without a value at x (not drawn)" if data.no_x else "")
 
 
 def plot(

@@ -229,8 +229,10 @@ def _cell(value: tp.Any) -> str:
 
 
 def _finite(value: tp.Any) -> tp.Any:
+    """Valid JSON: NaN and infinities as the strings "NaN", "Infinity", "-Infinity" (as JavaScript
+    prints them; null would be a result of None, and +inf would be -inf)."""
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
+        return json.dumps(value)
     if isinstance(value, dict):
         return {key: _finite(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -239,7 +241,7 @@ def _finite(value: tp.Any) -> tp.Any:
 
 
 def format_table(table: list[dict[str, tp.Any]], fmt: str = "markdown") -> str:
-    if fmt == "json":  # valid JSON: NaN and infinities are null
+    if fmt == "json":
         return json.dumps(_finite(table), indent=1, default=str, allow_nan=False)
     columns = list(table[0]) if table else list(FIXED)
     if fmt == "csv":

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pydantic
 
+from .execution.option_fields import SNAPSHOT_EXCLUDES
 from .snapshot_skip import LeftOut, copy_link
 
-DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".hypothesis", ".pytest_cache", "*.egg-info")
+DEFAULT_EXCLUDES = SNAPSHOT_EXCLUDES
 
 
 class WorkDir(pydantic.BaseModel):

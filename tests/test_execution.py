@@ -46,6 +46,7 @@ def test_plan_reads_each_status_once_and_writes_nothing(tmp_path: Path) -> None:
     failed.write_error(ValueError("x"), "tb")
     # a job that a backend knows as ended, with neither result nor error: failed, with a reason
     dead.folder.mkdir()
+    (dead.folder / "uid.yaml").write_text("x: 1\n")  # (a job.json is ours only beside the configs)
     (dead.folder / "job.json").write_text(json.dumps({"backend": "LocalJob", "job_id": "999999999", "stderr": "/nowhere"}))
     before = {e.uid: _files(e.folder) for e in (done, failed, dead)}
     steps = plan([done, failed, dead, None], "retry")

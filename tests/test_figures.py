@@ -273,3 +273,38 @@ def test_a_completed_job_without_a_number_is_marked_not_blocking(tmp_path: Path,
     assert main(["table", str(tmp_path), "--best", "kind", "--max"]) == 2
     assert "no row has a number in column 'kind'" in capsys.readouterr().err
     assert main(["table", str(tmp_path), "--best", "result", "--max"]) == 0
+
+
+def test_entries_without_a_value_at_x_keep_the_axis_numeric(tmp_path: Path) -> None:
+    """Found by the red team (redteam-look F13, F10): entries written before a field existed have
+    no value there; one such row turned a numeric x axis into labels ("None" among the numbers)."""
+    import pydantic
+
+    from exca_hydra import TaskInfra
+
+    class Fit(pydantic.BaseModel):
+        lr: float = 0.1
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> float:
+            return self.lr * 10
+
+    class Fit2(pydantic.BaseModel):  # a field added since
+        lr: float = 0.1
+        extra: float = 1.0
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> float:
+            return self.lr * 10 + self.extra
+
+    Fit.__qualname__ = Fit2.__qualname__ = "Fit"
+    for lr in (0.1, 0.2):
+        Fit(lr=lr, infra={"folder": tmp_path}).run()
+    for extra in (2.0, 300.0):
+        Fit2(extra=extra, infra={"folder": tmp_path}).run()
+    data = plotting.series(tmp_path, "extra", "result")
+    assert data.categories is None and data.log_x and data.no_x == 2
+    assert sorted(p.x for group in data.groups.values() for p in group) == [2.0, 300.0]
+    assert plotting.describe(data).endswith("2 without a value at x (not drawn)")

@@ -193,3 +193,30 @@ def test_a_result_is_loaded_only_from_the_private_folder(tmp_path: Path) -> None
         check_private(result, root)
     with pytest.raises(CacheError, match="owned by uid|owned by 54321"):
         make_private(root)
+
+
+def test_a_sweep_over_someone_elses_entries_is_refused_in_one_message(tmp_path: Path) -> None:
+    """redteam-users F1, F2: another user's planted entries were summarised as cached (their
+    outcome.json's preview as our result and best), and a job to compute in their folders failed
+    with a traceback whose advice (delete the entry) could not work."""
+    from test_launcher import APPS, Ctx
+
+    ctx = Ctx(tmp_path)
+    plain = APPS / "plain" / "app.py"
+    args = ("hydra/launcher=exca_local", "hydra/sweeper=exca", f"hydra.sweeper.folder={ctx.cache}")
+    r = ctx.run(plain, "x=1,3", *args)
+    assert r.code == 0 and len(ctx.lines()) == 2, r.err
+    _chown_tree(ctx.cache, OTHER)  # as if another user had computed them (or planted them) first
+    (outcome,) = [p for p in ctx.cache.rglob("outcome.json") if "x=3" in str(p)]
+    outcome.write_text(outcome.read_text().replace("30", "999"))
+    before = sorted(str(p) for p in ctx.cache.rglob("*"))
+    for sweep in ("x=1,3", "x=1,3,5"):
+        r = ctx.run(plain, sweep, *args)
+        assert r.code == 1 and "would use someone else's cache files; nothing was launched" in r.err, r.err
+        assert f"is owned by uid {OTHER}" in r.err and "EXCA_HYDRA_TRUSTED_OWNERS" in r.err
+        assert "Traceback" not in r.err and "999" not in r.out + r.err
+    assert len(ctx.lines()) == 2  # nothing ran
+    assert sorted(str(p) for p in ctx.cache.rglob("*")) == before  # nothing made inside their folders
+    r = ctx.run(plain, "x=5", *args, "hydra.sweeper.mode=force")
+    assert r.code == 1 and "Refusing to compute" in r.err and "Traceback" not in r.err, r.err
+    assert "use a cache folder of your own" in r.err

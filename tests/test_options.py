@@ -72,26 +72,54 @@ def test_the_plugin_nodes_hold_the_declared_defaults() -> None:
     assert plugin_config.EXCA_SLURM["additional_parameters"] is not option_fields.SlurmFields.slurm_additional_parameters
 
 
-def _defaults(model: type) -> dict[str, tp.Any]:
-    defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
-    return {name: v.model_dump(mode="json") if isinstance(v, pydantic.BaseModel) else v for name, v in defaults.items()}
+OWN_KEYS = r"""
+import json
+from exca_hydra.execution import option_fields as f
+f.LaunchFields.__annotations__["new_key"] = "tp.Annotated[int, Ge(3)]"
+f.LaunchFields.new_key = 5
+f.SlurmLaunchFields.__annotations__["slurm_only"] = "bool"
+f.SlurmLaunchFields.slurm_only = True
+f.SweeperFields.__annotations__["new_sweep_key"] = "str | None"
+f.SweeperFields.new_sweep_key = "s"
+import pydantic
+from exca_hydra.bridge.launch.params import LauncherParams, LocalLauncherParams
+from exca_hydra.bridge.launch.sweeper import SweeperParams
+from hydra_plugins.exca_hydra_plugin import config as node
+
+def refused(model, **kwargs):
+    try:
+        model(**kwargs)
+    except pydantic.ValidationError:
+        return True
+    return False
+
+print(json.dumps({
+    "models": [LauncherParams().new_key, LocalLauncherParams().new_key, LauncherParams().slurm_only, "slurm_only" in LocalLauncherParams.model_fields, SweeperParams().new_sweep_key],
+    "nodes": [node.EXCA_SLURM["new_key"], node.EXCA_LOCAL["new_key"], node.EXCA_SLURM["slurm_only"], "slurm_only" in node.EXCA_LOCAL, node.EXCA_SWEEPER["new_sweep_key"]],
+    "bounds": [refused(LauncherParams, new_key=2), refused(LocalLauncherParams, new_key=2), refused(SweeperParams, new_sweep_key=1)],
+}))
+"""
 
 
-def test_the_launchers_own_keys_match_their_nodes() -> None:
-    # the keys that are not submitit options (folder, workdir, fail_fast, ...; the sweeper's)
-    # are still written in both places; the options above are not
-    for node, model in [
-        (plugin_config.EXCA_SLURM, LauncherParams),
-        (plugin_config.EXCA_LOCAL, LocalLauncherParams),
-        (plugin_config.EXCA_SWEEPER, SweeperParams),
-    ]:
-        keys = set(node) - {"_target_"}
-        assert keys == set(model.model_fields), model.__name__
-        expected = _defaults(model)
-        for key in keys:
-            if isinstance(node[key], str) and node[key].startswith("${"):
-                continue  # an interpolation Hydra resolves (e.g. the job's name)
-            assert node[key] == expected[key], (model.__name__, key)
+def test_a_launcher_or_sweeper_key_added_to_the_declaration_reaches_its_node_and_its_model() -> None:
+    """Issue 20: the launchers' and the sweeper's own keys (folder, workdir, fail_fast, wait...)
+    are declared once, as the submitit options are: no copy to keep in step."""
+    out = subprocess.run([sys.executable, "-c", OWN_KEYS], capture_output=True, text=True, env=os.environ, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["models"] == [5, 5, True, False, "s"]
+    assert seen["nodes"] == [5, 5, True, False, "s"]
+    assert seen["bounds"] == [True, True, True]
+
+
+def test_the_models_validate_the_nodes_defaults() -> None:
+    """The nodes hold plain values (a workdir as a dict); the models read them as their types."""
+    for node, model in [(plugin_config.EXCA_SLURM, LauncherParams), (plugin_config.EXCA_LOCAL, LocalLauncherParams),
+                        (plugin_config.EXCA_SWEEPER, SweeperParams)]:  # fmt: skip
+        keys = {k: v for k, v in node.items() if k != "_target_"}
+        params = model(**keys)
+        assert set(keys) == set(model.model_fields), model.__name__
+        assert params.model_dump(mode="json") == model().model_dump(mode="json")
+    assert type(LauncherParams().workdir).__name__ == "WorkDir" and LauncherParams().workdir is not LauncherParams().workdir
 
 
 def test_the_declared_bounds_and_types_hold_everywhere() -> None:

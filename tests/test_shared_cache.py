@@ -250,10 +250,18 @@ def test_nobody_elses_pickle_is_loaded_unless_trusted(users: Users) -> None:
     a_uid, b_uid = pwd.getpwnam(users.a).pw_uid, pwd.getpwnam(users.b).pw_uid
     # B gets there first: creates the cache folders (writable by all), computing the uid A will want...
     out = users.run(users.b, 1, cache, umask=0)
-    assert "is writable by everyone" in out.get("error", ""), out  # umask 0: not even B loads it
+    # umask 0: not even B would load it, so it is not computed (refused before, not after)
+    assert "Refusing to compute" in out.get("error", "") and "is writable by everyone" in out["error"], out
     uid_folder = Path(out["folder"])
     assert cache.stat().st_uid == b_uid and uid_folder.stat().st_uid == b_uid
-    # ...and puts a pickle of theirs there as its result: unpickling it creates a folder
+    assert not (uid_folder / "result.pkl").exists()
+    # ...and puts configs and a pickle of theirs there as its result: unpickling it creates a folder
+    from models import MyTask
+
+    task = MyTask(x=1, infra={"folder": str(cache)})
+    Entry(uid_folder).write_configs(task.infra.config(), task.infra.config(uid=True))
+    for name in ("uid.yaml", "config.yaml"):
+        os.chown(uid_folder / name, b_uid, -1)
     marker = tmp / "pwned"
     result = uid_folder / "result.pkl"
     result.write_bytes(pickle.dumps(Marker(marker)))

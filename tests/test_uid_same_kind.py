@@ -470,3 +470,25 @@ def test_an_entry_written_before_the_kinds_were_recorded_is_still_served(tmp_pat
     (result,) = tmp_path.rglob("result.pkl")
     result.write_bytes(pickle.dumps("cached"))  # what is served is the cached result
     assert old(infra={"folder": tmp_path}).run() == "cached"
+
+
+def test_an_ordered_dict_is_not_a_dict(tmp_path: Path) -> None:
+    """redteam-kinds F1: OrderedDict and dict took one uid under tp.Any, and the second then got a
+    false "a default changed since"; two OrderedDicts in other orders (unequal) shared a result."""
+    import collections
+
+    class Holder(pydantic.BaseModel):
+        x: tp.Any = None
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> str:
+            return repr(self.x)
+
+    plain, ordered = {"a": 1, "b": 2}, collections.OrderedDict(a=1, b=2)
+    other_order = collections.OrderedDict(b=2, a=1)
+    uids = {Holder(x=v).infra.uid() for v in (plain, ordered, other_order)}
+    assert len(uids) == 3
+    assert Holder(x=collections.OrderedDict(a=1, b=2)).infra.uid() == Holder(x=ordered).infra.uid()
+    for value in (plain, ordered, other_order):
+        assert Holder(x=value, infra={"folder": tmp_path}).run() == repr(value)

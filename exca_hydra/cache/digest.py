@@ -11,6 +11,7 @@ Job processes import this through the store: pydantic is imported only to comput
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import typing as tp
@@ -65,8 +66,9 @@ def _full(value: tp.Any, exclude: frozenset[str], prefix: str) -> tp.Any:
     name = "!" + kind.__name__
     if isinstance(value, pydantic.BaseModel):
         return {name: {k: _full(v, exclude, f"{prefix}{k}.") for k, v in _fields(value, exclude, prefix)}}
-    if isinstance(value, dict):  # in any order, as the uid
-        return {name: sorted(([_full(k, frozenset(), ""), _full(v, frozenset(), "")] for k, v in value.items()), key=_dumps)}
+    if isinstance(value, dict):  # in any order, as the uid (an OrderedDict in its own)
+        pairs = [[_full(k, frozenset(), ""), _full(v, frozenset(), "")] for k, v in value.items()]
+        return {name: pairs if isinstance(value, collections.OrderedDict) else sorted(pairs, key=_dumps)}
     if isinstance(value, (set, frozenset)):
         return {name: sorted((_full(v, frozenset(), "") for v in value), key=_dumps)}
     if isinstance(value, (list, tuple)):

@@ -19,3 +19,7 @@ class JobFailure(RuntimeError):
 
 class OtherProgram(CacheError):
     """An entry computed by another program of the same name: never this one's to reuse or overwrite."""
+
+
+class Untrusted(CacheError):
+    """A file or folder someone else wrote or could have rewritten: never loaded, never computed into."""

@@ -164,6 +164,20 @@ class Entry:
     def _unreadable(self, name: str, error: BaseException) -> CacheError:
         return CacheError(f"Cache file {self.folder / name} is missing or unreadable ({error}); remove {self.folder} to recompute")
 
+    def check_trust(self) -> None:
+        """Raise Untrusted unless this entry's outcome could be loaded (its result or error file,
+        opened, not unpickled), or a result computed here could: someone else's entry is neither
+        reused nor reported as ours."""
+        for name in (RESULT, ERROR):
+            try:
+                f = (self.folder / name).open("rb")
+            except OSError:
+                continue
+            with f:
+                check_trusted(f, self.folder / name)
+            return
+        check_folder_trusted(self.folder)
+
     def check_program(self, program: str | None) -> None:
         """Two programs whose tasks have the same name (``train.py:main`` of two projects) share
         a folder name: an entry computed by another program is never theirs."""
@@ -189,6 +203,7 @@ class Entry:
         kinds (a class default that changed would otherwise serve a stale result); for a plain
         task, the same program."""
         self.check_program(program)
+        self.check_trust()
         stored_uid = self._read_yaml(UID_CONFIG)
         if not same_stored(stored_uid, normalized(uid_cfg)):
             raise CacheError(
@@ -378,6 +393,7 @@ class Entry:
         taken over, and the log says whose it was)."""
         path = self.folder / CLAIM
         why = lease.expired(path)
+        check_folder_trusted(self.folder)  # nothing made inside someone else's folders
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             taken = lease.take(path)

@@ -20,7 +20,7 @@ import pwd
 import stat
 import typing as tp
 
-from .errors import CacheError
+from .errors import CacheError, Untrusted
 
 ENV = "EXCA_HYDRA_TRUSTED_OWNERS"
 _MAX_CACHED = 10_000
@@ -106,7 +106,7 @@ class _Trust:
             f"({user_name(me)}){'' if me == 0 else ' or root'}, so they could have put a pickle there, "
             f"and loading a pickle runs its code. If you trust {owner}, opt in with "
             f"`export {ENV}={setting}` (comma-separated user names or uids, @group for a group's "
-            f"members); otherwise delete {path} to recompute.",
+            f"members); otherwise {_remedy(node, path)}.",
             path,
         )
 
@@ -147,6 +147,14 @@ def _group_refused(st: os.stat_result, node: str, path: tp.Any, is_file: bool, s
     )
 
 
+def _remedy(node: str, path: tp.Any) -> str:
+    """What to do instead of trusting: remove the file, or (a folder above it is someone else's:
+    removing the entry would not help) use a cache folder of one's own."""
+    if os.path.abspath(node) == os.path.abspath(os.fspath(path)) and not os.path.isdir(node):
+        return f"delete {path} to recompute"
+    return f"use a cache folder of your own ({node} is not)"
+
+
 def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -155,7 +163,7 @@ def user_name(uid: int) -> str:
 
 
 def _refused(why: str, path: tp.Any) -> Exception:
-    return CacheError(f"Refusing to load {path}: {why}")
+    return Untrusted(f"Refusing to load {path}: {why}")
 
 
 _state: _Trust | None = None
@@ -178,10 +186,12 @@ def check_folder_trusted(folder: tp.Any) -> None:
     """Raise CacheError unless a pickle written in ``folder`` could later be loaded: checked
     before computing, rather than refusing the result once computed."""
     name = os.path.abspath(os.fspath(folder))
+    while not os.path.lexists(name) and os.path.dirname(name) != name:  # not made yet: where it would be
+        name = os.path.dirname(name)
     try:
         _current().check_folders(name, name)
-    except CacheError as e:  # (the message names the folder to delete)
-        raise CacheError(str(e).replace(f"Refusing to load {name}", f"Refusing to compute {name}", 1)) from None
+    except CacheError as e:
+        raise Untrusted(str(e).replace(f"Refusing to load {name}", f"Refusing to compute {os.fspath(folder)}", 1)) from None
 
 
 def check_trusted(f: tp.BinaryIO, path: tp.Any) -> None:

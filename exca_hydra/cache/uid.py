@@ -342,6 +342,13 @@ def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str,
     return out
 
 
+def _ordered(value: dict[tp.Any, tp.Any]) -> bool:
+    """A mapping whose order is part of its value (OrderedDict's ``==`` compares it)."""
+    import collections
+
+    return isinstance(value, collections.OrderedDict)
+
+
 def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "", secret_keys: bool = False) -> tp.Any:
     """The uid form of a value of any kind: JSON's own kinds as they are, any other kind tagged."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -352,6 +359,8 @@ def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str =
         return [_enc_any(v, secret_keys=secret_keys) for v in value]
     if isinstance(value, dict):
         out = _enc_dict(value, exclude, prefix, secret_keys)
+        if type(value) is not dict:  # an OrderedDict, a defaultdict...: another kind (in its order)
+            return _Tagged({"!" + _kind(value): [[k, v] for k, v in out.items()] if _ordered(value) else out})
         if len(out) == 1 and next(iter(out)).startswith("!"):  # would read as a tag
             return _Tagged({"!dict": out})
         return out

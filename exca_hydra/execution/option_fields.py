@@ -1,10 +1,12 @@
-"""The submitit/Slurm options, declared once: names, types, defaults and bounds.
+"""The options, declared once: names, types, defaults and bounds.
 
-Everything else is built from these two classes: ``options.Resources``/``SlurmOptions`` and
-TaskInfra's and MapInfra's fields inherit them (names as in exca and submitit's
-``update_parameters``: ``slurm_partition``...), the launcher's parameters take the Slurm ones
-without the prefix (hydra-submitit-launcher's ``hydra.launcher.partition``...), and the Hydra
-plugin's config nodes read the defaults (``defaults()``).
+The submitit/Slurm options (``ResourceFields``, ``SlurmFields``): ``options.Resources``/
+``SlurmOptions`` and TaskInfra's and MapInfra's fields inherit them (names as in exca and
+submitit's ``update_parameters``: ``slurm_partition``...), the launchers' parameters take the Slurm
+ones without the prefix (hydra-submitit-launcher's ``hydra.launcher.partition``...). The
+launchers' and the sweeper's own keys (``LaunchFields``, ``SlurmLaunchFields``, ``SweeperFields``):
+their parameter models (bridge/launch/params.py, sweeper.py) inherit them. The Hydra plugin's config
+nodes are the defaults of the same classes (``defaults()``).
 
 Plain classes, not pydantic models: Hydra imports the plugin on every app start, and this module
 costs only ``typing``. The annotations stay strings until pydantic reads them; the
@@ -13,10 +15,16 @@ costs only ``typing``. The annotations stay strings until pydantic reads them; t
 
 from __future__ import annotations
 
+import copy
 import sys
 import typing as tp
 
+if tp.TYPE_CHECKING:
+    from ..workdir import WorkDir  # (given to pydantic by the models that read it: not imported here)
+
 PREFIX = "slurm_"
+Mode = tp.Literal["cached", "retry", "force", "read-only"]
+SNAPSHOT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".hypothesis", ".pytest_cache", "*.egg-info")
 
 
 class Ge:
@@ -90,6 +98,40 @@ class SlurmFields:
     slurm_jobs_per_task: tp.Annotated[int | None, Ge(1)] = None
 
 
+@declared
+class LaunchFields:
+    """Both launchers' own keys (``hydra.launcher.*``), beyond submitit's."""
+
+    folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
+    array_parallelism: tp.Annotated[int | None, Ge(1)] = None  # jobs at once; None: the CPU count / cpus_per_task (local), 256 (Slurm)
+    # a snapshot of these folders, made at launch, that the jobs start in and import from
+    workdir: WorkDir = {"copied": [], "includes": [], "excludes": list(SNAPSHOT_EXCLUDES)}  # type: ignore[assignment]
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"  # the jobs' logs (hydra-submitit-launcher's key)
+    name: str | None = "${hydra.job.name}"
+    stderr_to_stdout: bool = False
+    fail_fast: bool = False  # stop the sweep at the first failed job, the others cancelled (hydra#2824)
+
+
+@declared
+class SlurmLaunchFields:
+    """``exca_slurm``'s own keys."""
+
+    max_array_size: tp.Annotated[int | None, Ge(1)] = None  # None: Slurm's MaxArraySize
+    wait: bool = True  # False: exit once the jobs are submitted; re-running collects them (hydra#2479)
+
+
+@declared
+class SweeperFields:
+    """The ``exca`` sweeper's keys (``hydra.sweeper.*``)."""
+
+    max_batch_size: tp.Annotated[int | None, Ge(1)] = None
+    params: dict[str, str] | None = None
+    mode: Mode = "cached"  # cached | retry | force | read-only
+    dry_run: bool = False
+    folder: str | None = None  # cache root, before hydra.launcher.folder and the model's infra.folder
+    best: str | None = None  # the summary names the best job: max:result.accuracy, min:result.loss
+
+
 def names(fields: type) -> tuple[str, ...]:
     """The declared names, in order (annotations of the class itself)."""
     return tuple(fields.__dict__["__annotations__"])
@@ -100,5 +142,5 @@ def defaults(fields: type, strip: str = "") -> dict[str, tp.Any]:
     out = {}
     for name in names(fields):
         value = getattr(fields, name)
-        out[name.removeprefix(strip)] = type(value)(value) if isinstance(value, (dict, list)) else value
+        out[name.removeprefix(strip)] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
     return out

@@ -8,9 +8,9 @@ import typing as tp
 
 import pydantic
 
-from .option_fields import PREFIX, ResourceFields, SlurmFields, names
+from .option_fields import PREFIX, Mode, ResourceFields, SlurmFields, names
 
-Mode = tp.Literal["cached", "retry", "force", "read-only"]
+__all__ = ["Mode", "Cluster", "Resources", "SlurmOptions", "slurm_options", "submitit_parameters"]
 Cluster = tp.Literal[None, "auto", "local", "slurm", "debug"]
 
 

@@ -15,7 +15,8 @@ from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
 from ...cache.layout import class_program, function_program, import_name, method_folder, method_name
-from ...cache.errors import OtherProgram
+from ...cache.errors import OtherProgram, Untrusted
+from ...cache.trust import ENV as TRUST_ENV
 from ...cache.store import CacheError, Entry, Status
 from ...cache.digest import field_digests
 from ...cache.uid import identity_config, uid_config, uid_string
@@ -266,23 +267,33 @@ def full_config(obj: tp.Any) -> dict[str, tp.Any]:
     return tp.cast(dict, obj)
 
 
-def verify_entries(jobs: tp.Sequence[HydraJob]) -> None:
+def verify_entries(jobs: tp.Sequence[HydraJob], reuse: bool = True) -> None:
     """Every cached outcome about to be reused must be this config's: report all that are not
-    (edited files, changed defaults) before anything runs."""
-    problems, others = [], False
+    (edited files, changed defaults, someone else's), and every job to run a folder whose result
+    could be loaded, before anything runs. ``reuse=False`` (mode=force): only the latter."""
+    problems, others, foreign = [], False, False
     for job in jobs:
         if job.entry is None:
             continue
         try:
-            if job.status not in ("completed", "failed"):
-                job.entry.check_program(job.program)  # (one failed open when there is no record)
+            if job.status not in ("completed", "failed") or not reuse:
+                if reuse:
+                    job.entry.check_program(job.program)  # (one failed open when there is no record)
+                if job.step is not None and job.step.action == "run":  # (the result would be refused)
+                    job.entry.check_trust()
                 continue
             job.entry.verify(job.uid_cfg or uid_config(job.obj), identity_config(job.obj), job.program, field_digests(job.obj))
         except CacheError as e:
             problems.append(f"  #{job.num} : {job.shown_overrides}\n      {e}")
             others = others or isinstance(e, OtherProgram)
+            foreign = foreign or isinstance(e, Untrusted)
     if problems:  # another program's entries: forcing would overwrite its results
         how = "give each program its own cache folder" if others else "hydra.sweeper.mode=force recomputes them"
+        if foreign:
+            raise ConfigValidationError(
+                f"{len(problems)} job(s) would use someone else's cache files; nothing was launched (opt in to "
+                f"their owner with {TRUST_ENV}, or use a cache folder of your own):\n" + "\n".join(problems)
+            )
         raise ConfigValidationError(
             f"{len(problems)} cached entr{'y' if len(problems) == 1 else 'ies'} cannot be reused; nothing was "
             f"launched ({how}):\n" + "\n".join(problems)

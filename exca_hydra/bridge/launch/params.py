@@ -1,7 +1,7 @@
 """The launchers' parameters (``hydra.launcher.*``), validated by pydantic when launching: an
-unknown key or a bad value fails before anything runs. The submitit/Slurm options come from their
-one declaration (``execution/option_fields.py``), the launchers' own keys are written here and in
-the plugin's config nodes (``hydra_plugins/exca_hydra_plugin/config.py``)."""
+unknown key or a bad value fails before anything runs. Every key, its default and its bounds come
+from the one declaration (``execution/option_fields.py``) that the plugin's config nodes are made
+of too; here are only the checks that need pydantic."""
 
 from __future__ import annotations
 
@@ -10,27 +10,22 @@ import logging
 import pydantic
 
 from ...cache.layout import check_cache_folder
-from ...execution.option_fields import PREFIX
+from ...execution.option_fields import PREFIX, LaunchFields, SlurmLaunchFields
 from ...execution.options import HslResources, HslSlurm, SlurmOptions, slurm_options
 from ...workdir import WorkDir
 
 logger = logging.getLogger("exca_hydra.launcher")
 
+# the declared defaults are the plugin nodes' (a workdir as a dict): validated into their types
+_CONFIG = pydantic.ConfigDict(extra="forbid", validate_default=True)
 
-class LauncherParams(HslSlurm):
+
+class LauncherParams(LaunchFields, SlurmLaunchFields, HslSlurm):  # (the declarations first: theirs win)
     """Every ``hydra.launcher`` key of ``exca_slurm``, validated: an unknown key fails before
-    anything runs (the plugin's config node lists the same keys and defaults: option_fields.py)."""
+    anything runs."""
 
-    folder: str | None = None  # cache root; None: the model's infra.folder, else no cache
+    model_config = _CONFIG
     _folder = pydantic.field_validator("folder")(check_cache_folder)
-    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: 256 (Slurm), the CPU count (local)
-    max_array_size: int | None = pydantic.Field(None, ge=1)  # None: Slurm's MaxArraySize
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
-    name: str | None = None
-    stderr_to_stdout: bool = False
-    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are cancelled
-    wait: bool = True  # False: exit once the jobs are submitted; re-running collects them (hydra#2479)
-    workdir: WorkDir = WorkDir()  # copied: [] means no snapshot
 
     @pydantic.model_validator(mode="after")
     def _warning_within_the_limit(self) -> "LauncherParams":
@@ -56,20 +51,15 @@ class LauncherParams(HslSlurm):
         return slurm_options(self, strip=PREFIX)
 
 
-class LocalLauncherParams(HslResources):
+class LocalLauncherParams(LaunchFields, HslResources):
     """``exca_local``'s keys: those of hydra-submitit-launcher's ``submitit_local`` too, so
-    switching is one word. Locally, ``timeout_min`` stops the job, ``cpus_per_task`` divides the
-    default parallelism, ``submitit_folder`` holds the jobs' logs; the others set nothing."""
+    switching is one word. Locally, ``timeout_min`` stops the job (minutes, a fraction allowed),
+    ``cpus_per_task`` divides the default parallelism, ``submitit_folder`` holds the jobs' logs; the
+    others set nothing."""
 
-    folder: str | None = None
+    model_config = _CONFIG
     _folder = pydantic.field_validator("folder")(check_cache_folder)
-    array_parallelism: int | None = pydantic.Field(None, ge=1)  # None: the CPU count / cpus_per_task
-    timeout_min: float | None = None  # type: ignore[assignment]  # None: no limit
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
-    name: str | None = None
-    stderr_to_stdout: bool = False
-    fail_fast: bool = False  # stop at the first failed job (hydra#2824): the others are stopped
-    workdir: WorkDir = WorkDir()
+    timeout_min: float | None = None  # type: ignore[assignment]  # the declared key, a fraction of a minute allowed here
 
     @pydantic.field_validator("nodes", "tasks_per_node")
     @classmethod
@@ -77,3 +67,7 @@ class LocalLauncherParams(HslResources):
         if (value or 1) > 1:
             raise ValueError("exca_local runs each job as one process on this machine: more needs exca_slurm")
         return value
+
+
+for _model in (LauncherParams, LocalLauncherParams):
+    _model.model_rebuild(_types_namespace={"WorkDir": WorkDir})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import typing as tp
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from ...cache.layout import check_cache_folder
-from ...execution.options import Mode
+from ...execution.option_fields import SweeperFields
 from .convert import plugin_params
 from .hydra_job import cached_return
 from .task_info import task_info
@@ -28,16 +29,18 @@ from .report import SweepFailed, summary
 logger = logging.getLogger(__name__)
 
 
-class SweeperParams(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-    max_batch_size: int | None = pydantic.Field(None, ge=1)
-    params: dict[str, str] | None = None
-    mode: Mode = "cached"
-    dry_run: bool = False
-    folder: str | None = None  # cache root, before hydra.launcher.folder and the model's infra.folder
-    best: str | None = pydantic.Field(None, pattern=r"^(max|min):result(\..+)?$")  # max:result.accuracy
+class SweeperParams(SweeperFields, pydantic.BaseModel):
+    """``hydra.sweeper.*`` of the ``exca`` sweeper, declared in execution/option_fields.py."""
 
+    model_config = pydantic.ConfigDict(extra="forbid")
     _folder = pydantic.field_validator("folder")(check_cache_folder)
+
+    @pydantic.field_validator("best")
+    @classmethod
+    def _best(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(max|min):result(\..+)?", value):
+            raise ValueError(f"best={value!r} is not (max|min):result[.key], e.g. max:result.accuracy")
+        return value
 
 
 def expand(sweeper: tp.Any, params: SweeperParams, arguments: list[str]) -> list[list[list[str]]]:
@@ -94,8 +97,7 @@ def sweep(sweeper: tp.Any, arguments: list[str], exca: PlanLauncher | None) -> l
     assign_entries(sweeper.task_function, folder, jobs)
     _say_what_is_cached(sweeper, jobs, exca_launcher)
     plan_jobs(jobs, params.mode)
-    if params.mode != "force":
-        verify_entries(jobs)
+    verify_entries(jobs, reuse=params.mode != "force")
 
     if params.dry_run:
         print(dry_run_table(jobs))
