@@ -220,3 +220,21 @@ def test_a_sweep_over_someone_elses_entries_is_refused_in_one_message(tmp_path: 
     r = ctx.run(plain, "x=5", *args, "hydra.sweeper.mode=force")
     assert r.code == 1 and "Refusing to compute" in r.err and "Traceback" not in r.err, r.err
     assert "use a cache folder of your own" in r.err
+
+
+def test_a_secret_given_as_an_override_is_shown_as_stars(tmp_path: Path) -> None:
+    """redteam-kinds F3: the launch lines, the summary, the dry run and the sweep's
+    .exca/jobs.jsonl (which the timeline prints) showed a secret override in clear."""
+    from test_launcher import APPS, Ctx
+
+    ctx = Ctx(tmp_path)
+    plain = APPS / "plain" / "app.py"
+    args = ("hydra/launcher=exca_local", "hydra/sweeper=exca", f"hydra.sweeper.folder={ctx.cache}")
+    secrets = ("+api-key=SEKRIT1", "+db.password=SEKRIT2", "+url=postgres://u:SEKRIT3@h/db")
+    for extra in ((), ("hydra.sweeper.dry_run=true",)):
+        r = ctx.run(plain, "x=1,2", *secrets, "+tokenizer=gpt2", *args, *extra)
+        assert r.code == 0, r.err
+        assert "SEKRIT" not in r.out + r.err and "+api-key=***" in r.out + r.err and "+tokenizer=gpt2" in r.out + r.err
+    records = list(tmp_path.rglob("jobs.jsonl"))
+    assert records and not any("SEKRIT" in p.read_text() for p in records)
+    assert "+db.password=***" in records[0].read_text()

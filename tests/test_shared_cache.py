@@ -268,16 +268,18 @@ def test_nobody_elses_pickle_is_loaded_unless_trusted(users: Users) -> None:
     os.chown(result, b_uid, -1)
     os.chmod(result, 0o644)
     out = users.run(users.a, 1, cache)
-    assert out.get("error", "").startswith("CacheError: Refusing to load"), out
+    assert out.get("error", "").startswith("Untrusted: Refusing to load"), out
     assert f"{result} is owned by {users.b}" in out["error"] and "loading a pickle runs its code" in out["error"]
     assert f"`export EXCA_HYDRA_TRUSTED_OWNERS={users.b}`" in out["error"]
     with pytest.raises(CacheError, match="Refusing to load"):
         Entry(uid_folder).load_result()  # root does not trust another user's file either
     assert not marker.exists()
-    # A's own result, computed in B's folders, is refused too: B could replace it
+    # A's own result, computed in B's folders, would be refused too (B could replace it): A is
+    # refused before computing, and makes nothing there
     out = users.run(users.a, 2, cache)
     assert f"folder {cache / METHOD_DIR} is owned by {users.b}" in out.get("error", ""), out
-    assert Path(out["folder"]).stat().st_uid == a_uid
+    assert out["error"].startswith("Untrusted: Refusing to compute") and "use a cache folder of your own" in out["error"]
+    assert not Path(out["folder"]).exists()
 
     # folders writable by everyone (B's umask 0), not sticky: anyone could have put a pickle there
     assert "is writable by everyone and not sticky" in users.run(users.a, 1, cache, trusted=users.b).get("error", "")

@@ -485,3 +485,23 @@ def test_an_int_too_long_to_print_is_a_uid_error() -> None:
         compute_uid({"x": {"y": huge}})
     with pytest.raises(UidError, match=r"params"):
         compute_uid(Big(params={"a": {huge: 1}}))
+
+
+def test_secrets_nested_in_lists_and_under_parents_stay_out_of_names_and_files(tmp_path: Path) -> None:
+    """redteam-kinds F2: `+API.KEY=...` (Hydra nests it: API: {KEY: ...}), `wandb.key`, a password
+    in a list of dicts, a URL's password in a list or in a query string, a key with a tab or a
+    Unicode hyphen, were in clear in config.yaml (and some in the folder name)."""
+    cfg = {"API": {"KEY": "LEAK1"}, "wandb": {"key": "LEAK2"}, "dbs": [{"password": "LEAK3"}],
+           "in_list": ["postgres://user:LEAK4@host/db"], "api_key\t": "LEAK5", "api\u2010key": "LEAK6",
+           "\uff41\uff50\uff49_\uff4b\uff45\uff59": "LEAK7", "jdbc": "jdbc:postgresql://host/db?user=u&password=LEAK8",
+           "q": "https://host/x?token=LEAK9", "arg": "--url=postgres://u:LEAK10@h/db", "secret_token": "LEAK11",
+           "passwords": ["LEAK12"], "seed": 1, "sort": {"key": "name"}, "eos_token": "</s>", "url": "http://host:80/x"}  # fmt: skip
+    uid = compute_uid(cfg)
+    entry = Entry(tmp_path / uid)
+    entry.write_configs(cfg, uid_config(cfg))
+    written = uid + (entry.folder / "config.yaml").read_text() + (entry.folder / "uid.yaml").read_text()
+    assert "LEAK" not in written, written
+    stored = yaml.safe_load((entry.folder / "config.yaml").read_text())
+    assert stored["sort"] == {"key": "name"} and stored["url"] == "http://host:80/x" and stored["eos_token"] == "</s>"
+    assert stored["dbs"] == [{"password": "**********"}] and stored["API"] == {"KEY": "**********"}
+    _distinct(cfg, {**cfg, "dbs": [{"password": "LEAK3x"}]}, {**cfg, "in_list": ["postgres://user:LEAK4x@host/db"]})

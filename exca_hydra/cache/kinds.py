@@ -12,6 +12,7 @@ import re
 import sys
 import types
 import typing as tp
+import unicodedata
 import uuid
 from pathlib import PurePath
 
@@ -55,23 +56,42 @@ yaml.SafeDumper.add_representer(_Unordered, yaml.representer.SafeRepresenter.rep
 yaml.SafeDumper.add_representer(_ModelDict, yaml.representer.SafeRepresenter.represent_dict)
 
 # Plain dict configs (DictConfig apps) have no types to mark a secret: the values of keys matching
-# this (any case, separators - _ . and spaces left out: api_key, api-key, API.KEY) enter the uid
-# as a hash, like a pydantic.SecretStr, as do URLs holding a password (postgres://u:pw@host).
-# "token" alone or as an auth/access/api/hf/... token, not a tokenizer's eos_token or pad_token.
+# this (any case, compatibility forms and every separator left out: api_key, api-key, API.KEY,
+# "api_key\t"; a nested key with its parent's: API: {KEY: ...}, wandb: {key: ...}) enter the uid as
+# a hash, like a pydantic.SecretStr, as do texts holding a URL's password (postgres://u:pw@host)
+# or a query's (?password=, &token=). "token" alone or as an auth/access/api/hf/... token, not a
+# tokenizer's eos_token or pad_token.
 SECRET_KEY = re.compile(
-    r"(password|passwd|passphrase|secret|apikey|accesskey|secretkey|privatekey|credentials?|wandbkey"
-    r"|(^|auth|access|api|hf|refresh|bearer|session|github|gh)token)$",
+    r"(passwords?|passwd|passphrase|secrets?|apikey|accesskey|secretkey|privatekey|credentials?|wandbkey"
+    r"|(^|auth|access|api|hf|refresh|bearer|session|github|gh|secret|client|oauth|id)token)$",
     re.IGNORECASE,
 )
-_SEPARATORS = re.compile(r"[-_. ]")
-_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_TEXT_SECRET = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@"  # scheme://user:password@
+    r"|[?&;](password|passwd|pwd|token|access_token|api_?key|secret|client_secret)=[^&\s]",
+    re.IGNORECASE,
+)
 
 
-def is_secret(key: tp.Any, value: tp.Any) -> bool:
-    """A plain dict config's value that is a secret: its key says so, or it is a URL with a password."""
-    if isinstance(key, str) and SECRET_KEY.search(_SEPARATORS.sub("", key)):
-        return True
-    return isinstance(value, str) and _URL_PASSWORD.search(value) is not None
+def _key_letters(key: str) -> str:
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", key))
+
+
+def is_secret(key: tp.Any, value: tp.Any, parent: tp.Any = None) -> bool:
+    """A plain dict config's value that is a secret: its key (alone or after its parent's) says
+    so, or it is a text holding a password."""
+    if isinstance(key, str):
+        name = _key_letters(key)
+        if SECRET_KEY.search(name) or (isinstance(parent, str) and SECRET_KEY.search(_key_letters(parent) + name)):
+            return True
+    return is_secret_text(value)
+
+
+def is_secret_text(value: tp.Any) -> bool:
+    return isinstance(value, str) and _TEXT_SECRET.search(value) is not None
+
+
 _SECRETS = tuple(getattr(pydantic, name) for name in ("SecretStr", "SecretBytes", "Secret") if hasattr(pydantic, name))
 
 # How a field's value is written, from its annotation (computed once per class):

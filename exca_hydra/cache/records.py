@@ -146,10 +146,10 @@ def same_stored(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
         if len(stored) != len(current):
             return False
         if type(current) is not list:
-            from .kinds import _dumps, _Unordered  # (imported late: job processes import this module)
+            from .kinds import _Unordered  # (imported late: job processes import this module)
 
-            if isinstance(current, _Unordered):
-                stored = sorted(stored, key=_dumps)
+            if isinstance(current, _Unordered):  # a set: config.yaml has it, and any set inside it,
+                return same_stored(_deep_sorted(stored), _deep_sorted(current), numbers)  # in hash order
         return all(same_stored(a, b, numbers) for a, b in zip(stored, current))
     if isinstance(stored, dict) and isinstance(current, dict):
         if stored.keys() != current.keys():
@@ -162,6 +162,16 @@ def same_stored(stored: tp.Any, current: tp.Any, numbers: bool = False) -> bool:
     if numbers and {type(stored), type(current)} == {int, float}:
         return bool(stored == current) and (stored != 0 or same_value(float(stored), float(current)))  # -0.0
     return same_value(stored, current)
+
+
+def _deep_sorted(items: tp.Any) -> tp.Any:
+    """A set's items in one order, with every list inside sorted too (a frozenset in a set is
+    written as a list in its hash order; a kind or order that changed inside is cache.digest's to see)."""
+    from .kinds import _dumps
+
+    if isinstance(items, list):
+        return sorted((_deep_sorted(item) for item in items), key=_dumps)
+    return items
 
 
 def changed_paths(stored: tp.Any, current: tp.Any, path: str = "") -> tp.Iterator[str]:
@@ -209,16 +219,22 @@ def changed_values(stored: tp.Any, current: tp.Any) -> list[tuple[str, tp.Any, t
 
 def without_secrets(full: tp.Any, uid_cfg: tp.Any) -> tp.Any:
     """``full`` with each value that enters the uid as a secret's hash masked (a secret key of
-    a plain dict config; a pydantic secret is masked by pydantic already)."""
+    a plain dict config, a text holding a password, in dicts and lists; a pydantic secret is
+    masked by pydantic already)."""
+    if isinstance(uid_cfg, dict) and list(uid_cfg) == ["!secret"]:
+        return "**********"
+    if isinstance(full, list) and isinstance(uid_cfg, list) and len(full) == len(uid_cfg):
+        items = [without_secrets(a, b) for a, b in zip(full, uid_cfg)]
+        return items if any(a is not b for a, b in zip(items, full)) else full
     if not isinstance(full, dict) or not isinstance(uid_cfg, dict):
         return full
-    if list(uid_cfg) == ["!dict"]:
-        return without_secrets(full, uid_cfg["!dict"])
+    if len(uid_cfg) == 1 and next(iter(uid_cfg)).startswith("!"):  # a tagged kind: its payload
+        return without_secrets(full, next(iter(uid_cfg.values())))
     out = full
     for key, value in uid_cfg.items():
-        if not isinstance(value, dict) or key not in full:
+        if not isinstance(value, (dict, list)) or key not in full:
             continue
-        masked = "**********" if list(value) == ["!secret"] else without_secrets(full[key], value)
+        masked = without_secrets(full[key], value)
         if masked is not full[key]:
             out = dict(out) if out is full else out
             out[key] = masked

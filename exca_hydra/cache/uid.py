@@ -36,6 +36,7 @@ from .kinds import (
     _kind,
     _long_int_error,
     is_secret,
+    is_secret_text,
     _model_members,
     _ModelDict,
     _spec,
@@ -329,14 +330,15 @@ def _enc(value: tp.Any, spec: _Spec, exclude: frozenset[str], prefix: str) -> tp
     return _enc_any(value, exclude, prefix)  # another kind than the annotation's main one
 
 
-def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str, secret_keys: bool) -> dict[str, tp.Any]:
+def _enc_dict(value: dict[tp.Any, tp.Any], exclude: frozenset[str], prefix: str, secret_keys: bool,
+              parent: tp.Any = None) -> dict[str, tp.Any]:  # fmt: skip
     out: dict[str, tp.Any] = {}
     for k, v in value.items():
         try:
-            if secret_keys and is_secret(k, v):
+            if secret_keys and is_secret(k, v, parent):
                 out[_key(k)] = _secret(v, plain=True)
             else:
-                out[_key(k)] = _enc_any(v, exclude, f"{prefix}{k}." if exclude else "", secret_keys)
+                out[_key(k)] = _enc_any(v, exclude, f"{prefix}{k}." if exclude else "", secret_keys, parent=k)
         except UidError as e:
             raise in_field(k, e) from None
     return out
@@ -349,8 +351,12 @@ def _ordered(value: dict[tp.Any, tp.Any]) -> bool:
     return isinstance(value, collections.OrderedDict)
 
 
-def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "", secret_keys: bool = False) -> tp.Any:
-    """The uid form of a value of any kind: JSON's own kinds as they are, any other kind tagged."""
+def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "", secret_keys: bool = False,
+             parent: tp.Any = None) -> tp.Any:  # fmt: skip
+    """The uid form of a value of any kind: JSON's own kinds as they are, any other kind tagged
+    (``secret_keys``: a plain dict config's, whose secrets are found by their keys and texts)."""
+    if secret_keys and is_secret_text(value):  # (a URL with a password in a list, say)
+        return _secret(value, plain=True)
     if value is None or isinstance(value, (bool, int, float, str)):
         if isinstance(value, enum.Enum):
             return _Tagged({"!" + _kind(value): _enc_any(value.value)})
@@ -358,7 +364,7 @@ def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str =
     if type(value) is list:
         return [_enc_any(v, secret_keys=secret_keys) for v in value]
     if isinstance(value, dict):
-        out = _enc_dict(value, exclude, prefix, secret_keys)
+        out = _enc_dict(value, exclude, prefix, secret_keys, parent)
         if type(value) is not dict:  # an OrderedDict, a defaultdict...: another kind (in its order)
             return _Tagged({"!" + _kind(value): [[k, v] for k, v in out.items()] if _ordered(value) else out})
         if len(out) == 1 and next(iter(out)).startswith("!"):  # would read as a tag

@@ -19,6 +19,8 @@ from ...cache.errors import OtherProgram, Untrusted
 from ...cache.trust import ENV as TRUST_ENV
 from ...cache.store import CacheError, Entry, Status
 from ...cache.digest import field_digests
+from ...cache.kinds import _SECRETS as SECRET_TYPES
+from ...cache.kinds import is_secret, is_secret_text
 from ...cache.uid import identity_config, uid_config, uid_string
 from ...execution.options import Mode
 from ...execution.plan import Step, plan
@@ -46,11 +48,16 @@ class HydraJob:
     ended: float = 0.0
     from_cache: bool = False  # its outcome was read from the cache, not computed in this sweep
     config_text: str | None = field(default=None, repr=False)  # a cached job's .hydra/config.yaml, dumped when composed
+    _shown: str | None = field(default=None, repr=False)
 
     @property
     def shown_overrides(self) -> str:
-        """The overrides the user typed, as Hydra names a job in messages."""
-        return " ".join(filter_overrides(self.overrides))
+        """The overrides the user typed, as Hydra names a job in messages; a secret's value (a
+        pydantic secret field, a secret key of a plain dict config, a password in a URL) as ***:
+        these lines are printed, logged and recorded in the sweep's .exca/jobs.jsonl."""
+        if self._shown is None:
+            self._shown = " ".join(_masked(o, self.obj) for o in filter_overrides(self.overrides))
+        return self._shown
 
     @property
     def uid(self) -> str | None:
@@ -259,6 +266,31 @@ def program_of(task_function: tp.Any) -> str | None:
         return None
     code = getattr(task_function, "__code__", None)
     return os.path.realpath(code.co_filename) if code is not None else None
+
+
+def _masked(override: str, obj: tp.Any) -> str:
+    key, sep, value = override.partition("=")
+    if sep and (is_secret_text(value.replace("\\", "")) or _secret_at(obj, key.lstrip("+~").split("@")[0].split("."))):
+        return f"{key}=***"
+    return override
+
+
+def _secret_at(obj: tp.Any, parts: list[str]) -> bool:
+    node, parent = obj, None
+    for part in parts:
+        if isinstance(node, pydantic.BaseModel):
+            node = node.__dict__.get(part)
+        elif isinstance(node, (dict, DictConfig)):
+            if is_secret(part, None, parent):
+                return True
+            try:
+                node = node.get(part)
+            except Exception:  # (an interpolation that does not resolve: not a secret we can see)
+                return False
+        else:
+            return False
+        parent = part
+    return isinstance(node, SECRET_TYPES)
 
 
 def full_config(obj: tp.Any) -> dict[str, tp.Any]:
