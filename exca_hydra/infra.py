@@ -18,6 +18,7 @@ from .cache.layout import check_cache_folder, class_program, fix_main_name, meth
 from .cache.errors import CacheError
 from .cache.store import Entry, Status, dump_yaml
 from .cache.digest import field_digests
+from .cache.kinds import _model_members
 from .cache.uid import identity_config, uid_config, uid_string
 from .execution import engine
 from .execution import jobref
@@ -244,6 +245,7 @@ class TaskInfra(SlurmFields, _Settings):
                     raise KeyError(f"clone_obj: {'.'.join(parents[: i + 1])} is not a sub-config (key {key!r})")
                 node = child
             node[last] = value
+        _keep_subclasses(data, obj, changes)
         return type(obj).model_validate(data)
 
     # ----- execution -----
@@ -341,18 +343,31 @@ class TaskInfra(SlurmFields, _Settings):
                      class_program(type(binding.obj)), field_digests(binding.obj, binding.exclude))  # fmt: skip
 
     def iter_cached(self) -> tp.Iterator[tp.Any]:
-        """Configs of this method's cache folder that have a result, an error or a job."""
+        """Configs of this method's cache folder that have a result, an error or a job. A config
+        is rebuilt from config.yaml's text, which cannot hold every kind (a tuple is written as a
+        list, an Enum as its value): one whose uid is not its entry's is skipped, with a warning,
+        rather than yielded as another config."""
         method_dir = self.method_dir()
         if method_dir is None or not method_dir.exists():
             return
-        cls = type(self._binding().obj)
+        binding = self._binding()
+        cls = type(binding.obj)
+        skipped = []
         for folder in sorted(method_dir.iterdir()):
             entry = Entry(folder)
             if not folder.is_dir() or not entry.path("config.yaml").exists():
                 continue
             if entry.file_status() is None and entry.read_job() is None:
                 continue
-            yield cls.model_validate(entry.read_config())
+            obj = cls.model_validate(entry.read_config())
+            if uid_string(uid_config(obj, binding.exclude)) != folder.name:
+                skipped.append(folder.name)
+                continue
+            yield obj
+        if skipped:
+            logger.warning("iter_cached: %d entr%s of %s could not be rebuilt as the config they hold (kinds config.yaml "
+                           "cannot write, e.g. a tuple or an Enum in a tp.Any field), skipped: %s", len(skipped),
+                           "y" if len(skipped) == 1 else "ies", method_dir, ", ".join(skipped[:5]))  # fmt: skip
 
     @contextlib.contextmanager
     def job_array(
@@ -394,6 +409,34 @@ class TaskInfra(SlurmFields, _Settings):
         )
         for infra in infras:
             infra._binding().computed = True
+
+
+def _keep_subclasses(data: dict[str, tp.Any], obj: pydantic.BaseModel, changes: dict[str, tp.Any], path: str = "") -> None:
+    """A sub-config that is an instance of a subclass of its field's class (``Adam`` in ``opt:
+    Opt``) would be rebuilt from its dict as the field's class: rebuilt as its own class instead
+    (with the changes under it), or kept as it is when nothing under it changed."""
+    for name, value in obj.__dict__.items():
+        if not isinstance(value, pydantic.BaseModel) or not isinstance(data.get(name), dict):
+            continue
+        where = f"{path}{name}"
+        field = type(obj).model_fields.get(name)
+        declared = field.annotation if field is not None else None
+        if getattr(type(value), "_exca_is_infra", False) or where in changes:
+            continue  # (replaced whole: as the new value says)
+        own = type(value) not in _model_members(declared)  # (a member of the field's union: rebuilt as itself)
+        if own:
+            # dumped as the field's class (its own fields lost): dumped again as its own, changes re-applied
+            data[name] = value.model_dump()
+            for key, change in changes.items():
+                if key.startswith(where + "."):
+                    *parents, last = key[len(where) + 1 :].split(".")
+                    node = data[name]
+                    for part in parents:
+                        node = node[part]
+                    node[last] = change
+        _keep_subclasses(data[name], value, changes, where + ".")
+        if own:
+            data[name] = type(value).model_validate(data[name])
 
 
 def _stable_keys(value: tp.Any) -> tp.Any:

@@ -106,6 +106,8 @@ def _submodels(annotation: tp.Any, out: dict[type[pydantic.BaseModel], None]) ->
     """The model classes ``annotation`` reaches, each after the classes it contains (post-order):
     a parent rebuilt before its child would keep the child's old validator."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        if annotation.__module__.split(".")[0] == "pydantic":  # BaseModel itself, RootModel...: pydantic's own
+            return
         if annotation not in out:
             out[annotation] = None  # seen (a recursive model stops here) ...
             for info in annotation.model_fields.values():
@@ -160,15 +162,13 @@ def check_excluded(owner: type, exclude: tp.Iterable[str]) -> None:
     if unknown:
         raise ValueError(f"exclude_from_cache_uid names no field of {owner.__name__}: {', '.join(map(repr, unknown))} "
                          f"(its fields: {', '.join(sorted(n for n in names if not n.startswith('_')))})")  # fmt: skip
-    dotted = [name for name in exclude if "." in name]
-    if dotted:
-        hints = _owner_hints(owner, 1)
-        for path in dotted:
-            _check_path(owner.__name__, path, hints)
+    hints = _owner_hints(owner, 1)
+    for path in exclude:
+        _check_path(owner.__name__, path, hints)
 
 
 def _check_path(owner: str, path: str, hints: dict[str, tp.Any]) -> None:
-    from .cache.kinds import _model_members
+    from .cache.kinds import _is_single_literal, _model_members
 
     parts = path.split(".")
     annotations = [hints.get(parts[0])]
@@ -188,3 +188,6 @@ def _check_path(owner: str, path: str, hints: dict[str, tp.Any]) -> None:
             raise ValueError(f"exclude_from_cache_uid {path!r} names no field of {owner}.{where} "
                              f"(its fields: {', '.join(sorted(fields))})")  # fmt: skip
         annotations = [m.model_fields[part].annotation for m in models if part in m.model_fields]
+    if any(not isinstance(a, str) and _is_single_literal(a) for a in annotations):
+        raise ValueError(f"exclude_from_cache_uid {path!r} on {owner} names a tag (a single-valued Literal, which "
+                         "tells a union's options apart): the uid always keeps it, or two options would share a result")  # fmt: skip

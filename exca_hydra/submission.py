@@ -7,7 +7,9 @@ import contextlib
 import typing as tp
 
 from .cache.digest import field_digests
+from .cache.errors import CacheError
 from .cache.layout import class_program
+from .cache.uid import uid_string
 from .execution import engine
 from .execution.plan import Step
 from .execution.worker import MethodBatch
@@ -19,6 +21,7 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
     jobs: list[tp.Any] = [None] * len(infras)
     for infra in infras:
         infra._binding().computed = True
+        unchanged(infra)
     with engine.claimed(steps) as positions:
         if not positions:
             return jobs
@@ -49,6 +52,17 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
                 except Exception:  # recorded in the entry by the job side
                     pass
     return jobs
+
+
+def unchanged(infra: tp.Any) -> None:
+    """A config is frozen once its uid is computed, but a list or dict inside it can still be
+    changed in place: its result would go to the folder of the uid it had."""
+    if infra.uid() != uid_string(infra.config(uid=True)):
+        raise CacheError(
+            f"{type(infra._binding().obj).__name__}'s config changed after its uid ({infra.uid()}) was computed: "
+            "a list or dict inside it was changed in place. Configs are frozen once their uid is computed: "
+            "build another one (clone_obj) instead of changing it."
+        )
 
 
 def cluster_job(handle: tp.Any) -> bool:

@@ -119,7 +119,7 @@ def test_the_jobs_folder_is_private_whatever_the_umask(tmp_path: Path) -> None:
     os.chmod(logs_root, 0o2777)  # left group/other-writable by an earlier version
     out = subprocess.run(["sh", "-c", f"umask 002; exec {sys.executable} {script} {cache} local"], capture_output=True, text=True, timeout=120)
     assert "result 0.1" in out.stdout, out.stderr[-2000:]
-    assert not logs_root.stat().st_mode & 0o022
+    assert not logs_root.stat().st_mode & 0o077  # private: its files hold the configs
     written = list(logs_root.rglob("*"))
     assert any(p.name.endswith("_submitted.pkl") for p in written) and any(p.name.endswith("_result.pkl") for p in written)
     writable = [str(p) for p in written if p.lstat().st_mode & 0o022]
@@ -238,3 +238,16 @@ def test_a_secret_given_as_an_override_is_shown_as_stars(tmp_path: Path) -> None
     records = list(tmp_path.rglob("jobs.jsonl"))
     assert records and not any("SEKRIT" in p.read_text() for p in records)
     assert "+db.password=***" in records[0].read_text()
+
+
+def test_a_failed_jobs_first_line_shows_a_secret_override_as_stars(tmp_path: Path) -> None:
+    """redteam-kinds F29: "Job ... (#1: x=abc +api-key=SEKRIT) failed" was printed by the job,
+    in clear, on the terminal and in its log."""
+    from test_launcher import APPS, Ctx
+
+    ctx = Ctx(tmp_path)
+    r = ctx.run(APPS / "plain" / "app.py", "x=abc", "+api-key=SEKRIT1", "hydra/launcher=exca_local", "hydra/sweeper=exca",
+                f"hydra.sweeper.folder={ctx.cache}")  # fmt: skip
+    assert r.code != 0 and "+api-key=***" in r.out + r.err, r.err
+    logs = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".err", ".out", ".log")]
+    assert logs and not any("SEKRIT" in text for text in [r.out, r.err, *logs])

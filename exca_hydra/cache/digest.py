@@ -53,6 +53,7 @@ def _fields(model: pydantic.BaseModel, exclude: frozenset[str], prefix: str) -> 
     for field in fields:
         if field.name not in cls_excluded and prefix + field.name not in exclude:
             yield field.name, model.__dict__[field.name]
+    yield from (model.__pydantic_extra__ or {}).items()
 
 
 def _full(value: tp.Any, exclude: frozenset[str], prefix: str) -> tp.Any:

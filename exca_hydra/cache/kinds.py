@@ -59,17 +59,20 @@ yaml.SafeDumper.add_representer(_ModelDict, yaml.representer.SafeRepresenter.rep
 # this (any case, compatibility forms and every separator left out: api_key, api-key, API.KEY,
 # "api_key\t"; a nested key with its parent's: API: {KEY: ...}, wandb: {key: ...}) enter the uid as
 # a hash, like a pydantic.SecretStr, as do texts holding a URL's password (postgres://u:pw@host)
-# or a query's (?password=, &token=). "token" alone or as an auth/access/api/hf/... token, not a
-# tokenizer's eos_token or pad_token.
+# or a query's (?password=, &token=), or a connection string's (password=...). "token" alone or
+# as an auth/access/api/hf/... token, not a tokenizer's eos_token or pad_token, nor "tokens". A
+# short qualifier may follow the name: api_key_prod, password2, token_v2, secret_value, apiKeys.
+_QUALIFIER = r"(\d+|v\d+|prod|production|dev|test|staging|old|new|value|b64|base64|hash)?"
 SECRET_KEY = re.compile(
-    r"(passwords?|passwd|passphrase|secrets?|apikey|accesskey|secretkey|privatekey|credentials?|wandbkey"
-    r"|(^|auth|access|api|hf|refresh|bearer|session|github|gh|secret|client|oauth|id)token)$",
+    r"(passwords?|passwd|passphrase|secrets?|apikeys?|accesskeys?|secretkeys?|privatekeys?|credentials?|wandbkey)"
+    + _QUALIFIER + r"$|(^|auth|access|api|hf|refresh|bearer|session|github|gh|secret|client|oauth|id)token" + _QUALIFIER + "$",
     re.IGNORECASE,
 )
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _TEXT_SECRET = re.compile(
-    r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@"  # scheme://user:password@
-    r"|[?&;](password|passwd|pwd|token|access_token|api_?key|secret|client_secret)=[^&\s]",
+    r"[a-z][a-z0-9+.-]*://[^\s:@/]*:[^\s@]+@"  # scheme://user:password@
+    r"|[?&;#][\w.-]*(password|passwd|pwd|token|api_?key|secret|credential)[\w.-]*=[^&\s]"  # ?x_credential=
+    r"|(^|[\s;])(password|pwd)\s*=\s*[^\s;]",  # host=h password=... / Server=...;Password=...
     re.IGNORECASE,
 )
 

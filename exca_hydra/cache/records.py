@@ -70,6 +70,9 @@ def _text_forms(text: str) -> tuple[str, ...]:
 
 
 def yaml_safe(data: tp.Any) -> tp.Any:
+    kind = type(data)
+    if kind is not bool and kind not in (str, int, float) and isinstance(data, (str, int, float)):
+        data = (str if isinstance(data, str) else float if isinstance(data, float) else int)(data)  # ByteSize, a str subclass: YAML writes its base
     if isinstance(data, str):
         return data if data.isascii() else _yaml_text(data)
     if isinstance(data, dict):

@@ -122,6 +122,15 @@ class Entry:
                       digests: dict[str, str] | None = None) -> None:
         """Record the configs (and the program computing them; ``digests``: each field's value
         with its kind, see cache.digest); an existing uid.yaml that disagrees means a uid collision."""
+        config_text = with_digests(dump_yaml(without_secrets(full, uid_cfg)), digests).encode("utf8")
+        uid_text = dump_yaml(uid_cfg).encode("utf8")
+        for name, text in ((CONFIG, config_text), (UID_CONFIG, uid_text)):
+            if len(text) > MAX_FILE_BYTES:  # never write a file this library then refuses to read
+                raise CacheError(
+                    f"The config is too large to cache: its {name} would be {len(text) / 2**20:.1f} MiB (at most "
+                    f"{MAX_FILE_BYTES >> 20} MiB are read back). Keep large data out of the config (give a "
+                    "path to a file instead of a long list, for example)."
+                )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.check_program(program)
         if program is not None and not (self.folder / PROGRAM).exists():
@@ -139,9 +148,9 @@ class Entry:
                     "Two configs share one uid folder; remove that folder if it is stale."
                 )
         # config.yaml records what the next result is computed with: always rewritten
-        atomic_write(self.folder / CONFIG, with_digests(dump_yaml(without_secrets(full, uid_cfg)), digests).encode("utf8"))
+        atomic_write(self.folder / CONFIG, config_text)
         if previous is None:
-            atomic_write(uid_path, dump_yaml(uid_cfg).encode("utf8"))
+            atomic_write(uid_path, uid_text)
 
     def read_config(self) -> dict[str, tp.Any]:
         return self._read_yaml(CONFIG)  # type: ignore[no-any-return]

@@ -17,6 +17,7 @@ shows the value alone, as before.  Secrets (``pydantic.SecretStr``...) enter as 
 
 from __future__ import annotations
 
+import datetime
 import enum
 import functools
 import hashlib
@@ -73,7 +74,8 @@ def _tag_apart(one: type[pydantic.BaseModel], other: type[pydantic.BaseModel]) -
     for a, b in ((one, other), (other, one)):
         tags_b = _tags(b)
         for name, value in _tags(a).items():
-            if name not in b.model_fields or (name in tags_b and not same_value(tags_b[name], value)):
+            # compared as the uid writes them: a str Enum's member is its value's text
+            if name not in b.model_fields or (name in tags_b and not same_value(_canon(tags_b[name]), _canon(value))):
                 return True
     return False
 
@@ -209,16 +211,27 @@ def _model_dict(
             if same_value(canon, _default_canon(cls, field, exclude, sub_prefix)):
                 continue
         out[name] = canon
+    extra = model.__pydantic_extra__  # extra="allow": the extras are values of the config too
+    if extra:
+        for key, value in extra.items():
+            try:
+                out[key] = _canon(value, defaults=True) if defaults else _enc_any(value)
+            except UidError as e:
+                raise in_field(key, e) from None
     return out
 
 
 def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "", defaults: bool = False) -> tp.Any:
     """JSON-ready canonical form of a value whose kind is fixed (models reduced to their uid
     fields); with ``defaults``, the form ``identity_config`` compares with config.yaml."""
+    if isinstance(value, str) and is_secret_text(value):  # a URL's password... (config.yaml masks it)
+        return _secret(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         if isinstance(value, enum.Enum):
             return _canon(value.value)
         return value
+    if isinstance(value, enum.Enum):  # a member whose value is a tuple, a list...: its kind kept
+        return _canon(value.value) if value.value is None or type(value.value) in (bool, int, float, str) else _enc_any(value.value)
     if isinstance(value, pydantic.BaseModel):
         return _model_dict(value, exclude, prefix, defaults)
     if isinstance(value, dict):
@@ -235,18 +248,30 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
     if isinstance(value, (set, frozenset)):
         items = sorted((_canon(v) for v in value), key=_dumps)
         return _Unordered(items) if defaults else items
-    if isinstance(value, enum.Enum):
-        return _canon(value.value)
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, (datetime.datetime, datetime.time)) and (_zone(value) or value.fold):
+        # two zones of one offset today (Europe/Paris, Africa/Lagos) are two values: the zone's name kept
+        return value.isoformat() + (f"[{_zone(value)}]" if _zone(value) else "") + ("[fold=1]" if value.fold else "")
     if isinstance(value, _SECRETS):
         return _secret(value.get_secret_value())
     try:
         from pydantic_core import to_jsonable_python
 
-        return to_jsonable_python(value)
+        text = to_jsonable_python(value)
     except Exception as e:  # the value has no stable serialization
         raise UidError(f"the value {str(repr(value))[:80]} ({type(value).__name__}) has no stable form: {e}") from e
+    if isinstance(text, str) and is_secret_text(text):  # pydantic's PostgresDsn...
+        return _secret(text)
+    return text
+
+
+def _zone(value: datetime.datetime | datetime.time) -> str | None:
+    """A time zone that is not a fixed offset (ZoneInfo('Europe/Paris')...), by its name."""
+    tz = value.tzinfo
+    if tz is None or type(tz) is datetime.timezone:
+        return None
+    return str(getattr(tz, "key", None) or repr(tz))
 
 
 def _key_text(key: tp.Any) -> str:
@@ -274,8 +299,8 @@ def _json_key(key: tp.Any) -> str:
 def _secret(value: tp.Any, plain: bool = False) -> _Tagged:
     """A secret enters the uid as a hash: never in clear in a folder name or a file. ``plain``:
     the value of a secret key of a plain dict config (any kind: its JSON form is hashed)."""
-    if plain:
-        kind, data = "json", _dumps(_enc_any(value)).encode("utf8", "surrogatepass")
+    if plain:  # (a text as its JSON form: _enc_any would hash it again)
+        kind, data = "json", _dumps(value if isinstance(value, str) else _enc_any(value)).encode("utf8", "surrogatepass")
     elif isinstance(value, str):
         kind, data = "str", value.encode("utf8", "surrogatepass")
     elif isinstance(value, bytes):
@@ -355,14 +380,14 @@ def _enc_any(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str =
              parent: tp.Any = None) -> tp.Any:  # fmt: skip
     """The uid form of a value of any kind: JSON's own kinds as they are, any other kind tagged
     (``secret_keys``: a plain dict config's, whose secrets are found by their keys and texts)."""
-    if secret_keys and is_secret_text(value):  # (a URL with a password in a list, say)
+    if isinstance(value, str) and is_secret_text(value):  # (a URL with a password, in a list, say)
         return _secret(value, plain=True)
     if value is None or isinstance(value, (bool, int, float, str)):
         if isinstance(value, enum.Enum):
             return _Tagged({"!" + _kind(value): _enc_any(value.value)})
         return value
-    if type(value) is list:
-        return [_enc_any(v, secret_keys=secret_keys) for v in value]
+    if type(value) is list:  # (API: [{KEY: ...}]: the items' keys read after the list's)
+        return [_enc_any(v, secret_keys=secret_keys, parent=parent) for v in value]
     if isinstance(value, dict):
         out = _enc_dict(value, exclude, prefix, secret_keys, parent)
         if type(value) is not dict:  # an OrderedDict, a defaultdict...: another kind (in its order)

@@ -29,8 +29,9 @@ def jobs_root(folder: Path) -> Path:
 
 
 def make_private(root: Path) -> None:
-    """Create ``root`` (and its parents, with the umask), then take group and other write access
-    away from it; one owned by someone else is refused."""
+    """Create ``root`` (and its parents, with the umask), then take group and other access away
+    from it (what the jobs write there, their logs and returns, hold the configs, secrets too);
+    one owned by someone else is refused."""
     root.mkdir(parents=True, exist_ok=True)
     st = root.stat()
     if st.st_uid != os.geteuid():
@@ -38,8 +39,8 @@ def make_private(root: Path) -> None:
             f"The jobs' folder {root} is owned by {user_name(st.st_uid)}, not by you: its pickles would run "
             "as you, so it must be yours. Choose another logs folder (infra.logs, hydra.launcher.submitit_folder)."
         )
-    if st.st_mode & _OTHERS_WRITE:
-        os.chmod(root, stat.S_IMODE(st.st_mode) & ~_OTHERS_WRITE)
+    if st.st_mode & 0o077:
+        os.chmod(root, stat.S_IMODE(st.st_mode) & ~0o077)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ class HydraBatch:
         self.singleton_state = Singleton.get_state()
         self.sources = [job.portable() for job in jobs]  # a Recipe pickles its shared base once
         self.entries = [str(job.entry.folder) if job.entry else None for job in jobs]
+        self.shown = [job.shown_overrides for job in jobs]  # (secrets as ***) for a failure's first line
         self.sweep_dir: str | None = None  # set when the jobs start elsewhere (a code snapshot)
         self.load = True  # False: cached jobs read back in the launcher, their results left unloaded
 
@@ -84,7 +85,8 @@ class HydraBatch:
             job_subdir_key="hydra.sweep.subdir",
         )
         if ret.status == JobStatus.FAILED and isinstance(ret._return_value, BaseException):
-            what = f"Job {job_id} (#{cfg.hydra.job.num}: {' '.join(ret.overrides or [])})"
+            shown = getattr(self, "shown", None)
+            what = f"Job {job_id} (#{cfg.hydra.job.num}: {shown[index] if shown else '(overrides not shown)'})"
             ret.task_traceback = _report_failure(ret._return_value, what)  # type: ignore[attr-defined]
         folder = self.entries[index]
         if ret.status == JobStatus.COMPLETED and folder is not None and Entry(folder).has_result():
