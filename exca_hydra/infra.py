@@ -325,6 +325,12 @@ class TaskInfra(SlurmFields, _Settings):
                 if step.action == "run":
                     submit(self, [self], [step])
                 status, failure = engine.wait_for([entry])[0]
+                if step.action == "wait" and status == "not submitted":  # its owner ended without an outcome
+                    logger.warning("%s: the process computing it ended without an outcome; computing it here", entry.folder)
+                    step = plan([entry], mode)[0]
+                    if step.action == "run":
+                        submit(self, [self], [step])
+                    status, failure = engine.wait_for([entry])[0]
                 if status != "completed" and not entry.folder.is_dir():
                     raise CacheError(f"{entry.folder} was removed while its job ran (exca-hydra clear?): its "
                                      "outcome was not stored; call again to compute it")  # fmt: skip
@@ -416,9 +422,14 @@ def _keep_subclasses(data: dict[str, tp.Any], obj: pydantic.BaseModel, changes: 
     Opt``) would be rebuilt from its dict as the field's class: rebuilt as its own class instead
     (with the changes under it), or kept as it is when nothing under it changed."""
     for name, value in obj.__dict__.items():
+        where = f"{path}{name}"
+        if isinstance(value, (list, tuple, dict)) and not any(key == where or key.startswith(where + ".") for key in changes):
+            items = value.values() if isinstance(value, dict) else value
+            if any(isinstance(v, pydantic.BaseModel) for v in items):  # models in a list or a dict: as they are
+                data[name] = value
+            continue
         if not isinstance(value, pydantic.BaseModel) or not isinstance(data.get(name), dict):
             continue
-        where = f"{path}{name}"
         field = type(obj).model_fields.get(name)
         declared = field.annotation if field is not None else None
         if getattr(type(value), "_exca_is_infra", False) or where in changes:

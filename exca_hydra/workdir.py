@@ -54,6 +54,16 @@ class WorkDir(pydantic.BaseModel):
     def copy(self, root: Path, skip: tp.Iterable[Path] = ()) -> Path:  # type: ignore[override]  # pydantic's deprecated copy()
         """Copy the paths into a new folder under ``root`` and return it (``skip``: folders
         never copied, besides ``root``, e.g. the cache).  Says on stderr what was left out."""
+        from .cache.trust import check_folder_trusted
+        from .execution.private import make_private, private_umask
+
+        # the jobs import this code: nobody else may have made or be able to change where it is
+        check_folder_trusted(root)
+        make_private(root)
+        with private_umask():
+            return self._copy(root, skip)
+
+    def _copy(self, root: Path, skip: tp.Iterable[Path]) -> Path:
         target = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         leave = LeftOut([root, *skip])
         for source in self.copied:

@@ -251,3 +251,151 @@ def test_a_failed_jobs_first_line_shows_a_secret_override_as_stars(tmp_path: Pat
     assert r.code != 0 and "+api-key=***" in r.out + r.err, r.err
     logs = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".err", ".out", ".log")]
     assert logs and not any("SEKRIT" in text for text in [r.out, r.err, *logs])
+
+
+SECRET_APP = """
+import pydantic, exca_hydra
+from exca_hydra import TaskInfra
+
+class Exp(pydantic.BaseModel):
+    seed: int = 1
+    token: pydantic.SecretStr = pydantic.Field(pydantic.SecretStr("x" * 20), min_length=20)
+    infra: TaskInfra = TaskInfra()
+    @infra.apply
+    def train(self) -> str:
+        return "ok"
+
+@exca_hydra.main(version_base="1.3")
+def main(exp: Exp) -> str:
+    return exp.train()
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_an_invalid_secret_is_not_printed(tmp_path: Path) -> None:
+    """redteam-kinds F17: a SecretStr that failed validation was printed in clear, in the
+    override and in pydantic's "(got '...')". (Hydra's own "Error executing job with overrides"
+    line is Hydra's.)"""
+    from test_launcher import Ctx
+
+    app = tmp_path / "secret_app.py"
+    app.write_text(SECRET_APP)
+    ctx = Ctx(tmp_path)
+    r = ctx.run(app, "seed=1,2", "+token=SHORTSEKRIT", f"infra.folder={ctx.cache}")
+    assert r.code == 1 and "(got '***')" in r.err and "+token=***" in r.err, r.err
+    assert "SHORTSEKRIT" not in r.out + r.err.replace("['+token=SHORTSEKRIT']", ""), r.err
+
+
+def _entry_with_result(tmp_path: Path) -> tp.Any:
+    _, slow = _task(tmp_path)
+    task = slow.make("none").infra.clone_obj({"infra.folder": str(tmp_path / "cache"), "secs": 0.01})
+    task.run()
+    return task
+
+
+@pytest.mark.parametrize("name", ["job.json", "uid.yaml", "outcome.json", "error.txt", "claim.json"])
+def test_a_named_pipe_in_place_of_a_cache_file_hangs_nothing(tmp_path: Path, name: str) -> None:
+    """redteam-users F3: a fifo planted as a cache file blocked every read command, status() and
+    run() forever (open() waits for a writer)."""
+    task = _entry_with_result(tmp_path)
+    folder = task.infra.uid_folder()
+    (folder / name).unlink(missing_ok=True)
+    os.mkfifo(folder / name)
+    cache = str(tmp_path / "cache")
+    commands = [["list", cache], ["list", cache, "--check"], ["table", cache], ["show", str(folder)]]
+    for args in commands:
+        out = subprocess.run([sys.executable, "-m", "exca_hydra.cli", *args], capture_output=True, text=True, timeout=30)
+        assert out.returncode in (0, 1), (args, out.stderr[-1000:])
+    probe = ("import sys; sys.path.insert(0, %r); import slow\n"
+             "t = slow.Slow(secs=0.01, infra={'folder': %r})\n"
+             "print(t.infra.status())\ntry:\n    print(t.run())\nexcept Exception as e:\n    print(type(e).__name__)") % (str(tmp_path), cache)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr[-1000:]
+
+
+def test_show_does_not_follow_a_link_out_of_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """redteam-users F4: error.txt planted as a link to a file only the looker may read: `show`
+    printed its last line."""
+    from exca_hydra.cli import main
+
+    task = _entry_with_result(tmp_path)
+    folder = task.infra.uid_folder()
+    private = tmp_path / "private.txt"
+    private.write_text("-----END KEY----- root-only-secret\n")
+    os.symlink(private, folder / "error.txt")
+    (folder / "outcome.json").unlink()
+    os.symlink(private, folder / "outcome.json")
+    main(["show", str(folder)])
+    main(["table", str(tmp_path / "cache")])
+    captured = capsys.readouterr()
+    assert "root-only-secret" not in captured.out + captured.err
+
+
+def test_a_claim_dated_in_the_future_or_not_a_file_is_not_a_live_lease(tmp_path: Path) -> None:
+    """redteam-users F6: a claim whose mtime is ahead (a clock ahead, or set by hand) was waited
+    on forever; a pipe in its place too."""
+    from exca_hydra.cache import lease
+
+    claim = tmp_path / "claim.json"
+    claim.write_text(json.dumps({"host": "othernode", "pid": 4242, "start": "1", "time": 4102444800}))
+    os.utime(claim, (4102444800, 4102444800))  # 2100
+    assert "in the future" in (lease.expired(claim) or "")
+    claim.unlink()
+    os.mkfifo(claim)
+    assert "not a claim file" in (lease.expired(claim) or "")
+
+
+def test_a_waiter_whose_other_process_ended_without_an_outcome_computes(tmp_path: Path) -> None:
+    """redteam-users F6 (a): a claim from another host expired while run() waited for it: run()
+    then raised a bogus "Failed job with an unreadable error file" instead of computing."""
+    from exca_hydra.cache import lease
+
+    _, slow = _task(tmp_path)
+    task = slow.make("none").infra.clone_obj({"infra.folder": str(tmp_path / "cache"), "secs": 0.01})
+    folder = task.infra.uid_folder()
+    folder.mkdir(parents=True)
+    claim = folder / "claim.json"
+    claim.write_text(json.dumps({"host": "othernode", "pid": 4242, "start": "1", "time": time.time()}))
+    old = lease.LEASE_S
+    lease.LEASE_S = 1.0  # (the other host's lease ends soon)
+    try:
+        assert task.run() == 0.01
+    finally:
+        lease.LEASE_S = old
+
+
+def test_a_job_that_ended_without_an_error_file_says_so(tmp_path: Path) -> None:
+    """redteam-users F11: a job the guard refused (or killed before writing anything) was
+    reported as "Failed job with an unreadable error file ... error.pkl: No such file"."""
+    from exca_hydra.cache.store import Entry
+
+    entry = Entry(tmp_path / "e")
+    entry.folder.mkdir()
+    (entry.folder / "uid.yaml").write_text("x: 1\n")
+    (entry.folder / "job.json").write_text(json.dumps({"backend": "SlurmJob", "job_id": "5", "stderr": "/logs/5_0_log.err"}))
+    message = str(entry.load_error())
+    assert "ended without a result or an error" in message and "/logs/5_0_log.err" in message and "unreadable" not in message
+
+
+def test_a_code_snapshot_folder_someone_else_made_is_refused(tmp_path: Path) -> None:
+    """redteam-users F9, F10: another user pre-created <folder>/code (in a sticky /tmp-like
+    folder); the snapshot went into it, and she swapped in her own package, run as the victim."""
+    from exca_hydra.workdir import WorkDir
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    code = shared / "code"
+    code.mkdir(mode=0o777)
+    os.chown(code, OTHER, OTHER)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text("x = 1\n")
+    with pytest.raises(CacheError, match=f"uid {OTHER}|{OTHER}"):
+        WorkDir(copied=[project]).copy(code)
+    assert list(code.iterdir()) == []
+    mine = shared / "mine"
+    target = WorkDir(copied=[project]).copy(mine)
+    assert (target / "project" / "app.py").exists() and not mine.stat().st_mode & 0o077

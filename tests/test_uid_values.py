@@ -280,3 +280,42 @@ def test_a_byte_size_field_caches(tmp_path: Path) -> None:
 
     assert Prep(cache_size="2 GiB", infra={"folder": tmp_path}).run() == 2**31
     assert Prep(cache_size="2 GiB", infra={"folder": tmp_path}).infra.status() == "completed"
+
+
+def test_clone_obj_keeps_subclass_instances_in_lists_and_dicts() -> None:
+    """F31: the same inside list[Opt] and dict[str, Opt]."""
+
+    class Many(pydantic.BaseModel):
+        opts: list[Opt] = []
+        named: dict[str, Opt] = {}
+        seed: int = 0
+
+    base = Many(opts=[Adam(beta=0.5)], named={"k": Adam(beta=0.5)})
+
+    class Owner(pydantic.BaseModel):
+        many: Many = Many()
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> int:
+            return 1
+
+    clone = Owner(many=base).infra.clone_obj({"many.seed": 1}).many
+    assert type(clone.opts[0]) is Adam and type(clone.named["k"]) is Adam and clone.seed == 1
+
+
+def test_two_classes_of_one_name_are_never_served_each_others_result(tmp_path: Path) -> None:
+    """F6: two classes named Config from two modules took one uid in a tp.Any field and the
+    second was served the first's result. The entry's record of kinds names the module: the
+    second is refused, not served (give such classes their own names to cache both)."""
+    import types
+
+    made = []
+    for module in ("vision_cfg", "audio_cfg"):
+        namespace = types.ModuleType(module)
+        exec("import pydantic\nclass Config(pydantic.BaseModel):\n    lr: float = 0.1\n", namespace.__dict__)
+        made.append(namespace.Config())
+    assert compute_uid(Echo(x=made[0])) == compute_uid(Echo(x=made[1]))  # (the uid names a class by its name)
+    assert _served(tmp_path, made[0]) == [repr(made[0])]
+    with pytest.raises(CacheError, match="another kind or class"):
+        _served(tmp_path, made[1])

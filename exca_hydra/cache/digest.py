@@ -12,6 +12,7 @@ Job processes import this through the store: pydantic is imported only to comput
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import typing as tp
@@ -64,7 +65,7 @@ def _full(value: tp.Any, exclude: frozenset[str], prefix: str) -> tp.Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
-    name = "!" + kind.__name__
+    name = "!" + _type_name(kind)  # type: ignore[arg-type]
     if isinstance(value, pydantic.BaseModel):
         return {name: {k: _full(v, exclude, f"{prefix}{k}.") for k, v in _fields(value, exclude, prefix)}}
     if isinstance(value, dict):  # in any order, as the uid (an OrderedDict in its own)
@@ -77,6 +78,18 @@ def _full(value: tp.Any, exclude: frozenset[str], prefix: str) -> tp.Any:
     from .uid import _enc_any  # a secret's hash, an enum's value, a date's text...
 
     return {name: _enc_any(value)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_name(kind: type) -> str:
+    """A type by its module and name (two classes named Config in two modules are two kinds); a
+    script's by its import name, whether it runs as __main__ or is imported."""
+    if kind.__module__ == "builtins":
+        return kind.__name__
+    from .layout import defining_file, import_name
+
+    module = import_name(kind.__module__, defining_file(kind)) if kind.__module__ == "__main__" else kind.__module__
+    return f"{module}.{kind.__qualname__}"
 
 
 def with_digests(text: str, digests: dict[str, str] | None) -> str:

@@ -6,6 +6,7 @@ one rename wins."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -14,6 +15,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
+from .records import open_file
 from .host import hostname, process_alive, start_time
 
 LEASE_S = 120.0  # a claim not renewed for this long has no live owner
@@ -28,12 +30,16 @@ def record() -> dict[str, tp.Any]:
 def read(path: Path) -> dict[str, tp.Any] | None:
     """The owner recorded in a claim: None without a claim, {} for one not (yet) written."""
     try:
-        with path.open("rb") as f:
+        with open_file(path, follow=False) as f:
             data = f.read(65536)
         owner = json.loads(data)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.ELOOP):  # a pipe, a link: no claim this library wrote
+            return {"!unusable": str(e)}
+        return {}
+    except ValueError:
         return {}
     return owner if isinstance(owner, dict) else {}
 
@@ -53,6 +59,10 @@ def expired(path: Path) -> str | None:
     old = age(path)
     if old is None:
         return None
+    if "!unusable" in owner:
+        return f"{path} is not a claim file ({owner['!unusable']})"
+    if old < -LEASE_S:  # a heartbeat dated ahead would keep the lease alive until then
+        return f"{path} is dated {-old:.0f} s in the future (a clock ahead, or written by hand): not a live lease"
     if not owner:
         return f"{path} was left empty {old:.0f} s ago (its writer died)" if old > LEASE_S else None
     alive = process_alive(str(owner.get("host", "")), int(owner.get("pid", -1)), str(owner.get("start", "")))

@@ -10,9 +10,12 @@ writes have none of these.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
+import stat
 import typing as tp
 from pathlib import Path
 
@@ -86,9 +89,25 @@ def dump_yaml(data: tp.Any) -> str:
     return yaml.dump(yaml_safe(data), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
 
 
+def open_file(path: Path, follow: bool = True) -> tp.BinaryIO:
+    """A cache file, opened for reading without blocking: a named pipe or a device planted in
+    its place (an open() that waits for a writer forever) is an OSError, as is, with
+    ``follow=False``, a symbolic link (which could lead out of the cache, to a file only the reader
+    may read)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_text(path: Path) -> str:
-    """A cache file's text, refused (ValueError) above ``MAX_FILE_BYTES``."""
-    with path.open("rb") as f:
+    """A cache file's text, refused (ValueError) above ``MAX_FILE_BYTES``; a link, a pipe: OSError."""
+    with open_file(path, follow=False) as f:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"{path} is over {MAX_FILE_BYTES >> 20} MiB: not a file this library wrote")

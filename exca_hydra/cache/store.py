@@ -26,7 +26,7 @@ from .host import hostname, slurm_job_id
 from . import lease
 from .preview import preview, short
 from .digest import changed_fields, stored_digests, with_digests
-from .records import MAX_FILE_BYTES, changed_values, cut, dump_yaml, load_yaml, normalized, read_json, read_text, read_yaml
+from .records import MAX_FILE_BYTES, changed_values, open_file, cut, dump_yaml, load_yaml, normalized, read_json, read_text, read_yaml
 from .records import same_stored, without_secrets
 from .trust import ENV as TRUST_ENV
 from .trust import check_folder_trusted, check_trusted, trusted_owner, user_name
@@ -179,7 +179,7 @@ class Entry:
         reused nor reported as ours."""
         for name in (RESULT, ERROR):
             try:
-                f = (self.folder / name).open("rb")
+                f = open_file(self.folder / name)
             except OSError:
                 continue
             with f:
@@ -226,7 +226,7 @@ class Entry:
         if not details:
             kinds = changed_fields(stored_digests(text), digests)
             details = [f"{k} (cached with {cut(repr(stored.get(k) if isinstance(stored, dict) else None), 200)}, now "
-                       "a value of another kind or with another default inside)" for k in kinds[:5]]  # fmt: skip
+                       "a value of another kind or class, or with another default inside)" for k in kinds[:5]]  # fmt: skip
         if details:
             raise CacheError(
                 f"Cache entry {self.folder} was computed with other values for {', '.join(details)}: a "
@@ -284,7 +284,7 @@ class Entry:
     def load_result(self) -> tp.Any:
         path = self.folder / RESULT
         try:
-            with path.open("rb") as f:
+            with open_file(path) as f:
                 check_trusted(f, path)
                 try:
                     return pickle.load(f)
@@ -335,23 +335,30 @@ class Entry:
 
     def load_error(self) -> BaseException:
         try:
-            with (self.folder / ERROR).open("rb") as f:
+            with open_file(self.folder / ERROR) as f:
                 check_trusted(f, self.folder / ERROR)
                 error = pickle.load(f)
         except CacheError as e:
             return e
+        except FileNotFoundError:  # killed, or refused to start (the job's guard): its log says why
+            ref = self.read_job() or {}
+            log = ref.get("stderr") or ref.get("log")
+            return JobFailure(f"The job computing {self.folder} ended without a result or an error (killed, or it "
+                              f"refused to start){f'; its log: {log}' if isinstance(log, str) and log else ''}")  # fmt: skip
         except Exception as e:
             return JobFailure(f"Failed job with an unreadable error file in {self.folder}: {e}")
         return error if isinstance(error, BaseException) else JobFailure(repr(error))
 
     def error_text(self) -> str:
         try:
-            with (self.folder / ERROR_TEXT).open("rb") as f:
+            with open_file(self.folder / ERROR_TEXT, follow=False) as f:
                 size = os.fstat(f.fileno()).st_size
                 f.seek(max(0, size - MAX_FILE_BYTES))  # the end of a huge traceback: where it failed
                 return f.read(MAX_FILE_BYTES).decode("utf8", "replace")
         except FileNotFoundError:
             return ""
+        except OSError as e:  # a link, a pipe: not a file this library wrote
+            return f"(error.txt unreadable: {e.strerror or e})"
 
     def write_job(self, ref: dict[str, tp.Any]) -> None:
         """Record the job computing it; a ``placeholder`` reference (a job submitted, not yet
@@ -382,7 +389,7 @@ class Entry:
         report on, whatever process it names."""
         path = self.folder / JOB
         try:
-            with path.open("rb") as f:
+            with open_file(path, follow=False) as f:
                 owner = os.fstat(f.fileno()).st_uid
                 data = json.loads(f.read(MAX_FILE_BYTES + 1))
         except (OSError, ValueError, RecursionError):

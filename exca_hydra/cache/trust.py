@@ -15,6 +15,7 @@ once per process (and again when the setting changes).
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import stat
@@ -41,8 +42,9 @@ class _Trust:
                     self.groups.append(grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name))
                 elif item != "*":
                     self.uids.add(int(item) if item.isdigit() else pwd.getpwnam(item).pw_uid)
-            except KeyError:
-                pass  # an unknown name trusts nobody
+            except KeyError:  # an unknown name trusts nobody: said once, a typo is not silent
+                logging.getLogger(__name__).warning("%s names %s, which this machine does not know: it trusts nobody", ENV,
+                                                    f"no group {item[1:]!r}" if item.startswith("@") else f"no user {item!r}")  # fmt: skip
         self.members: dict[int, bool] = {}
         self.gids: dict[int, bool] = {}  # groups whose members may write what one loads
         self.folders: set[str] = set()  # paths as written, each checked up to /

@@ -159,7 +159,8 @@ class SubmititBackend:
         self.folder = Path(folder).absolute()
         make_private(jobs_root(self.folder))
         # the jobs load their pickle only from that private folder (execution/guard.py)
-        guard = "-u -m exca_hydra.execution.guard"
+        # (-c, not -m: the job starts in a code snapshot, and -m would import from there first)
+        guard = "-u -c " + shlex.quote("import sys; del sys.path[0]; from exca_hydra.execution.guard import main; main(sys.argv[1:])")
         executor = submitit.AutoExecutor(
             folder=self.folder, cluster=cluster, slurm_max_num_timeout=slurm_options.slurm_max_num_timeout,
             slurm_python=f"{slurm_options.slurm_python or shlex.quote(sys.executable)} {guard}",

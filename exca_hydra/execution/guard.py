@@ -1,5 +1,6 @@
-"""A submitit job's entry point: ``python -u -m exca_hydra.execution.guard -u -m
-submitit.core._submit FOLDER`` (the executors' ``python`` command). It runs submitit's job after
+"""A submitit job's entry point: ``python -u -c "...main(sys.argv[1:])" -u -m
+submitit.core._submit FOLDER`` (the executors' ``python`` command; ``-c`` with the job's folder
+taken off ``sys.path``, so that nothing in a code snapshot is imported before the check). It runs submitit's job after
 checking that the submission pickle is in the jobs' private folder (execution/private.py):
 submitit itself loads whatever file is at that path."""
 

@@ -12,6 +12,9 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ...cache.kinds import _SECRETS as SECRET_TYPES
+from ...cache.kinds import _model_members, is_secret, is_secret_text
+
 if tp.TYPE_CHECKING:
     import pydantic
 
@@ -38,7 +41,8 @@ def _pydantic_errors(error: "pydantic.ValidationError", model: type | None = Non
         if item.get("type") in ("extra_forbidden", "literal_error", "union_tag_invalid") or "input" in item:
             value = item.get("input")
             if not isinstance(value, (dict, list)):
-                message += f" (got {value!r})"
+                secret = is_secret_text(value) or (model is not None and secret_field(model, [str(p) for p in item["loc"]]))
+                message += " (got '***')" if secret else f" (got {value!r})"
         if item.get("type") == "extra_forbidden" and model is not None:
             from .member_fields import other_member_note
 
@@ -87,6 +91,39 @@ def plugin_params(models: tp.Sequence[type], params: tp.Mapping[str, tp.Any], no
         errors = "\n".join(f"  hydra.{node}.{err.field}: {err.message}" for err in _pydantic_errors(e))
         raise ConfigValidationError(f"Invalid {node} parameters:\n{errors}") from None
     return validated[0]
+
+
+def secret_field(model: tp.Any, parts: tp.Sequence[str]) -> bool:
+    """Whether the field at ``parts`` of ``model`` holds a pydantic secret (SecretStr...)."""
+    import pydantic
+
+    annotation: tp.Any = model
+    for part in parts:
+        members: list[tp.Any] = [annotation] if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel) else _model_members(annotation)
+        found = [m.model_fields[part].annotation for m in members if part in m.model_fields]
+        if not found:
+            return False
+        annotation = found[0]
+    return _holds_secret(annotation)
+
+
+def _holds_secret(annotation: tp.Any) -> bool:
+    kind = tp.get_origin(annotation) or annotation
+    if isinstance(kind, type) and issubclass(kind, SECRET_TYPES):
+        return True
+    return any(_holds_secret(arg) for arg in tp.get_args(annotation))
+
+
+def masked_overrides(overrides: tp.Sequence[str], model: tp.Any) -> list[str]:
+    """Overrides of a secret field, or holding a password, as ``key=***`` (printed in messages)."""
+    out = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        path = key.lstrip("+~").split("@")[0].split(".")
+        secret = sep and (is_secret_text(value.replace("\\", "")) or (model is not None and secret_field(model, path))
+                          or (model is None and any(is_secret(p, None, q) for q, p in zip([None, *path], path))))  # fmt: skip
+        out.append(f"{key}=***" if secret else override)
+    return out
 
 
 def format_errors(

@@ -25,7 +25,7 @@ from ...cache.uid import identity_config, uid_config, uid_string
 from ...execution.options import Mode
 from ...execution.plan import Step, plan
 from .compose import FullRecipe, HydraView, Recipe, composer_for, task_container
-from .convert import ConfigValidationError, convert, format_errors
+from .convert import ConfigValidationError, convert, format_errors, masked_overrides
 from .task_info import task_info
 
 
@@ -114,7 +114,7 @@ def prepare(
             hydra_config.cfg = HydraView(cfg.hydra)  # type: ignore[assignment]
             obj, errors = convert(cfg, model, task_container)  # without copying the task part
             if errors:
-                failures.append((num, filter_overrides(overrides), errors))
+                failures.append((num, masked_overrides(filter_overrides(overrides), model), errors))
             else:
                 if recipe is not None:
                     source: tp.Any = recipe
