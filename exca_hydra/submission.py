@@ -4,6 +4,7 @@ array with the base infra's resources, and record each job's reference."""
 from __future__ import annotations
 
 import contextlib
+import getpass
 import typing as tp
 
 from .cache.digest import field_digests
@@ -33,7 +34,9 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
         backend = base.backend(max_workers)  # inside the claim: a bad option releases it
         calls = [(infras[p]._binding().method, infras[p]._binding().obj, infras[p]._entry()) for p in positions]
         workdir = base.workdir
-        activate = workdir.activate(base.folder / "code", [base.folder]) if workdir is not None and base.folder else contextlib.nullcontext()
+        # (one snapshot folder per user: only its owner may write it, and a cache may be shared)
+        code = base.folder / "code" / getpass.getuser() if base.folder else None
+        activate = workdir.activate(code, [base.folder]) if workdir is not None and code is not None else contextlib.nullcontext()
         with activate:
             handles = backend.submit(MethodBatch(calls), [[i] for i in range(len(positions))])  # type: ignore[arg-type]
         for p, handle in zip(positions, handles):

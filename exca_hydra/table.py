@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import typing as tp
 from pathlib import Path
 
@@ -96,15 +97,24 @@ def rows(
     descending; entries without a value come last."""
     from .cache.uid import flatten
 
+    from .cache.trust import trusted_owner, user_name
+
     out: list[dict[str, tp.Any]] = []
     config_keys: dict[str, None] = {}  # ordered sets
     result_keys: dict[str, None] = {}
+    foreign: dict[str, int] = {}
     for entry in iter_entries(folder):
         if method is not None and not matches_method(entry, method):
             continue
         current = read_status(entry)
         if status is not None and current != status:
             continue
+        try:
+            owner = entry.path("outcome.json").stat().st_uid
+        except OSError:
+            owner = None
+        if owner is not None and not trusted_owner(owner):  # shown, but said: run() would refuse it
+            foreign[user_name(owner)] = foreign.get(user_name(owner), 0) + 1
         row: dict[str, tp.Any] = {"method": entry.folder.parent.name, "uid": entry.uid, "status": current}
         done = outcome(entry, current)
         row["duration"] = done.get("duration") if done else None
@@ -118,6 +128,11 @@ def rows(
         where = {"finished": _date(done.get("finished_at")) if done else None,
                  "host": done.get("host") if done else None, "job_id": done.get("job_id") if done else None}
         out.append({**row, **config, **{k: v for k, v in result.items() if k not in config}, **where})
+    if foreign:
+        logging.getLogger(__name__).warning(
+            "%d entr%s written by someone you do not trust (%s): their values are theirs to say, and run() or a "
+            "sweep would refuse them", sum(foreign.values()), "y" if sum(foreign.values()) == 1 else "ies",
+            ", ".join(f"{n}: {c}" for n, c in sorted(foreign.items())))  # fmt: skip
     columns = [*FIXED, *config_keys, *result_keys, *WHERE]
     table = [{column: row.get(column) for column in columns} for row in out]
     if sort:

@@ -399,3 +399,32 @@ def test_a_code_snapshot_folder_someone_else_made_is_refused(tmp_path: Path) -> 
     mine = shared / "mine"
     target = WorkDir(copied=[project]).copy(mine)
     assert (target / "project" / "app.py").exists() and not mine.stat().st_mode & 0o077
+
+
+def test_a_local_job_of_python_dash_c_imports_from_the_submission_folder(tmp_path: Path) -> None:
+    """redteam-users F14: the job's guard runs with its folder off sys.path (nothing imported from
+    a snapshot before its check); the submission's folder is put back before the config is
+    loaded, as `python -m` had it, so `python -c` from a project folder works."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "proj_task.py").write_text(
+        "import pydantic\nfrom exca_hydra import TaskInfra\nclass Task(pydantic.BaseModel):\n    x: int = 1\n"
+        "    infra: TaskInfra = TaskInfra()\n    @infra.apply\n    def run(self) -> int:\n        return self.x * 3\n"
+    )
+    code = f"from proj_task import Task; print(Task(x=5, infra={{'folder': {str(tmp_path / 'cache')!r}, 'cluster': 'local'}}).run())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "15", out.stderr[-2000:]
+
+
+def test_table_says_which_rows_someone_else_wrote(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """redteam-users F15: table --best picked another user's (hand-edited) row as the best, unmarked."""
+    import logging as logging_
+
+    import exca_hydra
+
+    task = _entry_with_result(tmp_path)
+    _chown_tree(tmp_path / "cache", OTHER)
+    with caplog.at_level(logging_.WARNING):
+        found = exca_hydra.results(str(tmp_path / "cache"))
+    assert len(found) == 1 and f"1 entry written by someone you do not trust ({OTHER}: 1)" in caplog.text
+    assert task.infra.uid_folder().exists()

@@ -6,6 +6,7 @@ submitit itself loads whatever file is at that path."""
 
 from __future__ import annotations
 
+import os
 import sys
 import typing as tp
 from pathlib import Path
@@ -21,6 +22,8 @@ def main(argv: list[str]) -> None:
 
     def checked_load(cls: type, filepath: str | Path) -> tp.Any:
         check_private(Path(filepath), jobs_root(Path(folder)))
+        if os.getcwd() not in sys.path:  # as `python -m` would have it: the submission's folder first
+            sys.path.insert(0, os.getcwd())
         return load(cls, filepath)
 
     utils.DelayedSubmission.load = classmethod(checked_load)  # type: ignore[assignment]

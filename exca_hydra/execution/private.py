@@ -36,8 +36,9 @@ def make_private(root: Path) -> None:
     st = root.stat()
     if st.st_uid != os.geteuid():
         raise CacheError(
-            f"The jobs' folder {root} is owned by {user_name(st.st_uid)}, not by you: its pickles would run "
-            "as you, so it must be yours. Choose another logs folder (infra.logs, hydra.launcher.submitit_folder)."
+            f"The folder {root} is owned by {user_name(st.st_uid)}, not by you: the jobs load code or pickles from it, "
+            "which would run as you, so it must be yours. Choose another folder (for the jobs' logs: infra.logs, "
+            "hydra.launcher.submitit_folder; for a code snapshot: the cache folder or hydra.sweep.dir)."
         )
     if st.st_mode & 0o077:
         os.chmod(root, stat.S_IMODE(st.st_mode) & ~0o077)

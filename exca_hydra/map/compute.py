@@ -149,7 +149,7 @@ def _run(infra: tp.Any, store: ItemStore | None, pairs: Pairs, progress: Progres
     workdir = infra.workdir
     activate = contextlib.nullcontext()
     if workdir is not None and cluster not in (None, "threadpool", "processpool") and infra.folder is not None:
-        activate = workdir.activate(Path(infra.folder) / "code")
+        activate = workdir.activate(Path(infra.folder) / "code" / getpass.getuser())  # (one per user, as TaskInfra's)
     try:
         with activate:
             handles = backend.submit(batch, tasks)

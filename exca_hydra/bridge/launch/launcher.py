@@ -21,7 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import OmegaConf
 
 from ...cache.digest import field_digests
-from ...cache.store import CacheNotWritable
+from ...cache.store import CacheError, CacheNotWritable
 from ...execution import engine
 from ...execution.backends import Backend
 from ...execution.fork import ForkBackend
@@ -235,7 +235,10 @@ def _snapshot(
         if parts and parts[0] not in ("/", ".", ".."):
             skip.append(Path.cwd() / parts[0])
     skip += {root for job in jobs if (root := cache_root(params.folder, job.obj)) is not None}  # the cache
-    target = params.workdir.copy(sweep_dir / ".exca" / "code", skip)
+    try:
+        target = params.workdir.copy(sweep_dir / ".exca" / "code", skip)
+    except CacheError as e:  # a sweep dir someone else made: one message, nothing launched
+        raise SweepStopped(f"{e}\nNothing was launched.") from None
     app = script_dir()
     return Snapshot(target.absolute(), app and params.workdir.relocated(app, target.absolute()))
 
