@@ -319,3 +319,33 @@ def test_two_classes_of_one_name_are_never_served_each_others_result(tmp_path: P
     assert _served(tmp_path, made[0]) == [repr(made[0])]
     with pytest.raises(CacheError, match="another kind or class"):
         _served(tmp_path, made[1])
+
+
+def test_a_forced_recompute_that_fails_loses_no_result(tmp_path: Path) -> None:
+    """redteam-general F3: mode=force removed the good result before recomputing: a recompute
+    that raised or was interrupted left nothing. The result is set aside until the new one is
+    written."""
+    import pickle
+
+    class Flaky(pydantic.BaseModel):
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> int:
+            if (tmp_path / "fail").exists():
+                raise ValueError("broken now")
+            if (tmp_path / "interrupt").exists():
+                raise KeyboardInterrupt
+            return 1
+
+    assert Flaky(infra={"folder": tmp_path / "c"}).run() == 1
+    folder = Flaky(infra={"folder": tmp_path / "c"}).infra.uid_folder()
+    for how in ("interrupt", "fail"):
+        (tmp_path / how).touch()
+        with pytest.raises((ValueError, KeyboardInterrupt)):
+            Flaky(infra={"folder": tmp_path / "c", "mode": "force"}).run()
+        (tmp_path / how).unlink()
+        assert pickle.loads((folder / "result.pkl.previous").read_bytes()) == 1
+    assert "kept as" in (folder / "error.txt").read_text()
+    assert Flaky(infra={"folder": tmp_path / "c", "mode": "force"}).run() == 1
+    assert (folder / "result.pkl").exists() and not (folder / "result.pkl.previous").exists()

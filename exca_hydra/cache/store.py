@@ -49,6 +49,7 @@ JOB = "job.json"
 CLAIM = "claim.json"
 CONFIG = "config.yaml"
 UID_CONFIG = "uid.yaml"
+PREVIOUS = "result.pkl.previous"  # a result set aside while mode=force recomputes it
 OUTCOME = "outcome.json"
 PROGRAM = "program.txt"
 
@@ -280,6 +281,7 @@ class Entry:
             shown = None
         self.write_outcome("completed", duration, shown, len(data))  # before the result: it says "completed"
         atomic_write(self.folder / RESULT, data)
+        (self.folder / PREVIOUS).unlink(missing_ok=True)  # (a forced recompute's former result)
 
     def load_result(self) -> tp.Any:
         path = self.folder / RESULT
@@ -330,6 +332,9 @@ class Entry:
             pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
         except Exception:
             data = pickle.dumps(JobFailure(f"{type(error).__name__}: {error}"))
+        if (self.folder / PREVIOUS).exists():  # a forced recompute failed: the former result is kept
+            traceback_text += (f"\n(mode=force: the result computed before is kept as {self.folder / PREVIOUS}; "
+                               "rename it to result.pkl to use it again)\n")  # fmt: skip
         atomic_write(self.folder / ERROR_TEXT, traceback_text.encode("utf8"))
         atomic_write(self.folder / ERROR, data)
 
@@ -450,7 +455,11 @@ class Entry:
         self.clear_outcome()
         (self.folder / CLAIM).unlink(missing_ok=True)
 
-    def clear_outcome(self) -> None:
-        """Forget the result, the error and the job, to compute again under one's own claim."""
+    def clear_outcome(self, keep_result: bool = False) -> None:
+        """Forget the result, the error and the job, to compute again under one's own claim.
+        ``keep_result`` (mode=force): the result is set aside as result.pkl.previous until the new
+        one is written, so a recompute that fails or is interrupted loses nothing."""
+        if keep_result and (self.folder / RESULT).exists():
+            os.replace(self.folder / RESULT, self.folder / PREVIOUS)
         for name in (RESULT, ERROR, ERROR_TEXT, OUTCOME, JOB, RESULT + ".corrupt"):
             (self.folder / name).unlink(missing_ok=True)

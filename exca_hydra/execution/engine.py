@@ -53,7 +53,7 @@ def claimed(steps: tp.Sequence[Step]) -> tp.Iterator[list[int]]:
                 mine.pop()
                 step.action = "wait"
             elif step.clear:
-                entry.clear_outcome()  # force/retry: only what was there when we looked
+                entry.clear_outcome(keep_result=True)  # force/retry: what was there when we looked (a result set aside)
         yield sorted(mine + ready)
     finally:
         for position in mine:
