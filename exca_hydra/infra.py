@@ -28,7 +28,7 @@ from .execution.options import Cluster, Mode, Resources, SlurmOptions, slurm_opt
 from .execution.plan import plan, read_status
 from .execution.pull import slurm_backend
 from .owner import NOTHING, SLOT, Binding, InfraState, Method, bind_infras, check_excluded, forbid_extra_in_submodels, hook_owner, infra_state
-from .submission import submit
+from .submission import submit, unchanged
 from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ class TaskInfra(SlurmFields, _Settings):
     @pydantic.field_validator("version")
     @classmethod
     def _safe_version(cls, version: str) -> str:
-        if "/" in version or ".." in version or not version:
-            raise ValueError(f"version={version!r} must be non-empty without '/' or '..'")
+        if "/" in version or ".." in version or not version or len(version) > 64 or not version.isprintable():
+            raise ValueError(f"version={version[:80]!r} must be 1 to 64 printable characters, without '/' or '..'")
         return version
 
     @pydantic.model_validator(mode="after")
@@ -147,6 +147,9 @@ class TaskInfra(SlurmFields, _Settings):
                     f"@infra.apply cannot decorate {function.__qualname__}: the method must take only "
                     f"'self' (found {params}). Move the other inputs into the config's fields."
                 )
+            if inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+                raise TypeError(f"@infra.apply cannot decorate {function.__qualname__}: it returns a coroutine or a "
+                                "generator, which cannot be cached; return the value itself (e.g. a list)")  # fmt: skip
             state = self._state
             if state.applied is not None or state.binding is not None:
                 raise RuntimeError("This infra was already applied to a method")
@@ -314,6 +317,7 @@ class TaskInfra(SlurmFields, _Settings):
             value = binding.method(binding.obj)
         else:
             mode = self._effective_mode()
+            unchanged(self)  # (changed in place after its uid: its folder is another config's)
             step = plan([entry], mode)[0]
             if step.status in ("completed", "failed") and mode != "force":
                 self._verify(entry)  # a stale or foreign entry must never be returned

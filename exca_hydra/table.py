@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from .cache import records
-from .cache.store import CONFIG, UID_CONFIG, Entry
+from .cache.store import CONFIG, UID_CONFIG, Entry, Status
 
 FIXED = ("method", "uid", "status", "duration")
 WHERE = ("finished", "host", "job_id")  # last: when and where the result was written
@@ -214,16 +214,23 @@ def results(
     as_frame: bool = False,
     best: str | None = None,
     by: str | tp.Sequence[str] = (),
-    maximize: bool = True,
+    maximize: bool | None = None,
 ) -> tp.Any:
     """The results table of a cache folder (a cache root, a method folder or one entry), read
     without unpickling: a list of dict rows (see ``rows``), or a pandas DataFrame with
     ``as_frame=True`` (pandas is not a dependency: install it for this). ``best="result"`` (or
     ``"result.accuracy"``): only the best row of each group of ``by`` (``"model.name"``, or a list
-    of columns), the highest with ``maximize=True``, else the lowest (see ``best_rows``)."""
+    of columns), the highest with ``maximize=True``, the lowest with ``maximize=False`` (one of them
+    is required). A folder that does not exist, or a status that is none, is an error."""
+    if not Path(folder).exists():
+        raise FileNotFoundError(f"No cache folder {folder}")
+    if status is not None and status not in tp.get_args(Status):
+        raise ValueError(f"status={status!r} is none of {', '.join(tp.get_args(Status))}")
+    if best is not None and maximize is None:  # (which is better is not guessed, as the CLI's --max/--min)
+        raise ValueError(f"results(best={best!r}) needs maximize=True (the highest) or maximize=False (the lowest)")
     table = rows(folder, status=status, method=method, sort=sort)
     if best is not None:
-        table = best_rows(table, best, [by] if isinstance(by, str) else list(by), maximize)
+        table = best_rows(table, best, [by] if isinstance(by, str) else list(by), bool(maximize))
     if not as_frame:
         return table
     try:

@@ -247,3 +247,63 @@ def test_task_with_model_annotation_is_accepted() -> None:
 
     wrapped = exca_hydra.main(config_path=None, config_name=None)(main)
     assert callable(wrapped)
+
+
+def test_red_team_general_bad_inputs_are_refused_up_front(tmp_path: Path) -> None:
+    """redteam-general F8, F15, F20, F7: a negative local timeout killed every job at once (and the
+    failure was cached); an async or generator method was accepted, then every call cached a
+    pickling failure; a 300-character or multi-line version gave a raw OSError or a folder name
+    with a newline; results(best=...) guessed that higher is better, and a misspelt status or
+    folder returned []."""
+    import pydantic as pd
+
+    import exca_hydra
+    from exca_hydra import TaskInfra
+    from exca_hydra.bridge.launch.params import LocalLauncherParams
+
+    for bad in (-1, 0):
+        with pytest.raises(pd.ValidationError):
+            LocalLauncherParams(timeout_min=bad)
+    assert LocalLauncherParams(timeout_min=0.05).timeout_min == 0.05
+    for version in ("x" * 300, "1\n2"):
+        with pytest.raises(pd.ValidationError, match="printable"):
+            TaskInfra(version=version)
+    for body in ("async def run(self) -> int:\n    return 1\n", "def run(self):\n    yield 1\n"):
+        with pytest.raises(TypeError, match="coroutine or a generator"):
+            TaskInfra().apply(_function(body))
+    with pytest.raises(ValueError, match="maximize"):
+        exca_hydra.results(tmp_path, best="result")
+    with pytest.raises(ValueError, match="status='complete'"):
+        exca_hydra.results(tmp_path, status="complete")
+    with pytest.raises(FileNotFoundError):
+        exca_hydra.results(tmp_path / "nope")
+
+
+def _function(body: str) -> tp.Any:
+    namespace: dict[str, tp.Any] = {}
+    exec(body, namespace)
+    return namespace["run"]
+
+
+def test_a_config_changed_in_place_after_its_result_gets_no_remove_that_folder_advice(tmp_path: Path) -> None:
+    """redteam-general F5: after a completed run, x.append() then run() said "belongs to another
+    config ... Remove that folder" about a correct entry: following it lost a good result."""
+    import pydantic as pd
+
+    from exca_hydra import TaskInfra
+    from exca_hydra.cache.store import CacheError
+
+    class Listed(pd.BaseModel):
+        x: list[int] = []
+        infra: TaskInfra = TaskInfra()
+
+        @infra.apply
+        def run(self) -> int:
+            return len(self.x)
+
+    task = Listed(infra={"folder": tmp_path})
+    assert task.run() == 0
+    task.x.append(5)
+    with pytest.raises(CacheError) as info:
+        task.run()
+    assert "changed after its uid" in str(info.value) and "Remove that folder" not in str(info.value)

@@ -19,8 +19,8 @@ import copy
 import sys
 import typing as tp
 
-if tp.TYPE_CHECKING:
-    from ..workdir import WorkDir  # (given to pydantic by the models that read it: not imported here)
+if tp.TYPE_CHECKING:  # exca_hydra.workdir.WorkDir, given to pydantic by the models that read it
+    WorkDir = tp.Any  # (not imported: workdir imports this module)
 
 PREFIX = "slurm_"
 Mode = tp.Literal["cached", "retry", "force", "read-only"]

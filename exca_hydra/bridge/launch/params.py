@@ -59,7 +59,7 @@ class LocalLauncherParams(LaunchFields, HslResources):
 
     model_config = _CONFIG
     _folder = pydantic.field_validator("folder")(check_cache_folder)
-    timeout_min: float | None = None  # type: ignore[assignment]  # the declared key, a fraction of a minute allowed here
+    timeout_min: float | None = pydantic.Field(None, gt=0)  # type: ignore[assignment]  # the declared key, a fraction of a minute allowed here
 
     @pydantic.field_validator("nodes", "tasks_per_node")
     @classmethod
