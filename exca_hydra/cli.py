@@ -18,6 +18,7 @@ from .terminal import SafeWriter
 from .table import FORMATS, describe_preview, format_table, is_entry, iter_entries, outcome, read_status
 from .table import best_rows, read_yaml, rows
 from .cache.itemstore import summarize
+from .cache.records import same_stored
 from .cache.store import CONFIG, UID_CONFIG, Entry
 from .cache.uid import flatten
 
@@ -148,7 +149,9 @@ def nearest(
             if key in wanted or (parent in wanted and parent not in full and value == diff[parent][1]):
                 continue  # named, or the tag a group selection was compared with
             diff[key] = ("<default>", value)
-        diff = {key: pair for key, pair in sorted(diff.items()) if pair[0] != pair[1]}
+        # the same value of the same kind, as the uid has it (1.0 is not 1, nor -0.0 0.0, nor true 1):
+        # in doubt (lr=1 typed for a float field, without --app) a miss, never a wrong "Cached"
+        diff = {key: pair for key, pair in sorted(diff.items()) if not same_stored(pair[1], pair[0], numbers=False)}
         out.append((len(diff), entry, diff))
     return sorted(out, key=lambda item: item[0])
 

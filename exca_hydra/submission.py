@@ -3,7 +3,6 @@ array with the base infra's resources, and record each job's reference."""
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import typing as tp
 
@@ -13,6 +12,7 @@ from .cache.layout import class_program
 from .cache.uid import uid_string
 from .execution import engine
 from .execution.plan import Step
+from .workdir import submitting_from
 from .execution.worker import MethodBatch
 
 
@@ -36,8 +36,7 @@ def submit(base: tp.Any, infras: tp.Sequence[tp.Any], steps: tp.Sequence[Step], 
         workdir = base.workdir
         # (one snapshot folder per user: only its owner may write it, and a cache may be shared)
         code = base.folder / "code" / getpass.getuser() if base.folder else None
-        activate = workdir.activate(code, [base.folder]) if workdir is not None and code is not None else contextlib.nullcontext()
-        with activate:
+        with submitting_from(workdir, code, backend, [base.folder]):
             handles = backend.submit(MethodBatch(calls), [[i] for i in range(len(positions))])  # type: ignore[arg-type]
         for p, handle in zip(positions, handles):
             ref = handle.ref()

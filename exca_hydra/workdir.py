@@ -84,14 +84,15 @@ class WorkDir(pydantic.BaseModel):
         leave.say(target)
         return target
 
-    def relocated(self, path: str, target: Path) -> str:
-        """Where ``path`` (under a copied folder) is in the copy ``target`` made from this
-        process's current folder; ``path`` itself if it was not copied."""
+    def relocated(self, path: str, target: Path, cwd: Path | None = None) -> str:
+        """Where ``path`` (under a copied folder) is in the copy ``target`` made from the folder
+        ``cwd`` (default: this process's current one); ``path`` itself if it was not copied."""
+        base = (cwd or Path.cwd()).resolve()
         resolved = Path(path).resolve()
         for source in self.copied:
-            source = Path(source).resolve()
+            source = (base / source).resolve()
             if source.is_dir() and (resolved == source or source in resolved.parents):
-                dest = target if source == Path.cwd().resolve() else target / source.name
+                dest = target if source == base else target / source.name
                 return str(dest / resolved.relative_to(source))
         return path
 
@@ -101,6 +102,27 @@ class WorkDir(pydantic.BaseModel):
         target = self.copy(root, skip)
         with inside(target):
             yield target
+
+
+@contextlib.contextmanager
+def submitting_from(workdir: WorkDir | None, root: Path | None, backend: tp.Any, skip: tp.Iterable[Path] = ()) -> tp.Iterator[None]:
+    """Submit from a code snapshot (with a workdir and a root for it): the jobs start in it and
+    import the launching script's modules from its copy, not from the original folder, where
+    later edits would reach queued jobs."""
+    if workdir is None or root is None:
+        yield
+        return
+    from .execution.worker import script_dir, script_dir_as
+
+    origin = Path.cwd()
+    with workdir.activate(root, skip) as target:
+        app = script_dir()
+        copy = workdir.relocated(app, target, origin) if app else app
+        inner = getattr(backend, "backend", backend)  # (a pull backend wraps submitit's)
+        if getattr(inner, "import_path", None):
+            inner.import_path = copy
+        with script_dir_as(copy):
+            yield
 
 
 @contextlib.contextmanager

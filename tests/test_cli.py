@@ -208,3 +208,17 @@ def test_sort_descending_is_written_as_the_readme_shows(tmp_path: Path, capsys: 
 
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [row["result"] for row in rows] == ["3", "2", "1"], rows
+
+
+def test_explain_compares_kinds_as_the_uid_does(tmp_path: Path) -> None:
+    """redteam-kinds F10: explain compared with ==: it said "Cached" for x=1.0 against an entry of
+    x=1, and for f=0.0 against f=-0.0, which the app itself reports missing."""
+    from exca_hydra.cache.store import Entry
+    from exca_hydra.cli import nearest
+
+    entry = Entry(tmp_path / "m.T.f,0" / "f=-0.0,x=1-0123456789abcdef")
+    entry.write_configs({"x": 1, "f": -0.0}, {"x": 1, "f": -0.0})
+    entry.write_result(1)
+    assert nearest(tmp_path, {"x": 1, "f": -0.0})[0][0] == 0
+    for wanted in ({"x": 1.0, "f": -0.0}, {"x": 1, "f": 0.0}, {"x": True, "f": -0.0}):
+        assert nearest(tmp_path, wanted)[0][0] == 1, wanted

@@ -87,3 +87,26 @@ def test_example_app_snapshot_holds_no_cache_nor_earlier_sweeps(tmp_path: Path) 
                      "example_app/models.py", "sweeps"], names  # fmt: skip
     assert (snapshot / "example_app" / "conf").is_symlink()
     assert "exca_cache (cache or sweep folder)" in proc.stderr and "sweeps/one (Hydra outputs)" in proc.stderr, proc.stderr
+
+
+def test_a_python_api_job_imports_the_scripts_modules_from_the_snapshot(tmp_path: Path) -> None:
+    """redteam-users F19: a job submitted from a script in the project folder imported the
+    project's module from the original folder (it came first on the job's path), so an edit made
+    while the job was queued is what ran and was cached."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mymod.py").write_text(
+        "import pydantic\nfrom exca_hydra import TaskInfra\nclass T(pydantic.BaseModel):\n    x: int = 1\n"
+        "    infra: TaskInfra = TaskInfra()\n    @infra.apply\n    def run(self) -> str:\n        return __file__\n"
+    )
+    (project / "submit.py").write_text(
+        "import sys\nfrom mymod import T\n"
+        "print(T(infra={'folder': sys.argv[1], 'cluster': 'local', 'workdir': {'copied': ['.']}}).run())\n"
+    )
+    out = subprocess.run([sys.executable, "submit.py", str(tmp_path / "cache")], cwd=project, capture_output=True, text=True, timeout=120)
+    ran = Path(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+    assert ran is not None and ran.name == "mymod.py", out.stderr[-2000:]
+    assert (tmp_path / "cache" / "code") in ran.parents and project not in ran.parents

@@ -7,6 +7,7 @@ the error with the task's own traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -87,10 +88,26 @@ def checkpoint_running() -> None:
             hook()
 
 
+_RELOCATED: list[str | None] = []  # the script's folder in a code snapshot, while submitting from it
+
+
+@contextlib.contextmanager
+def script_dir_as(path: str | None) -> tp.Iterator[None]:
+    """Jobs submitted meanwhile import the script's modules from ``path`` (its copy)."""
+    _RELOCATED.append(path)
+    try:
+        yield
+    finally:
+        _RELOCATED.pop()
+
+
 def script_dir() -> str | None:
     """The folder of the script this process runs (``python app.py``). Python put it first on
     sys.path, so the app's own modules (``from models import Trainer``) import from there; a job
-    process (``python -m submitit...``, started in the submission's cwd) needs it too."""
+    process (``python -m submitit...``, started in the submission's cwd) needs it too. Inside
+    ``script_dir_as`` (a code snapshot), its copy."""
+    if _RELOCATED:
+        return _RELOCATED[-1]
     main = sys.modules.get("__main__")
     file = getattr(main, "__file__", None)
     if file is None or getattr(main, "__spec__", None) is not None:  # python -m, a notebook

@@ -4,7 +4,6 @@ the items other processes hold, and raise one error naming the failed items."""
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import logging
 import os
@@ -19,6 +18,7 @@ from ..cache.itemclaims import ItemClaims
 from ..cache.errors import CacheNotWritable
 from ..cache.itemstore import ItemStore
 from ..execution import engine
+from ..workdir import submitting_from
 from ..execution.backends import InlineBackend
 from .batch import ItemFailure, MapBatch, MapItemError, ThreadBackend, to_chunks
 
@@ -147,11 +147,11 @@ def _run(infra: tp.Any, store: ItemStore | None, pairs: Pairs, progress: Progres
         batch.progress = progress.advance
     tasks = [[i] for i in range(len(chunks))]
     workdir = infra.workdir
-    activate = contextlib.nullcontext()
+    code = None
     if workdir is not None and cluster not in (None, "threadpool", "processpool") and infra.folder is not None:
-        activate = workdir.activate(Path(infra.folder) / "code" / getpass.getuser())  # (one per user, as TaskInfra's)
+        code = Path(infra.folder) / "code" / getpass.getuser()  # (one per user, as TaskInfra's)
     try:
-        with activate:
+        with submitting_from(workdir, code, backend):
             handles = backend.submit(batch, tasks)
         if not in_process:
             ids = sorted({str(h.job_id) for h in handles})
