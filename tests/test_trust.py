@@ -137,7 +137,8 @@ def test_a_file_writable_by_everyone_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_common_path_is_cheap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One's own result in one's own folders: an fstat and two lstats once the method folder is known."""
+    """One's own result in one's own folders: two fstats (a regular file, then its owner and
+    mode) and two lstats once the method folder is known."""
     entries = [Entry(tmp_path / "cache" / "m,0" / f"x={i}") for i in range(3)]
     for i, entry in enumerate(entries):
         entry.write_result(i)
@@ -152,7 +153,7 @@ def test_the_common_path_is_cheap(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
         monkeypatch.setattr(os, name, counted)
     assert entries[1].load_result() == 1
-    assert sorted(calls) == ["fstat", "lstat", "lstat"], calls
+    assert sorted(calls) == ["fstat", "fstat", "lstat", "lstat"], calls
     calls.clear()
     assert entries[1].load_result() == 1  # a folder already checked: one lstat fewer
-    assert sorted(calls) == ["fstat", "lstat"], calls
+    assert sorted(calls) == ["fstat", "fstat", "lstat"], calls

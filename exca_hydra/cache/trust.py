@@ -153,7 +153,12 @@ def _remedy(node: str, path: tp.Any) -> str:
     """What to do instead of trusting: remove the file, or (a folder above it is someone else's:
     removing the entry would not help) use a cache folder of one's own."""
     if os.path.abspath(node) == os.path.abspath(os.fspath(path)) and not os.path.isdir(node):
-        return f"delete {path} to recompute"
+        try:  # in a folder of someone else's, a new result would be refused too
+            folder_owner = os.stat(os.path.dirname(os.path.abspath(node))).st_uid
+        except OSError:
+            folder_owner = os.geteuid()
+        if _current().trusts(folder_owner):
+            return f"delete {path} to recompute"
     return f"use a cache folder of your own ({node} is not)"
 
 
