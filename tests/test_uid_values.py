@@ -349,3 +349,26 @@ def test_a_forced_recompute_that_fails_loses_no_result(tmp_path: Path) -> None:
     assert "kept as" in (folder / "error.txt").read_text()
     assert Flaky(infra={"folder": tmp_path / "c", "mode": "force"}).run() == 1
     assert (folder / "result.pkl").exists() and not (folder / "result.pkl.previous").exists()
+
+
+class NanoTime(datetime.datetime):
+    """A datetime with nanoseconds, as pandas' Timestamp (pandas is not a dependency)."""
+
+    nanosecond = 0
+
+    def __new__(cls, *args: tp.Any, nanosecond: int = 0) -> "NanoTime":
+        out = super().__new__(cls, *args)
+        out.nanosecond = nanosecond
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other) and getattr(other, "nanosecond", 0) == self.nanosecond
+
+    __hash__ = datetime.datetime.__hash__
+
+
+def test_times_that_differ_in_nanoseconds_are_two_values() -> None:
+    """F25: two pandas Timestamps that differ only in nanoseconds shared a uid (their JSON form
+    stops at microseconds)."""
+    one, two = NanoTime(2020, 1, 1, nanosecond=1), NanoTime(2020, 1, 1, nanosecond=2)
+    assert len({compute_uid(Echo(x=v)) for v in (one, two, datetime.datetime(2020, 1, 1))}) == 3

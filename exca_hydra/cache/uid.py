@@ -250,6 +250,9 @@ def _canon(value: tp.Any, exclude: frozenset[str] = frozenset(), prefix: str = "
         return _Unordered(items) if defaults else items
     if isinstance(value, PurePath):
         return str(value)
+    nanosecond = getattr(value, "nanosecond", 0)  # pandas' Timestamp: its text stops at microseconds
+    if isinstance(value, datetime.datetime) and isinstance(nanosecond, int) and nanosecond:
+        return f"{value.isoformat()}[{type(value).__name__}, ns={nanosecond}]"
     if isinstance(value, (datetime.datetime, datetime.time)) and (_zone(value) or value.fold):
         # two zones of one offset today (Europe/Paris, Africa/Lagos) are two values: the zone's name kept
         return value.isoformat() + (f"[{_zone(value)}]" if _zone(value) else "") + ("[fold=1]" if value.fold else "")
