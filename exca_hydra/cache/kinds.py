@@ -7,6 +7,7 @@ import collections.abc as abc
 import datetime
 import decimal
 import enum
+import functools
 import json
 import re
 import sys
@@ -84,15 +85,20 @@ def _key_letters(key: str) -> str:
 def is_secret(key: tp.Any, value: tp.Any, parent: tp.Any = None) -> bool:
     """A plain dict config's value that is a secret: its key (alone or after its parent's) says
     so, or it is a text holding a password."""
-    if isinstance(key, str):
-        name = _key_letters(key)
-        if SECRET_KEY.search(name) or (isinstance(parent, str) and SECRET_KEY.search(_key_letters(parent) + name)):
-            return True
+    if isinstance(key, str) and _secret_name(key, parent if isinstance(parent, str) else None):
+        return True
     return is_secret_text(value)
 
 
+@functools.lru_cache(maxsize=4096)  # a sweep's configs share their keys
+def _secret_name(key: str, parent: str | None) -> bool:
+    name = _key_letters(key)
+    return bool(SECRET_KEY.search(name) or (parent is not None and SECRET_KEY.search(_key_letters(parent) + name)))
+
+
 def is_secret_text(value: tp.Any) -> bool:
-    return isinstance(value, str) and _TEXT_SECRET.search(value) is not None
+    # (every pattern needs an "@" or an "=": most texts are not searched at all)
+    return isinstance(value, str) and ("@" in value or "=" in value) and _TEXT_SECRET.search(value) is not None
 
 
 _SECRETS = tuple(getattr(pydantic, name) for name in ("SecretStr", "SecretBytes", "Secret") if hasattr(pydantic, name))
