@@ -35,10 +35,10 @@ class Slow(pydantic.BaseModel):
     def run(self) -> float:
         time.sleep(self.secs)
         return self.secs
-def make(cluster):
-    return Slow(infra={"folder": sys.argv[1], "cluster": None if cluster == "none" else cluster})
+def make(cluster, folder=None):
+    return Slow(infra={"folder": folder, "cluster": None if cluster == "none" else cluster})
 if __name__ == "__main__":
-    task = make(sys.argv[2])
+    task = make(sys.argv[2], sys.argv[1])
     print("status", task.infra.status(), flush=True)
     print("result", task.run(), flush=True)
 """
@@ -72,8 +72,8 @@ def test_a_folder_planted_by_another_user_is_refused_at_once_not_waited_for(tmp_
     pid 1: run() waited forever, for cluster=None too."""
     script, slow = _task(tmp_path)
     cache = tmp_path / "cache"
-    task = slow.make(cluster)
-    entry = task.infra.clone_obj({"infra.folder": str(cache)}).infra.uid_folder()
+    task = slow.make(cluster, str(cache))
+    entry = task.infra.uid_folder()
     entry.mkdir(parents=True)
     (entry / "job.json").write_text(json.dumps(_pid1_ref(entry)))
     _chown_tree(cache, OTHER)
